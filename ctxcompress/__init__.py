@@ -1,0 +1,76 @@
+"""ctxcompress: shrink retrieved context to a token budget while keeping what answers the question.
+
+Methods (all training-free): ``llmlingua``, ``longllmlingua``, ``cpc``, ``tcra-summary``, ``tcra-semantic``,
+``llmlingua2``. Budgets are counted in the target LLM's tokenizer (default ``cl100k_base``).
+
+Example:
+    >>> from ctxcompress import compress
+    >>> result = compress(documents, question="who wrote it?", rate=0.25)
+    >>> result.prompt, result.ratio
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
+from ctxcompress.compressor import Compressor
+from ctxcompress.errors import (
+    CompressionTimeout,
+    CtxCompressError,
+    InvalidInput,
+    ModelError,
+    Overloaded,
+    PayloadTooLarge,
+    UnknownModel,
+)
+from ctxcompress.recovery import recover
+from ctxcompress.types import Budget, CompressionRequest, CompressionResult, KeptDocument
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Budget",
+    "CompressionRequest",
+    "CompressionResult",
+    "CompressionTimeout",
+    "Compressor",
+    "CtxCompressError",
+    "InvalidInput",
+    "KeptDocument",
+    "ModelError",
+    "Overloaded",
+    "PayloadTooLarge",
+    "UnknownModel",
+    "compress",
+    "recover",
+]
+
+_DEFAULT_COMPRESSOR: Compressor | None = None
+
+
+def compress(
+    documents: list[str],
+    question: str | None = None,
+    *,
+    method: str = "longllmlingua",
+    rate: float | None = None,
+    max_tokens: int | None = None,
+    instruction: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> CompressionResult:
+    """Compress ``documents`` to ``rate`` (default 0.5) or ``max_tokens`` with a process-wide Compressor."""
+    global _DEFAULT_COMPRESSOR
+    if _DEFAULT_COMPRESSOR is None:
+        _DEFAULT_COMPRESSOR = Compressor()
+    budget = {"max_tokens": max_tokens} if max_tokens is not None else {"rate": rate if rate is not None else 0.5}
+    return _DEFAULT_COMPRESSOR.compress(
+        {
+            "method": method,
+            "documents": documents,
+            "question": question,
+            "instruction": instruction,
+            "budget": budget,
+            "options": options or {},
+        }
+    )

@@ -1,0 +1,1 @@
+"""CLI subcommands of the core library (each: ``configure(parser)`` and ``run(args)``)."""

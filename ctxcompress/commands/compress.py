@@ -1,0 +1,40 @@
+"""``ctxcompress compress``: read one request (or a JSON list of requests) and print the result JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ctxcompress.errors import CtxCompressError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", "-i", help="request JSON file (default: stdin); a list compresses a batch")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--prompt-only", action="store_true", help="print only the compressed prompt")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctxcompress import Compressor
+
+    raw = open(args.input, encoding="utf-8").read() if args.input else sys.stdin.read()
+    try:
+        payload = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        print(json.dumps({"error": {"type": "InvalidInput", "message": f"request is not JSON: {exc}"}}))
+        return 2
+    compressor = Compressor(device=args.device)
+    try:
+        if isinstance(payload, list):
+            results = compressor.compress_batch(payload)
+            out = [r.model_dump() for r in results]  # type: ignore[union-attr]
+        else:
+            result = compressor.compress(payload)
+            out = result.prompt if args.prompt_only else result.model_dump()
+    except CtxCompressError as exc:
+        error = {"type": type(exc).__name__, "message": exc.message, "field": exc.field}
+        print(json.dumps({"error": error}), file=sys.stdout)
+        return 2
+    print(out if isinstance(out, str) else json.dumps(out, ensure_ascii=False, indent=2))
+    return 0

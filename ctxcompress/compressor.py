@@ -1,0 +1,127 @@
+"""Compressor: the library's entry point. Validates requests, skips those within budget, and hands each
+method the whole batch of its requests at once (so the engines can batch across requests)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from ctxcompress.errors import CtxCompressError, InvalidInput, PayloadTooLarge
+from ctxcompress.methods.base import CompressionMethod, method_class, method_names
+from ctxcompress.models import ModelRegistry
+from ctxcompress.pool import ModelPool
+from ctxcompress.prompting import PreparedRequest, prepare
+from ctxcompress.types import CompressionRequest, CompressionResult
+
+__all__ = ["Compressor", "RequestLike"]
+
+RequestLike = CompressionRequest | dict[str, Any]
+
+
+def _as_request(item: RequestLike) -> CompressionRequest:
+    if isinstance(item, CompressionRequest):
+        return item
+    from pydantic import ValidationError
+
+    try:
+        return CompressionRequest.model_validate(item)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid request field {where!r}: {first['msg']}", field=where) from exc
+
+
+class Compressor:
+    """Compresses requests with any registered method; reuse one instance (it owns the loaded models).
+
+    Args:
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        registry: model names → folders (default: embedded models + ``$CTXCOMPRESS_MODELS``).
+        pool: share loaded models with another Compressor.
+        max_input_tokens: larger requests are refused with PayloadTooLarge.
+        max_batch_tokens: padded-token cap per forward pass.
+
+    Example:
+        >>> compressor = Compressor()
+        >>> result = compressor.compress({"documents": docs, "question": q, "budget": {"rate": 0.25}})
+    """
+
+    def __init__(
+        self,
+        *,
+        device: str = "auto",
+        registry: ModelRegistry | None = None,
+        pool: ModelPool | None = None,
+        max_input_tokens: int = 200_000,
+        max_batch_tokens: int | None = None,
+    ) -> None:
+        self.pool = pool or ModelPool(registry, device=device, max_batch_tokens=max_batch_tokens)
+        self.max_input_tokens = max_input_tokens
+        self._methods: dict[str, CompressionMethod] = {}
+
+    @staticmethod
+    def methods() -> list[str]:
+        return method_names()
+
+    def method(self, name: str) -> CompressionMethod:
+        if name not in self._methods:
+            self._methods[name] = method_class(name)(self.pool)
+        return self._methods[name]
+
+    def prepare(self, request: RequestLike) -> PreparedRequest:
+        """Validate one request (raises :class:`CtxCompressError` subclasses)."""
+        parsed = _as_request(request)
+        method = self.method(parsed.method)
+        prepared = prepare(parsed, method.options_model)
+        if prepared.origin_tokens > self.max_input_tokens:
+            raise PayloadTooLarge(
+                f"input has {prepared.origin_tokens} tokens; the limit is {self.max_input_tokens}",
+                field="documents",
+            )
+        method.validate(prepared)
+        return prepared
+
+    def compress(self, request: RequestLike) -> CompressionResult:
+        result = self.compress_batch([request], return_exceptions=False)[0]
+        assert isinstance(result, CompressionResult)
+        return result
+
+    def compress_batch(
+        self, requests: Sequence[RequestLike], *, return_exceptions: bool = False
+    ) -> list[CompressionResult | CtxCompressError]:
+        """Compress many requests together (the throughput path).
+
+        With ``return_exceptions`` a failing request yields its error in place of a result and the others
+        still run; otherwise the first error is raised.
+        """
+        outputs: list[CompressionResult | CtxCompressError | None] = [None] * len(requests)
+        by_method: dict[str, list[tuple[int, PreparedRequest]]] = defaultdict(list)
+        for i, item in enumerate(requests):
+            try:
+                prepared = self.prepare(item)
+            except CtxCompressError as exc:
+                if not return_exceptions:
+                    raise
+                outputs[i] = exc
+                continue
+            if prepared.fits_uncompressed():
+                outputs[i] = prepared.unchanged()
+            else:
+                by_method[prepared.request.method].append((i, prepared))
+        for name, members in by_method.items():
+            started = time.perf_counter()
+            try:
+                results = self.method(name).compress_batch([p for _, p in members])
+            except CtxCompressError as exc:
+                if not return_exceptions:
+                    raise
+                for i, _ in members:
+                    outputs[i] = exc
+                continue
+            batch_ms = round((time.perf_counter() - started) * 1000, 2)
+            for (i, _), result in zip(members, results, strict=True):
+                timings = {**result.timings_ms, "batch": batch_ms, "batch_size": float(len(members))}
+                outputs[i] = result.model_copy(update={"timings_ms": timings})
+        return [o for o in outputs if o is not None]

@@ -1,0 +1,431 @@
+"""CausalLMScorer: per-token negative log-likelihood (NLL) from a small causal LM, in batches.
+
+What it computes:
+
+* ``token_nll(sequences, prefix)``: ``-log p(x_t | prefix, x_<t)`` for every token of every sequence. A shared
+  prefix (e.g. the question, for LongLLMLingua's question-conditioned scores) is run once and its KV cache is
+  reused by the whole batch.
+* ``iterative_nll(prompts, window, select)``: LLMLingua's iterative scoring. All prompts advance window by window
+  in lock-step; each step is one batched forward pass over the next window of every stream, attending to that
+  stream's KV cache of the tokens *kept so far*. After ``select`` chooses which window tokens survive, only their
+  keys/values are appended to the cache, so later windows are conditioned on the compressed prefix. Kept keys
+  retain their original rotary positions.
+
+How: sequences are bucketed by length into batches capped by padded tokens (``ctxcompress.batching``);
+attention masks are built here as 4-D additive masks, so cache slots freed by pruning are simply masked out;
+the vocabulary projection runs on chunks of hidden states and only the target token's log-probability is
+gathered (full-vocabulary fp32 logits for a whole batch never exist). On CUDA OOM a batch is split and retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ctxcompress.batching import plan_batches
+from ctxcompress.engines.device import default_dtype, is_oom, resolve_device
+from ctxcompress.errors import ModelError
+
+__all__ = ["CausalLMScorer", "IterativePrompt", "SelectFn"]
+
+# select(prompt_index, window_start, nll[n_streams, window_len]) -> keep mask[window_len]
+SelectFn = Callable[[int, int, np.ndarray], np.ndarray]
+
+
+@dataclass
+class IterativePrompt:
+    """A token stream to score iteratively, once per conditioning prefix (one scoring *stream* per prefix)."""
+
+    tokens: list[int]
+    prefixes: list[list[int]] = field(default_factory=list)
+
+
+@dataclass
+class _StreamState:
+    """Batched KV cache of a group of streams: per-layer (keys, values), a validity mask, next positions."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    valid: torch.Tensor  # [B, L] bool
+    kv_pos: torch.Tensor  # [B, L] rotary position of each cache slot
+    next_pos: torch.Tensor  # [B] rotary position of the next token
+    last_hidden: torch.Tensor  # [B, H] hidden state that predicts the next token
+
+
+class CausalLMScorer:
+    """Scores tokens with a causal LM. Load with :meth:`from_pretrained` or wrap a model with the constructor.
+
+    Args:
+        model: a ``*ForCausalLM`` transformers model (its base model and output embeddings are used).
+        tokenizer: its (fast) tokenizer.
+        max_batch_tokens: cap on padded tokens per forward pass.
+        head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
+        oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: object,
+        *,
+        max_batch_tokens: int = 8192,
+        head_chunk_tokens: int = 1024,
+        oom_token_cap: int | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.max_batch_tokens = max_batch_tokens
+        self.head_chunk_tokens = head_chunk_tokens
+        self.oom_token_cap = oom_token_cap
+        self._base = getattr(model, model.base_model_prefix)
+        self._head = model.get_output_embeddings()
+        self._softcap = getattr(self.config, "final_logit_softcapping", None)
+        self.max_positions = int(getattr(self.config, "max_position_embeddings", 8192) or 8192)
+        self._sliding_window = _sliding_window(self.config)
+        bos = getattr(tokenizer, "bos_token_id", None)
+        if bos is None:
+            bos = getattr(tokenizer, "eos_token_id", None)
+        self.bos_ids: list[int] = [] if bos is None else [int(bos)]
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else (bos if bos is not None else 0))
+        self.tokens_processed = 0  # forward-pass tokens (real, not padding), for throughput accounting
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: int | None) -> CausalLMScorer:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch_device = resolve_device(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir,
+                dtype=default_dtype(torch_device),
+                attn_implementation="sdpa",
+                trust_remote_code=False,
+                use_safetensors=True,
+            ).to(torch_device)
+        except Exception as exc:
+            raise ModelError(f"could not load causal LM from {model_dir}: {exc}") from exc
+        return cls(model, tokenizer, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # ------------------------------------------------------------------ tokenization
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` (no special tokens) and each token's character span."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+    # ------------------------------------------------------------------ plain scoring
+    @torch.inference_mode()
+    def token_nll(
+        self,
+        sequences: Sequence[Sequence[int]],
+        *,
+        prefix: Sequence[int] | None = None,
+        score_last: Sequence[int] | None = None,
+    ) -> list[np.ndarray]:
+        """NLL of each token given its predecessors and ``prefix`` (default: BOS). Returns float32 arrays.
+
+        With no prefix and no BOS token, the first token of each sequence has no prediction and gets NaN.
+        ``score_last[i]`` limits scoring to the last n tokens of sequence i (the others get NaN and skip the
+        vocabulary projection). Sequences longer than the model's context are scored in independent pieces.
+        """
+        prefix_ids = list(prefix) if prefix is not None else list(self.bos_ids)
+        if len(prefix_ids) >= self.max_positions // 2:
+            raise ModelError(f"prefix of {len(prefix_ids)} tokens exceeds half the model context")
+        piece_len = self.max_positions - len(prefix_ids)
+        pieces: list[tuple[int, int, list[int]]] = []  # (sequence index, start, ids)
+        first_scored: list[int] = []  # index inside the piece of its first scored token
+        for i, seq in enumerate(sequences):
+            scored_from = len(seq) - score_last[i] if score_last is not None else 0
+            for start in range(0, len(seq), piece_len):
+                pieces.append((i, start, list(seq[start : start + piece_len])))
+                first_scored.append(max(scored_from - start, 0))
+        results = [np.full(len(seq), np.nan, dtype=np.float32) for seq in sequences]
+        if not pieces:
+            return results
+        prefix_state = self._prefix_state(prefix_ids) if prefix_ids else None
+        budget = max(1, self.max_batch_tokens)
+        for batch in plan_batches([len(p[2]) for p in pieces], max_batch_tokens=budget):
+            seqs = [pieces[b][2] for b in batch]
+            for idx, nll in self._score_with_retry(seqs, [first_scored[b] for b in batch], prefix_state, batch):
+                seq_index, start, ids = pieces[idx]
+                results[seq_index][start : start + len(ids)] = nll
+        return results
+
+    def _score_with_retry(
+        self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None, ids: list[int]
+    ) -> list[tuple[int, np.ndarray]]:
+        try:
+            return list(zip(ids, self._score_batch(seqs, firsts, prefix_state), strict=True))
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            if len(seqs) == 1:
+                raise ModelError("out of memory scoring a single sequence; lower max_batch_tokens") from exc
+            _empty_cache(self.device)
+            half = len(seqs) // 2
+            return self._score_with_retry(
+                seqs[:half], firsts[:half], prefix_state, ids[:half]
+            ) + self._score_with_retry(seqs[half:], firsts[half:], prefix_state, ids[half:])
+
+    def _prefix_state(self, prefix_ids: list[int]) -> _StreamState:
+        return self._start_streams([prefix_ids])
+
+    def _score_batch(
+        self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None
+    ) -> list[np.ndarray]:
+        batch = len(seqs)
+        lengths = torch.tensor([len(s) for s in seqs], device=self.device)
+        width = int(lengths.max())
+        ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        ids = ids.to(self.device, non_blocking=True)
+        token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+        if prefix_state is not None:
+            state = _expand_state(prefix_state, batch)
+        else:
+            state = None
+        hidden, _ = self._forward(ids, token_valid, state)
+        # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0.
+        if state is not None:
+            predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
+            target_valid = token_valid
+        else:
+            predictors = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
+            target_valid = token_valid.clone()
+            target_valid[:, 0] = False
+        first = torch.tensor(firsts, device=self.device)
+        target_valid = target_valid & (torch.arange(width, device=self.device)[None, :] >= first[:, None])
+        nll = torch.full((batch, width), float("nan"), device=self.device, dtype=torch.float32)
+        nll[target_valid] = self._nll(predictors[target_valid], ids[target_valid])
+        nll_cpu = nll.cpu().numpy()
+        return [nll_cpu[row, : len(seq)] for row, seq in enumerate(seqs)]
+
+    # ------------------------------------------------------------------ iterative scoring
+    @torch.inference_mode()
+    def iterative_nll(self, prompts: Sequence[IterativePrompt], *, window: int, select: SelectFn) -> None:
+        """Score ``prompts`` window by window, conditioned on the tokens ``select`` keeps.
+
+        For each window of each prompt, ``select(prompt_index, window_start, nll)`` receives the NLL of the
+        window's tokens under each of the prompt's prefixes (shape ``[n_prefixes, window_len]``) and returns a
+        boolean keep mask; the kept tokens extend every stream's KV cache for the next window.
+        """
+        if window <= 0:
+            raise ValueError("window must be positive")
+        prompts = [p if p.prefixes else IterativePrompt(p.tokens, [list(self.bos_ids)]) for p in prompts]
+        for p in prompts:
+            if any(not prefix for prefix in p.prefixes):
+                raise ModelError("iterative scoring needs a non-empty prefix (the model has no BOS token)")
+        costs = [len(p.prefixes) * (len(p.tokens) + max(len(x) for x in p.prefixes)) for p in prompts]
+        for group in plan_batches(costs, max_batch_tokens=max(self.max_batch_tokens, 1)):
+            self._iterate_group_with_retry([prompts[i] for i in group], group, window, select)
+
+    def _iterate_group_with_retry(
+        self, prompts: list[IterativePrompt], ids: list[int], window: int, select: SelectFn
+    ) -> None:
+        try:
+            self._iterate_group(prompts, ids, window, select)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            if len(prompts) == 1:
+                raise ModelError("out of memory scoring a single prompt; lower max_batch_tokens") from exc
+            _empty_cache(self.device)
+            half = len(prompts) // 2
+            self._iterate_group_with_retry(prompts[:half], ids[:half], window, select)
+            self._iterate_group_with_retry(prompts[half:], ids[half:], window, select)
+
+    def _iterate_group(self, prompts: list[IterativePrompt], ids: list[int], window: int, select: SelectFn) -> None:
+        owners = [(p_i, s_i) for p_i, p in enumerate(prompts) for s_i in range(len(p.prefixes))]
+        state = self._start_streams([prompts[p].prefixes[s] for p, s in owners])
+        longest = max(len(p.tokens) for p in prompts)
+        for start in range(0, longest, window):
+            chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
+            width = max(len(c) for c in chunks)
+            lengths = torch.tensor([len(c) for c in chunks], device=self.device)
+            tokens = torch.full((len(owners), width), self.pad_id, dtype=torch.long)
+            for row, chunk in enumerate(chunks):
+                if chunk:
+                    tokens[row, : len(chunk)] = torch.tensor(chunk, dtype=torch.long)
+            tokens = tokens.to(self.device, non_blocking=True)
+            token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+            hidden, full_layers = self._forward(tokens, token_valid, state)
+            predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
+            nll = torch.full(tokens.shape, float("nan"), device=self.device, dtype=torch.float32)
+            nll[token_valid] = self._nll(predictors[token_valid], tokens[token_valid])
+            nll_cpu = nll.cpu().numpy()
+            keep = torch.zeros(tokens.shape, dtype=torch.bool)
+            row = 0
+            for p_i, prompt in enumerate(prompts):
+                n_streams = len(prompt.prefixes)
+                size = len(chunks[row])
+                if size:
+                    mask = np.asarray(select(ids[p_i], start, nll_cpu[row : row + n_streams, :size]), dtype=bool)
+                    if mask.shape != (size,):
+                        raise ValueError(f"select returned shape {mask.shape}, expected ({size},)")
+                    keep[row : row + n_streams, :size] = torch.from_numpy(mask)
+                row += n_streams
+            state = self._commit(state, full_layers, hidden, keep.to(self.device), lengths)
+
+    def _start_streams(self, prefixes: list[list[int]]) -> _StreamState:
+        """Run the prefixes and return a state whose cache holds all of them."""
+        batch = len(prefixes)
+        width = max(len(p) for p in prefixes)
+        tokens = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        for row, prefix in enumerate(prefixes):
+            tokens[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
+        tokens = tokens.to(self.device)
+        lengths = torch.tensor([len(p) for p in prefixes], device=self.device)
+        valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+        empty = _StreamState(
+            layers=[],
+            valid=torch.zeros((batch, 0), dtype=torch.bool, device=self.device),
+            kv_pos=torch.zeros((batch, 0), dtype=torch.long, device=self.device),
+            next_pos=torch.zeros(batch, dtype=torch.long, device=self.device),
+            last_hidden=torch.zeros((batch, self.config.hidden_size), dtype=self.dtype, device=self.device),
+        )
+        hidden, layers = self._forward(tokens, valid, empty)
+        return self._commit(empty, layers, hidden, valid, lengths)
+
+    def _commit(
+        self,
+        state: _StreamState,
+        full_layers: list[tuple[torch.Tensor, torch.Tensor]],
+        hidden: torch.Tensor,
+        keep: torch.Tensor,
+        lengths: torch.Tensor,
+    ) -> _StreamState:
+        """Append the kept window tokens' keys/values to each stream's cache (gather, no recomputation)."""
+        batch, width = keep.shape
+        old_len = state.valid.shape[1]
+        kept_counts = keep.sum(dim=1)
+        slots = int(kept_counts.max()) if batch else 0
+        if slots == 0:  # nothing kept anywhere: the cache is unchanged, positions move on
+            return _StreamState(
+                [(k[:, :, :old_len], v[:, :, :old_len]) for k, v in full_layers],
+                state.valid, state.kv_pos, state.next_pos + lengths, state.last_hidden,
+            )
+        # Stable order of kept positions first: sort by (not kept, position).
+        order = torch.argsort((~keep).to(torch.int8) * width + torch.arange(width, device=keep.device), dim=1)
+        index = order[:, :slots]  # [B, slots] window positions of kept tokens (padded with dropped ones)
+        slot_valid = torch.arange(slots, device=keep.device)[None, :] < kept_counts[:, None]
+        layers = []
+        for keys, values in full_layers:
+            gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3]) + old_len
+            layers.append(
+                (
+                    torch.cat([keys[:, :, :old_len], keys.gather(2, gather)], dim=2),
+                    torch.cat([values[:, :, :old_len], values.gather(2, gather)], dim=2),
+                )
+            )
+        window_pos = state.next_pos[:, None] + index
+        last_kept = torch.where(kept_counts > 0, (index * slot_valid).max(dim=1).values, 0)
+        new_last = hidden[torch.arange(batch, device=keep.device), last_kept]
+        last_hidden = torch.where((kept_counts > 0)[:, None], new_last, state.last_hidden)
+        return _StreamState(
+            layers=layers,
+            valid=torch.cat([state.valid, slot_valid], dim=1),
+            kv_pos=torch.cat([state.kv_pos, window_pos], dim=1),
+            next_pos=state.next_pos + lengths,
+            last_hidden=last_hidden,
+        )
+
+    # ------------------------------------------------------------------ model calls
+    def _forward(
+        self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One forward pass of ``tokens`` [B, W] after ``state``'s cache; returns hidden states and new layers."""
+        from transformers import DynamicCache
+
+        batch, width = tokens.shape
+        self._check_cap(batch * (width + (state.valid.shape[1] if state is not None else 0)))
+        next_pos = state.next_pos if state is not None else torch.zeros(batch, dtype=torch.long, device=self.device)
+        positions = next_pos[:, None] + torch.arange(width, device=self.device)[None, :]
+        if state is not None and state.layers:
+            cache = DynamicCache(ddp_cache_data=state.layers)
+            kv_valid = torch.cat([state.valid, token_valid], dim=1)
+            kv_pos = torch.cat([state.kv_pos, positions], dim=1)
+        else:
+            cache = DynamicCache()
+            kv_valid, kv_pos = token_valid, positions
+        old_len = kv_valid.shape[1] - width
+        # Causal over physical cache slots; masked where a slot is padding or was pruned.
+        slot = torch.arange(kv_valid.shape[1], device=self.device)
+        causal = slot[None, :] <= (old_len + torch.arange(width, device=self.device))[:, None]
+        allowed = causal[None, :, :] & kv_valid[:, None, :]
+        allowed = allowed | _diagonal(batch, width, old_len, self.device)  # padded queries see themselves
+        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, self.dtype)
+        if self._sliding_window is not None:
+            near = (positions[:, :, None] - kv_pos[:, None, :]) < self._sliding_window
+            mask = {"full_attention": mask, "sliding_attention": _additive(allowed & near, self.dtype)}
+        out = self._base(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        self.tokens_processed += int(token_valid.sum())
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return out.last_hidden_state, layers
+
+    def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``-log softmax(head(h))[target]`` computed over chunks of rows, in fp32."""
+        out = torch.empty(targets.shape[0], dtype=torch.float32, device=self.device)
+        for start in range(0, targets.shape[0], self.head_chunk_tokens):
+            stop = start + self.head_chunk_tokens
+            logits = self._head(predictors[start:stop]).float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            target_logit = logits.gather(1, targets[start:stop, None])[:, 0]
+            out[start:stop] = torch.logsumexp(logits, dim=-1) - target_logit
+        return out
+
+    def _check_cap(self, tokens: int) -> None:
+        if self.oom_token_cap is not None and tokens > self.oom_token_cap:
+            raise torch.OutOfMemoryError(f"simulated out of memory: {tokens} tokens > cap {self.oom_token_cap}")
+
+
+def _sliding_window(config: object) -> int | None:
+    layer_types = getattr(config, "layer_types", None) or []
+    if "sliding_attention" in layer_types:
+        return int(getattr(config, "sliding_window", 0) or 0) or None
+    return None
+
+
+def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> torch.Tensor:
+    eye = torch.zeros((width, old_len + width), dtype=torch.bool, device=device)
+    eye[:, old_len:] = torch.eye(width, dtype=torch.bool, device=device)
+    return eye[None].expand(batch, -1, -1)
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, Q, K] bool → [B, 1, Q, K] additive mask (0 where allowed, dtype-min elsewhere)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+def _expand_state(state: _StreamState, batch: int) -> _StreamState:
+    return _StreamState(
+        layers=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in state.layers],
+        valid=state.valid.expand(batch, -1),
+        kv_pos=state.kv_pos.expand(batch, -1),
+        next_pos=state.next_pos.expand(batch),
+        last_hidden=state.last_hidden.expand(batch, -1),
+    )
+
+
+def _empty_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -1,0 +1,68 @@
+"""Errors raised by ctxcompress; each maps to exactly one HTTP status in the service.
+
+Hierarchy::
+
+    CtxCompressError
+    ├── InvalidInput          bad request content (empty documents, unknown method/option, budget too small)  → 422
+    │   └── PayloadTooLarge   input exceeds a configured size limit                                          → 413
+    ├── UnknownModel          a model name that is not configured                                             → 422
+    ├── ModelError            a configured model failed to load or run                                        → 500
+    ├── Overloaded            the engine's queue is full; retry later                                         → 429
+    └── CompressionTimeout    the request did not finish within its deadline                                  → 504
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CtxCompressError",
+    "InvalidInput",
+    "PayloadTooLarge",
+    "UnknownModel",
+    "ModelError",
+    "Overloaded",
+    "CompressionTimeout",
+]
+
+
+class CtxCompressError(Exception):
+    """Base class. ``field`` names the request field at fault, when there is one."""
+
+    http_status: int = 500
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidInput(CtxCompressError):
+    http_status = 422
+
+
+class PayloadTooLarge(InvalidInput):
+    http_status = 413
+
+
+class UnknownModel(CtxCompressError):
+    http_status = 422
+
+    def __init__(self, name: str, *, known: list[str], field: str | None = None) -> None:
+        super().__init__(f"unknown model {name!r}; configured models: {', '.join(sorted(known))}", field=field)
+        self.name = name
+        self.known = known
+
+
+class ModelError(CtxCompressError):
+    http_status = 500
+
+
+class Overloaded(CtxCompressError):
+    http_status = 429
+
+    def __init__(self, message: str = "server overloaded", *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CompressionTimeout(CtxCompressError):
+    http_status = 504

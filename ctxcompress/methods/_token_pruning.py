@@ -1,0 +1,188 @@
+"""Token-level pruning shared by LLMLingua and LongLLMLingua.
+
+Algorithm (LLMLingua's iterative token-level compression, Jiang et al. 2023, §3.3):
+
+1. The kept documents are tokenized with the scoring model's tokenizer and concatenated into one stream.
+2. The stream is scored window by window (``CausalLMScorer.iterative_nll``): each window's tokens get their
+   surprisal ``-log p(x_i | compressed prefix)``; inside the window every document keeps its planned share of
+   tokens (highest score first) and only those tokens condition the next window. With a question, LongLLMLingua
+   (Jiang et al. 2024, §4.2) scores each token contrastively: surprisal without the question minus surprisal with
+   the question in front, so tokens the question makes predictable rank high.
+3. Budget calibration: the planned per-document rates are in scorer tokens, but the budget is in the *target*
+   tokenizer. A binary search scales all rates by one factor until the assembled prompt's target-token count is
+   the largest not above the budget. Selection is over *units* (tokens merged so no multi-byte character is
+   split), and units overlapping protected spans are always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt
+from ctxcompress.prompting import SEPARATOR, PreparedRequest
+from ctxcompress.text.protect import protected_spans
+from ctxcompress.types import KeptDocument
+
+__all__ = ["PrunableDocument", "PruningPlan", "build_plan", "score_plans", "select_to_budget"]
+
+
+@dataclass
+class PrunableDocument:
+    """One document split into units (token groups that decode to whole characters)."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    token_unit: np.ndarray  # unit index of each token
+    unit_spans: list[tuple[int, int]]
+    unit_forced: np.ndarray  # bool per unit
+    rate: float  # planned share of units to keep
+
+    @property
+    def n_units(self) -> int:
+        return len(self.unit_spans)
+
+    def text_of(self, keep_units: np.ndarray) -> str:
+        return "".join(self.text[s:e] for (s, e), k in zip(self.unit_spans, keep_units, strict=True) if k)
+
+
+@dataclass
+class PruningPlan:
+    """Documents of one request in output order, concatenated into the scoring stream."""
+
+    documents: list[PrunableDocument]
+    stream: list[int]
+    stream_doc: np.ndarray  # document position (in ``documents``) of each stream token, -1 for separators
+    stream_offset: np.ndarray  # token index inside its document
+    token_scores: list[np.ndarray] = field(default_factory=list)  # per document, filled by scoring
+
+
+def _units(offsets: list[tuple[int, int]], text_len: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Merge tokens whose character spans overlap (a multi-byte character split across byte tokens)."""
+    token_unit = np.zeros(len(offsets), dtype=np.int64)
+    starts: list[int] = []
+    reach = -1
+    for i, (start, end) in enumerate(offsets):
+        if not starts or start >= reach:
+            starts.append(start if starts else 0)
+        token_unit[i] = len(starts) - 1
+        reach = max(reach, end)
+    bounds = starts + [text_len]
+    return token_unit, [(bounds[u], bounds[u + 1]) for u in range(len(starts))]
+
+
+def build_document(
+    scorer: CausalLMScorer, index: int, text: str, rate: float, *, protect: list[str], force_tokens: list[str]
+) -> PrunableDocument:
+    ids, offsets = scorer.encode(text)
+    token_unit, unit_spans = _units(offsets, len(text))
+    forced = np.zeros(len(unit_spans), dtype=bool)
+    spans = protected_spans(text, kinds=protect, force_tokens=force_tokens)
+    if spans:
+        starts = np.array([s for s, _ in unit_spans])
+        ends = np.array([e for _, e in unit_spans])
+        for p_start, p_end in spans:
+            forced |= (starts < p_end) & (ends > p_start) & (ends > starts)
+    return PrunableDocument(index, text, ids, token_unit, unit_spans, forced, min(max(rate, 0.0), 1.0))
+
+
+def build_plan(scorer: CausalLMScorer, documents: list[PrunableDocument]) -> PruningPlan:
+    separator, _ = scorer.encode(SEPARATOR)
+    stream: list[int] = []
+    stream_doc: list[int] = []
+    stream_offset: list[int] = []
+    for position, doc in enumerate(documents):
+        if position:
+            stream += separator
+            stream_doc += [-1] * len(separator)
+            stream_offset += [0] * len(separator)
+        stream += doc.token_ids
+        stream_doc += [position] * len(doc.token_ids)
+        stream_offset += list(range(len(doc.token_ids)))
+    return PruningPlan(documents, stream, np.array(stream_doc), np.array(stream_offset))
+
+
+def score_plans(
+    scorer: CausalLMScorer,
+    plans: list[PruningPlan],
+    prefixes: list[list[list[int]]],
+    *,
+    window: int,
+    contrastive: bool,
+) -> None:
+    """Fill ``plan.token_scores`` by iterative scoring of all plans in lock-step (one batch per step).
+
+    ``prefixes[i]`` are plan i's conditioning prefixes: one for plain surprisal, two (without, with the
+    question) for contrastive scores.
+    """
+    for plan in plans:
+        plan.token_scores = [np.zeros(len(d.token_ids), dtype=np.float32) for d in plan.documents]
+    carries = [np.zeros(len(plan.documents)) for plan in plans]
+
+    def select(prompt_index: int, start: int, nll: np.ndarray) -> np.ndarray:
+        plan = plans[prompt_index]
+        width = nll.shape[1]
+        score = nll[0] - nll[1] if contrastive else nll[0]
+        score = np.where(np.isnan(score), np.inf, score)  # unscorable tokens are kept
+        docs = plan.stream_doc[start : start + width]
+        offsets = plan.stream_offset[start : start + width]
+        keep = docs < 0  # separators always stay
+        for position in np.unique(docs[docs >= 0]):
+            doc = plan.documents[position]
+            here = np.flatnonzero(docs == position)
+            plan.token_scores[position][offsets[here]] = score[here]
+            forced = doc.unit_forced[doc.token_unit[offsets[here]]]
+            wanted = doc.rate * len(here) + carries[prompt_index][position]
+            quota = int(np.floor(wanted))
+            carries[prompt_index][position] = wanted - quota
+            keep[here[forced]] = True
+            free = here[~forced]
+            take = max(quota - int(forced.sum()), 0)
+            if take and len(free):
+                best = free[np.argsort(-score[free], kind="stable")[:take]]
+                keep[best] = True
+        return keep
+
+    prompts = [IterativePrompt(plan.stream, p) for plan, p in zip(plans, prefixes, strict=True)]
+    scorer.iterative_nll(prompts, window=window, select=select)
+
+
+def _unit_scores(doc: PrunableDocument, token_scores: np.ndarray) -> np.ndarray:
+    scores = np.full(doc.n_units, -np.inf, dtype=np.float64)
+    np.maximum.at(scores, doc.token_unit, token_scores.astype(np.float64))
+    return scores
+
+
+def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptDocument]:
+    """Keep each document's highest-scoring units so the assembled prompt meets the target-token budget."""
+    docs = plan.documents
+    orders = []
+    for doc, token_scores in zip(docs, plan.token_scores, strict=True):
+        scores = _unit_scores(doc, token_scores)
+        scores[doc.unit_forced] = np.inf
+        orders.append(np.argsort(-scores, kind="stable"))
+
+    def texts_at(alpha: float) -> list[str]:
+        texts = []
+        for doc, order in zip(docs, orders, strict=True):
+            count = min(doc.n_units, int(round(alpha * doc.rate * doc.n_units)))
+            count = max(count, int(doc.unit_forced.sum()))
+            keep = np.zeros(doc.n_units, dtype=bool)
+            keep[order[:count]] = True
+            texts.append(doc.text_of(keep))
+        return texts
+
+    budget = prepared.target_tokens
+    low, high = 0.0, max(1.0 / max(d.rate, 1e-6) for d in docs) if docs else 1.0
+    best = texts_at(low)
+    if prepared.count_prompt(best) <= budget:
+        for _ in range(30):
+            mid = (low + high) / 2
+            candidate = texts_at(mid)
+            if prepared.count_prompt(candidate) <= budget:
+                low, best = mid, candidate
+            else:
+                high = mid
+    return [KeptDocument(index=doc.index, text=text) for doc, text in zip(docs, best, strict=True)]

@@ -1,0 +1,71 @@
+"""The method interface and the registry that maps method names to classes.
+
+A method turns a batch of prepared requests into results. Methods call engines (scorer, encoder, generator,
+classifier) from the :class:`~ctxcompress.pool.ModelPool`; they never call a model directly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ctxcompress.errors import InvalidInput
+from ctxcompress.pool import ModelPool
+from ctxcompress.prompting import PreparedRequest
+from ctxcompress.types import CompressionResult
+
+__all__ = ["BaseOptions", "CompressionMethod", "register_method", "method_class", "method_names"]
+
+
+class BaseOptions(BaseModel):
+    """Options every method accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_tokenizer: str = "cl100k_base"
+    """tiktoken encoding that defines the budget (what the downstream LLM counts)."""
+
+
+class CompressionMethod(ABC):
+    """A compression algorithm. Subclasses set ``name``, ``options_model`` and implement ``compress_batch``."""
+
+    name: ClassVar[str]
+    options_model: ClassVar[type[BaseOptions]] = BaseOptions
+    needs_question: ClassVar[bool] = False
+    summary: ClassVar[str] = ""
+
+    def __init__(self, pool: ModelPool) -> None:
+        self.pool = pool
+
+    def validate(self, prepared: PreparedRequest) -> None:
+        """Method-specific checks beyond the options model (raise InvalidInput)."""
+        if self.needs_question and not (prepared.request.question or "").strip():
+            raise InvalidInput(f"method {self.name!r} needs a question", field="question")
+
+    @abstractmethod
+    def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        """Compress every request (all need compression: none fits its budget already)."""
+
+
+_REGISTRY: dict[str, type[CompressionMethod]] = {}
+
+
+def register_method(cls: type[CompressionMethod]) -> type[CompressionMethod]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def method_class(name: str) -> type[CompressionMethod]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InvalidInput(
+            f"unknown method {name!r}; valid methods: {', '.join(method_names())}", field="method"
+        ) from None

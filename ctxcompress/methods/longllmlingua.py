@@ -1,0 +1,154 @@
+"""LongLLMLingua (Jiang et al., ACL 2024, arXiv:2310.06839): question-aware coarse-to-fine compression.
+
+1. Question-aware coarse ranking: each document d is scored by the mean NLL of
+   ``question + restrictive statement`` given d, i.e. ``-log p(x_que, x_restrict | d)`` (lower = d makes the
+   question more likely = more relevant). Documents are kept in rank order until they hold the context
+   budget plus ``coarse_slack_tokens``.
+2. Document reordering: kept documents are output best-first (``reorder="sort"``), against "lost in the middle",
+   or in their original order.
+3. Dynamic compression ratio: the kept document at rank r of K gets rate ``tau + delta * (1 - 2r/(K-1))``
+   (clipped to [0, 1]), where ``tau`` is the uniform rate that meets the budget and ``delta`` is
+   ``dynamic_ratio``; better-ranked documents keep more tokens.
+4. Question-aware fine compression: iterative token pruning with contrastive scores, surprisal without the
+   question minus surprisal with the question in front (see ``_token_pruning``).
+5. Subsequence recovery of an LLM response against the original prompt is ``ctxcompress.recover``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ctxcompress.engines.scorer import CausalLMScorer
+from ctxcompress.methods._token_pruning import build_document, build_plan, score_plans, select_to_budget
+from ctxcompress.methods.base import CompressionMethod, register_method
+from ctxcompress.methods.llmlingua import (
+    LLMLinguaOptions,
+    conditioning_prefix,
+    group_by_scorer,
+    keep_until_budget,
+)
+from ctxcompress.prompting import SEPARATOR, PreparedRequest
+from ctxcompress.types import CompressionResult
+
+__all__ = ["LongLLMLingua", "LongLLMLinguaOptions", "rank_documents"]
+
+RESTRICTIVE_STATEMENT = "We can get the answer to this question in the given documents."
+
+
+class LongLLMLinguaOptions(LLMLinguaOptions):
+    dynamic_ratio: float = Field(default=0.3, ge=0.0, le=1.0)
+    """``delta``: rate spread between the best and the worst kept document."""
+    reorder: Literal["sort", "original"] = "sort"
+    """Output kept documents best-first (``sort``) or in input order."""
+    contrastive: bool = True
+    """Token scores conditioned on the question (contrastive); False = plain surprisal."""
+    restrictive_statement: str = RESTRICTIVE_STATEMENT
+    """Appended to the question in the coarse ranking score."""
+    rank_doc_tokens: int = Field(default=1024, ge=16)
+    """Documents are truncated to this many scorer tokens for ranking."""
+
+
+def rank_documents(
+    scorer: CausalLMScorer,
+    documents: list[list[str]],
+    questions: list[str],
+    *,
+    restrictive_statement: str = RESTRICTIVE_STATEMENT,
+    max_doc_tokens: int = 1024,
+) -> list[np.ndarray]:
+    """Per request, the mean NLL of question + statement given each document (one batched pass for all)."""
+    sequences, owners = [], []
+    for r, (docs, question) in enumerate(zip(documents, questions, strict=True)):
+        continuation, _ = scorer.encode(SEPARATOR + question.strip() + " " + restrictive_statement)
+        for d, text in enumerate(docs):
+            doc_ids, _ = scorer.encode(text)
+            sequences.append(doc_ids[:max_doc_tokens] + continuation)
+            owners.append((r, d, len(continuation)))
+    nll = scorer.token_nll(sequences, score_last=[n for _, _, n in owners])
+    scores = [np.zeros(len(docs)) for docs in documents]
+    for (r, d, n_cont), values in zip(owners, nll, strict=True):
+        scores[r][d] = float(np.nanmean(values[-n_cont:]))
+    return scores
+
+
+def dynamic_rates(base_rate: float, count: int, delta: float) -> list[float]:
+    if count == 1:
+        return [min(base_rate, 1.0)]
+    return [min(max(base_rate + delta * (1 - 2 * r / (count - 1)), 0.0), 1.0) for r in range(count)]
+
+
+@register_method
+class LongLLMLingua(CompressionMethod):
+    name = "longllmlingua"
+    options_model = LongLLMLinguaOptions
+    needs_question = True
+    summary = "Question-aware document ranking + contrastive iterative token pruning (needs a question)."
+
+    def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        results: list[CompressionResult | None] = [None] * len(requests)
+        for scorer_name, members in group_by_scorer(requests).items():
+            scorer = self.pool.scorer(scorer_name, field="options.scorer")
+            for i, result in zip(members, self._run(scorer, [requests[i] for i in members]), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _run(self, scorer: CausalLMScorer, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        started = time.perf_counter()
+        opts0: LongLLMLinguaOptions = requests[0].options
+        indices = [p.nonempty_indices for p in requests]
+        scores = rank_documents(
+            scorer,
+            [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)],
+            [p.request.question or "" for p in requests],
+            restrictive_statement=opts0.restrictive_statement,
+            max_doc_tokens=opts0.rank_doc_tokens,
+        )
+        coarse_ms = (time.perf_counter() - started) * 1000
+        plans, prefixes, rankings = [], [], []
+        for prepared, idx, doc_scores in zip(requests, indices, scores, strict=True):
+            opts: LongLLMLinguaOptions = prepared.options
+            ranking = [idx[j] for j in np.argsort(doc_scores, kind="stable")]
+            doc_tokens = [prepared.target.count(d) if d.strip() else 0 for d in prepared.documents]
+            budget = prepared.context_budget()
+            kept = (
+                keep_until_budget(ranking, doc_tokens, budget + opts.coarse_slack_tokens) if opts.coarse else ranking
+            )
+            base_rate = min(1.0, budget / max(sum(doc_tokens[i] for i in kept), 1))
+            rates = dict(zip(kept, dynamic_rates(base_rate, len(kept), opts.dynamic_ratio), strict=True))
+            order = kept if opts.reorder == "sort" else sorted(kept)
+            documents = [
+                build_document(scorer, i, prepared.documents[i], rates[i],
+                               protect=list(opts.protect), force_tokens=list(opts.force_tokens))
+                for i in order
+            ]
+            plans.append(build_plan(scorer, documents))
+            question_prefix = conditioning_prefix(scorer, prepared.request.question)
+            plain_prefix = conditioning_prefix(scorer, prepared.request.instruction)
+            prefixes.append([plain_prefix, question_prefix] if opts.contrastive else [plain_prefix])
+            rankings.append(ranking)
+        fine_started = time.perf_counter()
+        window = min(p.options.window for p in requests)
+        # Requests disagreeing on `contrastive` are scored in two passes.
+        results: list[CompressionResult | None] = [None] * len(requests)
+        for contrastive in (True, False):
+            members = [i for i, p in enumerate(requests) if p.options.contrastive is contrastive]
+            if members:
+                score_plans(scorer, [plans[i] for i in members], [prefixes[i] for i in members],
+                            window=window, contrastive=contrastive)
+        for i, (prepared, plan, ranking) in enumerate(zip(requests, plans, rankings, strict=True)):
+            kept_docs = select_to_budget(prepared, plan)
+            elapsed = time.perf_counter()
+            results[i] = prepared.result(
+                kept_docs,
+                ranking=ranking,
+                timings_ms={
+                    "coarse": round(coarse_ms, 2),
+                    "fine": round((elapsed - fine_started) * 1000, 2),
+                    "total": round((elapsed - started) * 1000, 2),
+                },
+            )
+        return [r for r in results if r is not None]

@@ -1,0 +1,134 @@
+"""Request preparation shared by every method: validation, prompt assembly, token budget.
+
+The prompt an LLM receives is ``instruction``, the documents and ``question`` joined by blank lines. The budget
+covers that whole prompt in the target tokenizer; instruction and question are never compressed, so what the
+context may use is the budget minus their tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ctxcompress.errors import InvalidInput
+from ctxcompress.text.tokens import TargetTokenizer, get_target_tokenizer
+from ctxcompress.types import CompressionRequest, CompressionResult, KeptDocument
+
+__all__ = ["PreparedRequest", "assemble_prompt", "parse_options", "prepare", "SEPARATOR"]
+
+SEPARATOR = "\n\n"
+
+
+def assemble_prompt(instruction: str | None, documents: list[str], question: str | None) -> str:
+    """Instruction, documents and question joined by blank lines (empty parts left out)."""
+    parts = [instruction or "", SEPARATOR.join(d for d in documents if d.strip()), question or ""]
+    return SEPARATOR.join(p for p in parts if p.strip())
+
+
+def parse_options(model: type[BaseModel], options: dict[str, Any], method: str) -> BaseModel:
+    """Validate ``options`` against a method's options model; unknown names list the valid ones."""
+    valid = sorted(model.model_fields)
+    for key in options:
+        if key not in model.model_fields:
+            raise InvalidInput(
+                f"unknown option {key!r} for method {method!r}; valid options: {', '.join(valid)}",
+                field=f"options.{key}",
+            )
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"invalid option {where!r}: {first['msg']}", field=f"options.{where}") from exc
+
+
+@dataclass
+class PreparedRequest:
+    """A validated request with its token accounting in the target tokenizer."""
+
+    request: CompressionRequest
+    options: Any
+    target: TargetTokenizer
+    documents: list[str]  # the request's documents; empty/whitespace ones are never kept
+    origin_prompt: str
+    origin_tokens: int
+    target_tokens: int
+    fixed_tokens: int  # instruction + question + separators
+
+    @property
+    def nonempty_indices(self) -> list[int]:
+        return [i for i, d in enumerate(self.documents) if d.strip()]
+
+    def context_budget(self) -> int:
+        return self.target_tokens - self.fixed_tokens
+
+    def prompt_for(self, texts: list[str]) -> str:
+        return assemble_prompt(self.request.instruction, texts, self.request.question)
+
+    def count_prompt(self, texts: list[str]) -> int:
+        return self.target.count(self.prompt_for(texts))
+
+    def fits_uncompressed(self) -> bool:
+        return self.origin_tokens <= self.target_tokens
+
+    def result(
+        self,
+        kept: list[KeptDocument],
+        *,
+        ranking: list[int] | None = None,
+        timings_ms: dict[str, float] | None = None,
+    ) -> CompressionResult:
+        """Build the result; kept documents whose text is blank are left out."""
+        kept = [KeptDocument(index=k.index, text=k.text.strip()) for k in kept if k.text.strip()]
+        prompt = self.prompt_for([k.text for k in kept])
+        compressed = self.target.count(prompt)
+        return CompressionResult(
+            method=self.request.method,
+            documents=kept,
+            prompt=prompt,
+            origin_tokens=self.origin_tokens,
+            compressed_tokens=compressed,
+            ratio=round(self.origin_tokens / max(compressed, 1), 4),
+            target_tokens=self.target_tokens,
+            ranking=ranking,
+            timings_ms=timings_ms or {},
+        )
+
+    def unchanged(self) -> CompressionResult:
+        """The input as it is (budget at or above the input size): ratio 1.0."""
+        kept = [KeptDocument(index=i, text=self.documents[i]) for i in self.nonempty_indices]
+        return self.result(kept, timings_ms={"total": 0.0})
+
+
+def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> PreparedRequest:
+    """Validate ``request`` and compute its origin/target/fixed token counts."""
+    if not request.documents:
+        raise InvalidInput("documents is empty; give at least one document", field="documents")
+    if not any(d.strip() for d in request.documents):
+        raise InvalidInput("every document is empty or whitespace; nothing to compress", field="documents")
+    options = parse_options(options_model, request.options, request.method)
+    target = get_target_tokenizer(getattr(options, "target_tokenizer", "cl100k_base"))
+    origin_prompt = assemble_prompt(request.instruction, request.documents, request.question)
+    origin_tokens = target.count(origin_prompt)
+    fixed_prompt = assemble_prompt(request.instruction, [], request.question)
+    fixed_tokens = target.count(fixed_prompt) + (target.count(SEPARATOR) if fixed_prompt else 0)
+    target_tokens = request.budget.target_tokens(origin_tokens)
+    prepared = PreparedRequest(
+        request=request,
+        options=options,
+        target=target,
+        documents=list(request.documents),
+        origin_prompt=origin_prompt,
+        origin_tokens=origin_tokens,
+        target_tokens=target_tokens,
+        fixed_tokens=fixed_tokens,
+    )
+    if not prepared.fits_uncompressed() and prepared.context_budget() <= 0:
+        raise InvalidInput(
+            f"budget of {target_tokens} tokens cannot hold the instruction and question "
+            f"({fixed_tokens} tokens, never compressed); raise the budget",
+            field="budget",
+        )
+    return prepared

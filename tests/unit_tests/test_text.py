@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from ctxcompress.batching import plan_batches
+from ctxcompress.recovery import recover
+from ctxcompress.text import get_target_tokenizer, protected_spans, split_sentences, split_sentences_with_spans
+
+
+def test_sentence_spans_cover_text_exactly():
+    text = "  Dr. Smith went to Washington. He arrived at 3 p.m. on Jan. 5. Then he left! 你好。世界。"
+    spans = split_sentences_with_spans(text)
+    assert "".join(text[s:e] for s, e in spans) == text
+    sentences = [s.strip() for s in split_sentences(text)]
+    assert sentences[:3] == ["Dr. Smith went to Washington.", "He arrived at 3 p.m. on Jan. 5.", "Then he left!"]
+    assert sentences[3:] == ["你好。", "世界。"]
+    assert split_sentences("   ") == []
+
+
+def test_protected_spans_find_numbers_urls_code_json_and_forced():
+    text = 'Call 555-1234 or see https://x.org/a?b=1 and `run()` "word"'
+    spans = protected_spans(text, force_tokens=['"word"'])
+    covered = {text[s:e] for s, e in spans}
+    assert {"555-1234", "https://x.org/a?b=1", "`run()`", '"word"'} <= covered
+    json_text = '{"key": [1, 2], "other": "value"}'
+    covered = "".join(json_text[s:e] for s, e in protected_spans(json_text))
+    assert '"key":' in covered and '"other":' in covered and "value" not in covered.replace('"other":', "")
+
+
+def test_target_tokenizer_is_offline_cl100k():
+    tok = get_target_tokenizer()
+    assert tok.count("hello world") == 2
+    assert tok.decode(tok.encode("héllo 世界 🎉")) == "héllo 世界 🎉"
+
+
+def test_plan_batches_caps_padded_tokens_and_covers_every_index():
+    lengths = [5, 100, 7, 90, 300, 1, 50]
+    batches = plan_batches(lengths, max_batch_tokens=200)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 200
+    assert plan_batches(lengths, max_batch_tokens=10_000, max_batch_size=3)[0] == [4, 1, 3]
+
+
+def test_recover_restores_pruned_fragments():
+    original = "The first Nobel Prize in Physics went to Wilhelm Conrad Röntgen in 1901 for X-rays."
+    compressed = "first Nobel Physics Wilhelm Rönt 1901"
+    response = "It was Wilhelm Rönt, in 1901."
+    assert recover(original, compressed, response) == "It was Wilhelm Conrad Röntgen, in 1901."
+    assert recover(original, compressed, "No idea.") == "No idea."
