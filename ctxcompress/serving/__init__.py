@@ -1,0 +1,24 @@
+"""Serving layer: the long-lived async batching engine used by the REST service and other long-running fronts."""
+
+from __future__ import annotations
+
+from ctxcompress.serving.engine import AsyncCompressionEngine, expand_devices
+from ctxcompress.serving.errors import (
+    EngineUnavailable,
+    Forbidden,
+    Unauthorized,
+    UpstreamError,
+    UpstreamNotConfigured,
+)
+from ctxcompress.serving.stats import EngineStats
+
+__all__ = [
+    "AsyncCompressionEngine",
+    "EngineStats",
+    "EngineUnavailable",
+    "Forbidden",
+    "Unauthorized",
+    "UpstreamError",
+    "UpstreamNotConfigured",
+    "expand_devices",
+]

@@ -1,0 +1,458 @@
+"""AsyncCompressionEngine: the long-lived asyncio front that batches requests from many callers.
+
+Design (after HF text-embeddings-inference's queue/infer split):
+
+* **Admission** is bounded by ``asyncio.Semaphore(max_concurrent_requests)`` with a non-blocking check: a full
+  engine raises :class:`~ctxcompress.errors.Overloaded` at once (never an unbounded backlog). Each request is
+  validated with ``Compressor.prepare`` on admission, so bad input fails fast without waiting for a batch, and
+  its origin token count (target tokenizer) becomes its batching cost.
+* **One batcher coroutine** pops queued entries for at most ``max_wait_ms`` after the first one, or until
+  ``max_batch_requests`` / ``max_batch_tokens`` is reached (an entry that would exceed the token cap starts the
+  next batch). Entries whose caller has gone (future cancelled) or whose deadline passed are dropped unrun.
+* **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A batch
+  goes to the least-loaded device; at most ``running + 1`` batches are assigned to a device, so one batch is
+  prefetched while the other runs and the rest keep accumulating in the queue (bigger batches under load).
+* Results come back through one ``asyncio.Future`` per request. ``shutdown(drain=True)`` stops admission, runs
+  everything already accepted, then stops the threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ctxcompress.compressor import Compressor, RequestLike
+from ctxcompress.errors import CompressionTimeout, CtxCompressError, ModelError, Overloaded, PayloadTooLarge
+from ctxcompress.serving.errors import EngineUnavailable
+from ctxcompress.serving.stats import EngineStats
+from ctxcompress.types import CompressionRequest, CompressionResult
+
+__all__ = ["AsyncCompressionEngine", "expand_devices"]
+
+logger = logging.getLogger("ctxcompress.serving")
+
+_INLINE_PREPARE_CHARS = 65_536  # larger requests are tokenized off the event loop
+
+
+def expand_devices(devices: Sequence[str]) -> list[str]:
+    """``auto`` → every visible GPU (``cuda:0``, ``cuda:1``, …) or ``cpu``; other names pass through."""
+    out: list[str] = []
+    for device in devices:
+        if device == "auto":
+            import torch
+
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            out.extend([f"cuda:{i}" for i in range(count)] or ["cpu"])
+        else:
+            out.append(device)
+    return out
+
+
+@dataclass(eq=False)
+class _Entry:
+    request: CompressionRequest
+    tokens: int
+    future: asyncio.Future[CompressionResult]
+    deadline: float
+
+
+@dataclass(eq=False)
+class _Worker:
+    device: str
+    compressor: Compressor
+    executor: ThreadPoolExecutor
+    assigned: int = 0  # batches submitted and not finished (running + waiting)
+    index: int = 0
+
+
+@dataclass
+class _Counters:
+    requests: int = 0
+    dropped: int = 0
+    timeouts: int = 0
+    rejected: int = 0
+    batches: int = 0
+    batch_seconds: float = 0.0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+
+
+class AsyncCompressionEngine:
+    """Batches concurrent compression requests onto one worker thread per device.
+
+    Args:
+        compressors: ready Compressors, one per device (tests inject ones backed by tiny models); when left
+            out, one ``Compressor(device=d)`` is built per entry of ``devices``.
+        devices: ``["auto"]`` (every GPU, else CPU), ``["cpu"]``, ``["cuda:0", "cuda:1"]``…
+        max_concurrent_requests: admitted requests (queued + running) before :class:`Overloaded`.
+        max_batch_requests: requests per ``compress_batch`` call.
+        max_batch_tokens: origin tokens (target tokenizer) per batch; a larger single request runs alone.
+        max_wait_ms: how long the batcher waits for more requests after the first one.
+        request_timeout_s: default deadline per request (:class:`CompressionTimeout`).
+        max_documents: documents per request before :class:`PayloadTooLarge`.
+        max_input_tokens: origin tokens per request before :class:`PayloadTooLarge` (built compressors only).
+
+    Example:
+        >>> engine = AsyncCompressionEngine(devices=["cpu"])
+        >>> await engine.start()
+        >>> result = await engine.compress({"documents": docs, "question": q, "budget": {"rate": 0.3}})
+        >>> await engine.shutdown()
+    """
+
+    def __init__(
+        self,
+        compressors: Sequence[Compressor] | None = None,
+        *,
+        devices: Sequence[str] = ("auto",),
+        max_concurrent_requests: int = 512,
+        max_batch_requests: int = 32,
+        max_batch_tokens: int = 65_536,
+        max_wait_ms: float = 5.0,
+        request_timeout_s: float = 60.0,
+        max_documents: int = 1000,
+        max_input_tokens: int = 200_000,
+    ) -> None:
+        if max_concurrent_requests < 1 or max_batch_requests < 1 or max_batch_tokens < 1:
+            raise ValueError("max_concurrent_requests, max_batch_requests and max_batch_tokens must be >= 1")
+        if compressors is None:
+            compressors = [Compressor(device=d, max_input_tokens=max_input_tokens) for d in expand_devices(devices)]
+        if not compressors:
+            raise ValueError("the engine needs at least one compressor (device)")
+        self._workers = [
+            _Worker(str(c.pool.device), c, ThreadPoolExecutor(1, thread_name_prefix=f"ctxc-{c.pool.device}"), index=i)
+            for i, c in enumerate(compressors)
+        ]
+        self.max_concurrent_requests = max_concurrent_requests
+        self.max_batch_requests = max_batch_requests
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait_s = max_wait_ms / 1000
+        self.request_timeout_s = request_timeout_s
+        self.max_documents = max_documents
+        self._permits: asyncio.Semaphore | None = None
+        self._queue: asyncio.Queue[_Entry | None] | None = None
+        self._carry: deque[_Entry] = deque()
+        self._device_free: asyncio.Condition | None = None
+        self._batcher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._accepting = False
+        self._queue_closed = False
+        self._admitted = 0
+        self._counters = _Counters()
+        self._ewma_batch_s = 0.5
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def compressors(self) -> list[Compressor]:
+        return [w.compressor for w in self._workers]
+
+    @property
+    def devices(self) -> list[str]:
+        return [w.device for w in self._workers]
+
+    async def start(self) -> None:
+        """Start the batcher (idempotent). Call from the event loop that will serve requests."""
+        if self._batcher is not None:
+            return
+        self._permits = asyncio.Semaphore(self.max_concurrent_requests)
+        self._queue = asyncio.Queue()
+        self._device_free = asyncio.Condition()
+        self._batcher = asyncio.create_task(self._batch_loop(), name="ctxcompress-batcher")
+        self._accepting = True
+
+    async def warmup(self, requests: Sequence[RequestLike]) -> None:
+        """Run ``requests`` directly on every device (loads models, first-call allocations)."""
+        loop = asyncio.get_running_loop()
+        runs = [
+            loop.run_in_executor(
+                w.executor, functools.partial(w.compressor.compress_batch, list(requests), return_exceptions=False)
+            )
+            for w in self._workers
+        ]
+        await asyncio.gather(*runs)
+
+    async def run_on_devices(self, fn: Any) -> list[Any]:
+        """Call ``fn(compressor)`` on every device's worker thread (e.g. to preload models)."""
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(w.executor, fn, w.compressor) for w in self._workers)))
+
+    async def shutdown(self, *, drain: bool = True) -> None:
+        """Stop admitting; with ``drain`` run every accepted request first, else fail the queued ones."""
+        self._accepting = False
+        if self._batcher is not None and self._queue is not None:
+            if not drain:
+                self._fail_queued(EngineUnavailable("engine shut down before the request ran", retry_after_s=1.0))
+            self._queue.put_nowait(None)
+            await asyncio.gather(self._batcher, return_exceptions=True)
+            if self._batches:
+                await asyncio.gather(*list(self._batches), return_exceptions=True)
+            self._batcher = None
+        for worker in self._workers:
+            worker.executor.shutdown(wait=True)
+
+    def check_health(self) -> None:
+        """Raise :class:`EngineUnavailable` unless the engine accepts requests and its batcher is alive."""
+        if not self._accepting or self._batcher is None:
+            raise EngineUnavailable("compression engine is not running", retry_after_s=1.0)
+        if self._batcher.done():
+            raise EngineUnavailable("compression engine's batcher stopped", retry_after_s=5.0)
+
+    def stats(self) -> EngineStats:
+        from collections import Counter
+
+        c = self._counters
+        queued = (self._queue.qsize() if self._queue else 0) + len(self._carry)
+        return EngineStats(
+            queue_depth=queued,
+            in_flight=self._admitted,
+            running_batches=sum(w.assigned for w in self._workers),
+            max_concurrent_requests=self.max_concurrent_requests,
+            devices=self.devices,
+            requests_total=c.requests,
+            dropped_total=c.dropped,
+            timeouts_total=c.timeouts,
+            rejected_total=c.rejected,
+            batches_total=c.batches,
+            batch_seconds_sum=c.batch_seconds,
+            batch_sizes=Counter(c.batch_sizes),
+        )
+
+    # ---- requests --------------------------------------------------------------------------------------
+
+    def prepare(self, request: RequestLike) -> CompressionRequest:
+        """Validate ``request`` without running models (raises :class:`CtxCompressError` subclasses)."""
+        prepared = self._workers[0].compressor.prepare(request)
+        if len(prepared.request.documents) > self.max_documents:
+            raise PayloadTooLarge(
+                f"request has {len(prepared.request.documents)} documents; the limit is {self.max_documents}",
+                field="documents",
+            )
+        return prepared.request
+
+    async def compress(self, request: RequestLike, *, timeout_s: float | None = None) -> CompressionResult:
+        """Compress one request in the next batch; raises Overloaded, CompressionTimeout or the request's error."""
+        result = (await self.compress_many([request], timeout_s=timeout_s, return_exceptions=False))[0]
+        assert isinstance(result, CompressionResult)
+        return result
+
+    async def compress_many(
+        self, requests: Sequence[RequestLike], *, timeout_s: float | None = None, return_exceptions: bool = True
+    ) -> list[CompressionResult | CtxCompressError]:
+        """Admit every request (one permit each, all or none) and wait for all of them.
+
+        With ``return_exceptions`` an invalid or failed request yields its error in its place; otherwise the
+        first error is raised. Overload is always raised (nothing was admitted).
+        """
+        await self._admit(len(requests))
+        assert self._permits is not None
+        self._admitted += len(requests)
+        try:
+            timeout = self.request_timeout_s if timeout_s is None else timeout_s
+            waits = [self._submit(r, timeout) for r in requests]
+            outputs = await asyncio.gather(*waits, return_exceptions=True)
+        finally:
+            self._admitted -= len(requests)
+            for _ in requests:
+                self._permits.release()
+        results: list[CompressionResult | CtxCompressError] = []
+        for out in outputs:
+            if isinstance(out, CtxCompressError):
+                if not return_exceptions:
+                    raise out
+                results.append(out)
+            elif isinstance(out, BaseException):
+                raise out
+            else:
+                results.append(out)
+        return results
+
+    async def _admit(self, n: int) -> None:
+        """Take ``n`` permits without waiting (all or none), else raise Overloaded."""
+        if not self._accepting or self._permits is None:
+            raise EngineUnavailable("compression engine is not accepting requests", retry_after_s=1.0)
+        taken = 0
+        while taken < n:
+            if self._permits.locked():  # the non-blocking check: acquire() below never suspends
+                for _ in range(taken):
+                    self._permits.release()
+                self._counters.rejected += n
+                raise Overloaded(
+                    f"{self._admitted} requests in flight (limit {self.max_concurrent_requests}); retry later",
+                    retry_after_s=self._retry_after(),
+                )
+            await self._permits.acquire()
+            taken += 1
+
+    def _retry_after(self) -> float:
+        queued_batches = (self.stats().queue_depth / self.max_batch_requests) / len(self._workers)
+        return float(max(1, round(self._ewma_batch_s * (queued_batches + 1))))
+
+    async def _submit(self, request: RequestLike, timeout: float) -> CompressionResult:
+        self._counters.requests += 1
+        if _request_chars(request) > _INLINE_PREPARE_CHARS:
+            prepared = await asyncio.to_thread(self._workers[0].compressor.prepare, request)
+        else:
+            prepared = self._workers[0].compressor.prepare(request)
+        if len(prepared.request.documents) > self.max_documents:
+            raise PayloadTooLarge(
+                f"request has {len(prepared.request.documents)} documents; the limit is {self.max_documents}",
+                field="documents",
+            )
+        if prepared.fits_uncompressed():
+            return prepared.unchanged()
+        if self._queue_closed:
+            raise EngineUnavailable("compression engine is shutting down", retry_after_s=1.0)
+        loop = asyncio.get_running_loop()
+        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), loop.time() + timeout)
+        assert self._queue is not None
+        self._queue.put_nowait(entry)
+        try:
+            return await asyncio.wait_for(asyncio.shield(entry.future), timeout)
+        except TimeoutError:
+            entry.future.cancel()  # dropped unrun if still queued; result discarded if running
+            self._counters.timeouts += 1
+            raise CompressionTimeout(f"compression did not finish within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            entry.future.cancel()  # the caller went away: do not run it
+            raise
+
+    # ---- batching --------------------------------------------------------------------------------------
+
+    async def _next_entry(self, timeout: float | None) -> _Entry | None:
+        """The next live entry (``None`` = shutdown sentinel); raises TimeoutError after ``timeout`` seconds."""
+        assert self._queue is not None
+        while True:
+            if self._carry:
+                entry: _Entry | None = self._carry.popleft()
+            elif not self._queue.empty():
+                entry = self._queue.get_nowait()
+            elif timeout is None:
+                entry = await self._queue.get()
+            elif timeout <= 0:
+                raise TimeoutError
+            else:
+                entry = await asyncio.wait_for(self._queue.get(), timeout)
+            if entry is None or self._alive(entry):
+                return entry
+
+    def _alive(self, entry: _Entry) -> bool:
+        if entry.future.done():
+            self._counters.dropped += 1
+            return False
+        if asyncio.get_running_loop().time() > entry.deadline:
+            entry.future.set_exception(CompressionTimeout("request expired in the queue"))
+            self._counters.dropped += 1
+            return False
+        return True
+
+    async def _batch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        closing = False
+        while not closing or self._carry:
+            first = await self._next_entry(None) if not closing else self._carry.popleft()
+            if first is None:
+                closing = self._queue_closed = True
+                continue
+            # Reserve a device first: while every device is busy, requests keep accumulating in the queue and
+            # all of them join this batch (bigger batches under load, no frozen small batch waiting).
+            worker = await self._reserve_worker()
+            batch, tokens = [first], first.tokens
+            cutoff = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch_requests:
+                try:
+                    entry = await self._next_entry(0.0 if closing else cutoff - loop.time())
+                except TimeoutError:
+                    break
+                if entry is None:
+                    closing = self._queue_closed = True
+                    continue
+                if tokens + entry.tokens > self.max_batch_tokens:
+                    self._carry.appendleft(entry)
+                    break
+                batch.append(entry)
+                tokens += entry.tokens
+            batch = [e for e in batch if self._alive(e)]
+            if not batch:
+                await self._release_worker(worker)
+                continue
+            task = asyncio.create_task(self._run_batch(worker, batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _reserve_worker(self) -> _Worker:
+        """The least-loaded device with room for one more batch (one running + one waiting)."""
+        assert self._device_free is not None
+        async with self._device_free:
+            while True:
+                worker = min(self._workers, key=lambda w: (w.assigned, w.index))
+                if worker.assigned < 2:
+                    worker.assigned += 1
+                    return worker
+                await self._device_free.wait()
+
+    async def _release_worker(self, worker: _Worker) -> None:
+        assert self._device_free is not None
+        async with self._device_free:
+            worker.assigned -= 1
+            self._device_free.notify_all()
+
+    async def _run_batch(self, worker: _Worker, batch: list[_Entry]) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(worker.executor, _compress_isolated, worker.compressor, batch)
+        except Exception as exc:  # an engine crash: the batch fails, the engine keeps serving
+            logger.exception("batch of %d failed on %s", len(batch), worker.device)
+            outputs = [ModelError(f"compression failed on {worker.device}: {type(exc).__name__}")] * len(batch)
+        finally:
+            await self._release_worker(worker)
+        elapsed = time.perf_counter() - started
+        c = self._counters
+        c.batches += 1
+        c.batch_seconds += elapsed
+        c.batch_sizes[len(batch)] = c.batch_sizes.get(len(batch), 0) + 1
+        self._ewma_batch_s = 0.8 * self._ewma_batch_s + 0.2 * elapsed
+        for entry, out in zip(batch, outputs, strict=True):
+            if entry.future.done():
+                continue
+            if isinstance(out, BaseException):
+                entry.future.set_exception(out)
+            else:
+                entry.future.set_result(out)
+
+    def _fail_queued(self, error: CtxCompressError) -> None:
+        assert self._queue is not None
+        pending = list(self._carry)
+        self._carry.clear()
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                pending.append(item)
+        for entry in pending:
+            if not entry.future.done():
+                entry.future.set_exception(error)
+
+
+def _compress_isolated(compressor: Compressor, batch: list[_Entry]) -> list[CompressionResult | CtxCompressError]:
+    """``compress_batch`` on the worker thread; a failure shared by a whole method group is retried request by
+    request, so one bad request (e.g. an unknown model name in its options) cannot fail its batch-mates."""
+    outputs = compressor.compress_batch([e.request for e in batch], return_exceptions=True)
+    shared = {id(o) for o in outputs if isinstance(o, CtxCompressError) and sum(x is o for x in outputs) > 1}
+    if shared:
+        for i, out in enumerate(outputs):
+            if id(out) in shared:
+                outputs[i] = compressor.compress_batch([batch[i].request], return_exceptions=True)[0]
+    return outputs
+
+
+def _request_chars(request: RequestLike) -> int:
+    if isinstance(request, CompressionRequest):
+        return sum(len(d) for d in request.documents)
+    documents = request.get("documents") if isinstance(request, dict) else None
+    return sum(len(d) for d in documents if isinstance(d, str)) if isinstance(documents, list) else 0
