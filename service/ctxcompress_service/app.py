@@ -1,0 +1,123 @@
+"""build_app(settings): the FastAPI app. The lifespan owns the engine: start, preload/warm up, drain on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+import ctxcompress
+from ctxcompress.compressor import Compressor
+from ctxcompress.serving.engine import AsyncCompressionEngine
+from ctxcompress_service.errors import install_error_handlers
+from ctxcompress_service.metrics import Metrics
+from ctxcompress_service.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from ctxcompress_service.proxy import ChatProxy
+from ctxcompress_service.routes import chat, compress, info
+from ctxcompress_service.settings import Settings
+
+__all__ = ["build_app", "build_engine"]
+
+logger = logging.getLogger("ctxcompress.service")
+
+EngineFactory = Callable[[Settings], AsyncCompressionEngine]
+
+_WARMUP_DOCUMENTS = [
+    "The Nile is a major north-flowing river in northeastern Africa; it flows into the Mediterranean Sea.",
+    "The Amazon River in South America is the largest river by discharge volume of water in the world.",
+    "The Danube flows through Central and Eastern Europe, from the Black Forest into the Black Sea.",
+]
+
+
+def build_engine(settings: Settings) -> AsyncCompressionEngine:
+    """One Compressor per configured device, sized by the settings."""
+    return AsyncCompressionEngine(
+        devices=settings.device,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        max_batch_requests=settings.max_batch_requests,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_wait_ms=settings.max_wait_ms,
+        request_timeout_s=settings.request_timeout_s,
+        max_documents=settings.max_documents,
+        max_input_tokens=settings.max_tokens_per_request,
+    )
+
+
+async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompressionEngine) -> None:
+    """Load the configured causal LMs on every device, then warm up with one real compression per device."""
+    names = list(settings.preload_models)
+
+    def preload(compressor: Compressor) -> None:
+        for name in names:
+            kind = compressor.pool.registry.spec(name).kind
+            if kind == "causal-lm":
+                compressor.pool.scorer(name)
+            else:
+                logger.warning("preload skipped", extra={"model": name, "kind": kind})
+
+    try:
+        await engine.run_on_devices(preload)
+        if settings.warmup:
+            question = "Which river flows into the Mediterranean?"
+            request = {"method": settings.default_method, "documents": _WARMUP_DOCUMENTS, "question": question,
+                       "budget": {"rate": 0.5}}
+            await engine.warmup([request])
+        app.state.ready = True
+        logger.info("ready", extra={"devices": engine.devices, "models": names})
+    except Exception as exc:  # the service stays up (healthz) and reports why it is not ready
+        app.state.not_ready_reason = f"model preparation failed: {type(exc).__name__}: {exc}"
+        logger.exception("model preparation failed")
+
+
+def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory | None = None) -> FastAPI:
+    """The service app. ``engine_factory(settings)`` builds the engine at startup (tests inject tiny models)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = (engine_factory or build_engine)(settings)
+        app.state.engine = engine
+        app.state.ready = False
+        app.state.not_ready_reason = "models are loading"
+        await engine.start()
+        client = httpx.AsyncClient(timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0))
+        app.state.proxy = ChatProxy(settings, engine, app.state.metrics, client)
+        preparing = asyncio.create_task(_prepare_models(app, settings, engine))
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            app.state.not_ready_reason = "shutting down"
+            await asyncio.gather(preparing, return_exceptions=True)
+            await engine.shutdown(drain=True)
+            await client.aclose()
+            logger.info("stopped", extra={"requests": engine.stats().requests_total})
+
+    app = FastAPI(
+        title="ctxcompress",
+        version=ctxcompress.__version__,
+        summary="Prompt/context compression for RAG: REST API and OpenAI-compatible compressing proxy.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = None
+    app.state.ready = False
+    app.state.not_ready_reason = "starting"
+    app.state.metrics = Metrics(lambda: app.state.engine)
+    install_error_handlers(app)
+    for module in (compress, chat):
+        app.include_router(module.router)
+    app.include_router(info.router)
+    app.include_router(info.ops_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    return app

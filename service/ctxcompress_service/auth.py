@@ -1,0 +1,36 @@
+"""Optional API-key auth: ``Authorization: Bearer <key>``, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ctxcompress.serving.errors import Forbidden, Unauthorized
+
+__all__ = ["require_api_key"]
+
+_bearer = HTTPBearer(auto_error=False, description="Required when the service has CTXCOMPRESS_API_KEYS set.")
+
+
+def key_matches(given: str, keys: list[str]) -> bool:
+    """True when ``given`` equals one of ``keys``; every key is compared (no early exit)."""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    return found
+
+
+async def require_api_key(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> None:
+    """Dependency: 401 without a key, 403 with a wrong one; a no-op when no keys are configured."""
+    keys: list[str] = request.app.state.settings.api_keys
+    if not keys:
+        return
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("API key required: send 'Authorization: Bearer <key>'")
+    if not key_matches(credentials.credentials, keys):
+        raise Forbidden("API key is not valid")

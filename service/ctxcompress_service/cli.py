@@ -1,0 +1,54 @@
+"""``ctxcompress serve``: run the REST service (uvicorn) on the embedded models, offline.
+
+Flags override the ``CTXCOMPRESS_*`` environment (see :mod:`ctxcompress_service.settings`). SIGTERM/SIGINT
+drain gracefully: uvicorn stops accepting, lets in-flight requests finish, then the engine drains and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["configure", "run"]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default 127.0.0.1, env CTXCOMPRESS_HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000, env CTXCOMPRESS_PORT)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda:0,cuda:1 (env CTXCOMPRESS_DEVICE)")
+    parser.add_argument("--upstream-url", default=None, help="OpenAI-compatible base URL for the chat proxy")
+    parser.add_argument("--log-level", default=None, help="debug | info | warning (env CTXCOMPRESS_LOG_LEVEL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import uvicorn
+
+    from ctxcompress_service.app import build_app
+    from ctxcompress_service.logs import configure_logging
+    from ctxcompress_service.settings import Settings
+
+    overrides = {
+        key: value
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "device": args.device,
+            "upstream_url": args.upstream_url,
+            "log_level": args.log_level,
+        }.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    log_config = configure_logging(settings.log_level)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+    )
+    return 0

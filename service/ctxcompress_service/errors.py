@@ -1,0 +1,86 @@
+"""Exception → HTTP response, in one place.
+
+Every library/service error class carries its status (``http_status``): 422 invalid input (naming the field),
+413 too large, 401 missing / 403 bad API key, 429 overloaded and 503 unavailable (both with ``Retry-After``),
+502 upstream failure, 504 timeout. Request-parsing errors become 422 with the field's dotted path. Anything else
+is a server bug: 500, logged, with no internals in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ctxcompress.errors import CtxCompressError, Overloaded
+from ctxcompress_service.protocol import ErrorDetail, ErrorResponse
+
+__all__ = ["error_detail", "error_response", "install_error_handlers", "ERROR_RESPONSES"]
+
+logger = logging.getLogger("ctxcompress.service")
+
+_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
+
+# For the OpenAPI spec: the error statuses every compression route can return.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        401: "API key missing",
+        403: "API key not valid",
+        413: "request too large",
+        422: "invalid request (the field is named)",
+        429: "overloaded; see Retry-After",
+        503: "not ready or shutting down; see Retry-After",
+        504: "timed out",
+    }.items()
+}
+
+
+def error_detail(exc: CtxCompressError) -> ErrorDetail:
+    return ErrorDetail(type=type(exc).__name__, message=exc.message, field=exc.field)
+
+
+def _json(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status, headers=headers)
+
+
+def error_response(exc: CtxCompressError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return _json(exc.http_status, error_detail(exc), headers)
+
+
+def _validation_detail(exc: RequestValidationError) -> ErrorDetail:
+    first = exc.errors()[0] if exc.errors() else {"loc": ("body",), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ())]
+    field = ".".join(loc[1:] if loc and loc[0] == "body" else loc) or "body"
+    if first.get("type") == "json_invalid":
+        return ErrorDetail(type="InvalidInput", message=f"request body is not valid JSON: {first['msg']}", field="body")
+    return ErrorDetail(type="InvalidInput", message=f"invalid request field {field!r}: {first['msg']}", field=field)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into the ``{"error": {...}}`` shape."""
+
+    @app.exception_handler(CtxCompressError)
+    async def _library(_: Request, exc: CtxCompressError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json(422, _validation_detail(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
+        return _json(exc.status_code, ErrorDetail(type=kind, message=str(exc.detail)), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _json(500, ErrorDetail(type="InternalError", message="internal server error"))

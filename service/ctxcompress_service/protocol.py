@@ -1,0 +1,133 @@
+"""Wire schemas of the service, in one module.
+
+``POST /v1/compress`` takes and returns :class:`ctxcompress.types.CompressionRequest` /
+:class:`~ctxcompress.types.CompressionResult` unchanged; everything else the service speaks is defined here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ctxcompress.types import Budget, CompressionRequest, CompressionResult
+
+__all__ = [
+    "BatchItem",
+    "BatchResponse",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "CompressionRequest",
+    "CompressionResult",
+    "ErrorDetail",
+    "ErrorResponse",
+    "HealthResponse",
+    "MethodInfo",
+    "MethodsResponse",
+    "ModelInfo",
+    "ModelsResponse",
+    "ProxyCompression",
+]
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    """The error class, e.g. ``InvalidInput``, ``PayloadTooLarge``, ``Overloaded``."""
+    message: str
+    field: str | None = None
+    """The request field at fault (dotted path), when there is one."""
+
+
+class ErrorResponse(BaseModel):
+    """Every error the service returns has this shape."""
+
+    error: ErrorDetail
+
+
+class BatchItem(BaseModel):
+    """One entry of a batch response: a result or the error of that request (exactly one is set)."""
+
+    result: CompressionResult | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+    """In request order."""
+
+
+class MethodInfo(BaseModel):
+    name: str
+    summary: str
+    needs_question: bool
+    options: dict[str, Any]
+    """JSON schema of the method's options (names, types, defaults, descriptions)."""
+
+
+class MethodsResponse(BaseModel):
+    default_method: str
+    default_budget: Budget
+    methods: list[MethodInfo]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    kind: str
+    description: str = ""
+    loaded: bool
+
+
+class ModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelInfo]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    devices: list[str] = Field(default_factory=list)
+    loaded: list[str] = Field(default_factory=list)
+
+
+class ProxyCompression(BaseModel):
+    """The optional ``ctxcompress`` field of a chat request; removed before forwarding.
+
+    By default the context is the last user message: its final part (split on the service's separator) is the
+    question and the other parts are the documents. ``documents`` replaces that split: the whole last user
+    message is then the question. ``question`` overrides the question used for ranking.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    method: str | None = None
+    budget: Budget | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    documents: list[str] | None = None
+    question: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """An OpenAI chat-completions request; fields other than those below pass through to the upstream."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    ctxcompress: ProxyCompression | None = None
+
+    def upstream_body(self, messages: list[ChatMessage]) -> dict[str, Any]:
+        """The body to forward: this request with ``messages`` replaced and the ``ctxcompress`` field removed."""
+        body = self.model_dump(exclude={"ctxcompress"}, exclude_unset=True)
+        body["messages"] = [m.model_dump(exclude_unset=True) for m in messages]
+        body["model"] = self.model
+        if self.stream:
+            body["stream"] = True
+        return body

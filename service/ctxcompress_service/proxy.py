@@ -1,0 +1,133 @@
+"""OpenAI-compatible compressing proxy: compress the context inside a chat request, forward it upstream.
+
+Which text is context: by default the last user message. Its final part (split on the configured separator,
+a blank line by default) is the question, the other parts are the documents; system messages and earlier turns
+pass untouched. The request's optional ``ctxcompress`` field overrides method, budget, options, documents and
+question and is removed before forwarding. Streaming (SSE) responses are passed through as they arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from ctxcompress.serving.engine import AsyncCompressionEngine
+from ctxcompress.serving.errors import UpstreamError, UpstreamNotConfigured
+from ctxcompress_service.metrics import Metrics
+from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
+from ctxcompress_service.settings import Settings
+
+__all__ = ["ChatProxy", "message_text"]
+
+_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive"}
+
+
+def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
+    """The text of a message: a string, or text-only content parts joined; None when it holds anything else."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content and all(p.get("type") == "text" for p in content):
+        return "\n".join(str(p.get("text", "")) for p in content)
+    return None
+
+
+class ChatProxy:
+    """Handles ``POST /v1/chat/completions``: compress (through the engine), then forward with httpx."""
+
+    def __init__(
+        self, settings: Settings, engine: AsyncCompressionEngine, metrics: Metrics, client: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.client = client
+
+    def to_compression_request(self, body: ChatCompletionRequest) -> tuple[int, CompressionRequest] | None:
+        """The message index to replace and the compression request for it; None when nothing to compress."""
+        opts = body.ctxcompress or ProxyCompression()
+        users = [i for i, m in enumerate(body.messages) if m.role == "user"]
+        if not opts.enabled or not users:
+            return None
+        index = users[-1]
+        text = message_text(body.messages[index].content)
+        if text is None:
+            return None
+        if opts.documents is not None:
+            documents, question = opts.documents, opts.question or text
+        else:
+            parts = [p.strip() for p in text.split(self.settings.proxy_separator) if p.strip()]
+            if opts.question is not None:
+                documents, question = parts, opts.question
+            elif len(parts) < 2:
+                return None
+            else:
+                documents, question = parts[:-1], parts[-1]
+        request = CompressionRequest(
+            method=opts.method or self.settings.default_method,
+            documents=documents,
+            question=question,
+            budget=opts.budget or self.settings.default_budget,
+            options=opts.options,
+        )
+        return index, request
+
+    async def handle(self, body: ChatCompletionRequest, request: Request) -> Response:
+        if not self.settings.upstream_url:
+            raise UpstreamNotConfigured(
+                "the proxy has no upstream: set CTXCOMPRESS_UPSTREAM_URL to an OpenAI-compatible base URL "
+                "(e.g. http://localhost:8080/v1)"
+            )
+        messages = list(body.messages)
+        headers = {"x-ctxcompress-origin-tokens": "0", "x-ctxcompress-compressed-tokens": "0"}
+        planned = self.to_compression_request(body)
+        if planned is not None:
+            index, compression = planned
+            result = await self.engine.compress(compression)
+            self.metrics.observe_result(result)
+            messages[index] = ChatMessage.model_validate({**messages[index].model_dump(), "content": result.prompt})
+            headers = {
+                "x-ctxcompress-origin-tokens": str(result.origin_tokens),
+                "x-ctxcompress-compressed-tokens": str(result.compressed_tokens),
+            }
+            request.state.log_fields = {
+                "method_name": result.method,
+                "origin_tokens": result.origin_tokens,
+                "compressed_tokens": result.compressed_tokens,
+                **({"prompt": result.prompt} if self.settings.log_prompts else {}),
+            }
+        return await self._forward(body.upstream_body(messages), body.stream, request, headers)
+
+    def _upstream_headers(self, request: Request) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.settings.upstream_api_key is not None:
+            headers["authorization"] = f"Bearer {self.settings.upstream_api_key.get_secret_value()}"
+        elif not self.settings.api_keys and "authorization" in request.headers:
+            headers["authorization"] = request.headers["authorization"]  # transparent proxy: the caller's key
+        return headers
+
+    async def _forward(
+        self, payload: dict[str, Any], stream: bool, request: Request, extra: dict[str, str]
+    ) -> Response:
+        url = f"{self.settings.upstream_url}/chat/completions"
+        upstream_request = self.client.build_request("POST", url, json=payload, headers=self._upstream_headers(request))
+        try:
+            upstream = await self.client.send(upstream_request, stream=stream)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"upstream {self.settings.upstream_url} failed: {type(exc).__name__}: {exc}") from exc
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS} | extra
+        if not stream:
+            return Response(upstream.content, status_code=upstream.status_code, headers=headers)
+        return StreamingResponse(_relay(upstream), status_code=upstream.status_code, headers=headers)
+
+
+async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
+    """Pass the upstream's (SSE) body through chunk by chunk; always close the upstream response."""
+    try:
+        async for chunk in upstream.aiter_bytes():
+            yield chunk
+    finally:
+        await upstream.aclose()

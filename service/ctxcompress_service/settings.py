@@ -1,0 +1,75 @@
+"""Service settings from the environment (prefix ``CTXCOMPRESS_``) or a ``.env`` file.
+
+List settings take a comma-separated string (``CTXCOMPRESS_API_KEYS=k1,k2``) or a JSON list.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ctxcompress.types import Budget
+
+__all__ = ["Settings"]
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything the operator configures; nothing here is reachable from a request."""
+
+    model_config = SettingsConfigDict(env_prefix="CTXCOMPRESS_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    device: CommaList = Field(default_factory=lambda: ["auto"])
+    """Devices, one worker each: ``auto`` (every GPU, else CPU), ``cpu``, ``cuda:0,cuda:1``."""
+    preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
+    """Causal-LM names loaded on every device at startup."""
+    warmup: bool = True
+    """Run one small compression per device with the default method at startup."""
+    default_method: str = "longllmlingua"
+    """Method used when a request leaves ``method`` out."""
+    default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
+    """Budget used when a request leaves ``budget`` out (JSON: ``{"rate": 0.5}``)."""
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_documents: int = Field(default=1000, gt=0)
+    max_tokens_per_request: int = Field(default=200_000, gt=0)
+    max_batch_items: int = Field(default=64, gt=0)
+    """Requests in one ``/v1/compress/batch`` call."""
+    max_concurrent_requests: int = Field(default=512, gt=0)
+    """Queue bound: admitted requests (queued + running) before 429."""
+    max_batch_requests: int = Field(default=32, gt=0)
+    max_batch_tokens: int = Field(default=65_536, gt=0)
+    max_wait_ms: float = Field(default=5.0, ge=0)
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    api_keys: CommaList = Field(default_factory=list)
+    """Accepted ``Authorization: Bearer`` keys; empty = no auth."""
+    cors_origins: CommaList = Field(default_factory=list)
+    upstream_url: str | None = None
+    """OpenAI-compatible base URL for the proxy, e.g. ``http://localhost:8080/v1``."""
+    upstream_api_key: SecretStr | None = None
+    upstream_timeout_s: float = Field(default=300.0, gt=0)
+    proxy_separator: str = "\n\n"
+    """Splits the last user message into documents (the final part is the question)."""
+    log_prompts: bool = False
+    log_level: str = "info"
+    graceful_shutdown_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("device", "preload_models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
