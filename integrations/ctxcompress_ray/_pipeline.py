@@ -1,0 +1,136 @@
+"""The Ray Data pipeline of a corpus job and its driver loop (ordered streaming into the output file)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from typing import Any
+
+from ctxcompress.corpus.files import RowWriter, atomic_write_text, claim_output, count_rows, output_schema
+from ctxcompress.corpus.job import CorpusJob
+from ctxcompress.corpus.report import JobSummary
+from ctxcompress.corpus.rows import Outcome, reject_record
+from ctxcompress_ray._worker import CompressorWorker
+
+__all__ = ["build_dataset", "run_ray"]
+
+
+def build_dataset(
+    job: CorpusJob, *, concurrency: int = 1, num_gpus_per_worker: float = 0.0, num_cpus_per_worker: float = 1.0
+) -> Any:
+    """The lazy dataset of pickled outcomes, one per input row, in input order.
+
+    JSONL is read with ``read_text`` and each line parsed by the worker (as the local engine does), so a bad
+    line becomes a reject instead of failing Arrow's schema inference for the whole file.
+    """
+    import ray.data
+
+    path = str(job.input.resolve())
+    source = ray.data.read_text(path, drop_empty_lines=True) if job.format == "jsonl" else ray.data.read_parquet(path)
+    return source.map_batches(
+        CompressorWorker,
+        fn_constructor_kwargs={
+            "job_json": job.model_dump_json(),
+            "device": "cuda" if num_gpus_per_worker > 0 else "cpu",
+        },
+        batch_size=job.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
+        num_gpus=num_gpus_per_worker,
+        num_cpus=num_cpus_per_worker,
+    )
+
+
+def run_ray(
+    job: CorpusJob,
+    *,
+    address: str | None = None,
+    concurrency: int = 1,
+    num_gpus_per_worker: float = 0.0,
+    num_cpus_per_worker: float = 1.0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> JobSummary:
+    """Run ``job`` as a Ray Data pipeline; same output file, rejects file and report as the local engine.
+
+    Args:
+        job: the corpus job (its input must be readable by every node: shared storage on a real cluster).
+        address: an existing cluster (``auto``, ``ray://head:10001``); ``None`` starts a local instance with this
+            machine's CPUs (no dashboard). An already initialised Ray is reused as it is.
+        concurrency: number of compressor actors.
+        num_gpus_per_worker: GPUs per actor; ``> 0`` runs the models on CUDA.
+        num_cpus_per_worker: CPUs per actor (also its torch threads).
+        overwrite: replace an existing output.
+        progress: show a tqdm bar (chunks/s, tokens saved) on stderr.
+    """
+    import ray
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    job.check_method()
+    claim_output(job.output, None, overwrite=overwrite)
+    started_here = not ray.is_initialized()
+    if started_here:
+        local = address is None
+        ray.init(
+            address=address,
+            num_cpus=os.cpu_count() if local else None,
+            include_dashboard=False if local else None,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        dataset = build_dataset(
+            job,
+            concurrency=concurrency,
+            num_gpus_per_worker=num_gpus_per_worker,
+            num_cpus_per_worker=num_cpus_per_worker,
+        )
+        summary = JobSummary.start(job, "ray")
+        summary.extra = {"concurrency": concurrency, "num_gpus_per_worker": num_gpus_per_worker}
+        schema = output_schema(job.input) if job.format == "parquet" else None
+        writer = RowWriter(job.output, job.format, schema)
+        rejects: list[str] = []
+        bar = tqdm(total=count_rows(job.input, job.format), unit="chunk", desc="compressing", disable=not progress)
+        try:
+            for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+                outcomes: list[Outcome] = [pickle.loads(blob) for blob in batch.column("outcome").to_pylist()]
+                rows = []
+                for outcome in outcomes:
+                    if outcome.row is None:
+                        rejects.append(_reject_line(summary.rows, outcome))
+                    else:
+                        rows.append(outcome.row)
+                        summary.origin_tokens += outcome.origin_tokens
+                        summary.compressed_tokens += outcome.compressed_tokens
+                    summary.rows += 1
+                writer.write(rows)
+                summary.written += len(rows)
+                bar.update(len(outcomes))
+                bar.set_postfix(tokens_saved=summary.tokens_saved, rejects=len(rejects), refresh=False)
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        writer.commit()
+    finally:
+        if started_here:
+            ray.shutdown()
+    atomic_write_text(job.rejects_path, "".join(rejects))
+    summary.rejects = len(rejects)
+    summary.rows_processed = summary.rows
+    summary.wall_s = time.perf_counter() - started
+    summary.write(job)
+    return summary
+
+
+def _reject_line(row_index: int, outcome: Outcome) -> str:
+    import json
+
+    return json.dumps(reject_record(row_index, outcome), ensure_ascii=False, default=str) + "\n"
