@@ -1,0 +1,277 @@
+"""``ctxcompress bench``: throughput of the batched engine against microsoft llmlingua 0.2.2.
+
+One run measures, on the same machine, model architecture and NQ 20-document inputs:
+
+* the device's bf16 (CUDA) / fp32 (CPU) matrix-multiply rate (the roofline used for "% of peak");
+* ctxcompress ``compress_batch`` at several batch sizes: prompts/s, input tokens/s, model tokens/s, achieved
+  TFLOP/s (2 · parameters · tokens through the model) and its share of the measured matmul rate, peak GPU memory;
+* single-request latency p50/p90 (batch size 1);
+* llmlingua 0.2.2 in the same mode (its own pinned environment, ``eval/anchor/run_anchor.py``) on the same
+  model weights: prompts/s and latency.
+
+``--random-weights`` builds the model from the real config and tokenizer with randomly initialised weights:
+speed does not depend on weight values, so GPU runs need not carry 0.5 GB of weights. Output says so.
+Writes ``bench.json`` and ``bench.md`` to ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["configure", "run"]
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nq_multidoc" / "20docs"
+ANCHOR_SCRIPT = Path(__file__).resolve().parents[1] / "anchor" / "run_anchor.py"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    parser.add_argument("--limit", type=int, default=256, help="prompts per batch-size run")
+    parser.add_argument("--batch-sizes", default="1,8,64,256")
+    parser.add_argument("--method", default="longllmlingua", choices=["longllmlingua", "llmlingua"])
+    parser.add_argument("--rate", type=float, default=0.25)
+    parser.add_argument("--data", nargs="*", default=None, help="NQ 20-doc .jsonl.gz files (default: ../shared)")
+    parser.add_argument("--model-dir", default=None, help="model folder (default: the embedded smollm2-135m)")
+    parser.add_argument("--random-weights", action="store_true", help="real config+tokenizer, random weights")
+    parser.add_argument("--max-batch-tokens", type=int, default=None)
+    parser.add_argument("--single-requests", type=int, default=20, help="requests timed one by one for p50/p90")
+    parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
+    parser.add_argument("--anchor-limit", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--out", default="bench_out")
+
+
+def _rows(paths: list[Path], count: int) -> list[dict]:
+    rows: list[dict] = []
+    for path in paths:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            rows += [json.loads(line) for line in handle]
+    return [rows[i % len(rows)] for i in range(count)]
+
+
+def _request(row: dict, method: str, rate: float) -> dict:
+    documents = [f"Document [{i}](Title: {c['title']}) {c['text']}" for i, c in enumerate(row["ctxs"], 1)]
+    return {"method": method, "documents": documents, "question": row["question"], "budget": {"rate": rate}}
+
+
+def _matmul_rate(device, dtype) -> float:  # noqa: ANN001
+    """Measured dense matmul FLOP/s (median of repeats) on ``device``."""
+    import torch
+
+    size = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    times = []
+    for _ in range(12 if device.type == "cuda" else 4):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        (a @ b).sum().item() if device.type == "cpu" else a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times[2:])
+
+
+def _build_scorer(args: argparse.Namespace, device):  # noqa: ANN001, ANN202
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from ctxcompress.engines.device import default_dtype
+    from ctxcompress.engines.scorer import CausalLMScorer
+    from ctxcompress.models import default_registry
+
+    model_dir = args.model_dir or default_registry().resolve("smollm2-135m")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dtype = default_dtype(device)
+    if args.random_weights:
+        torch.manual_seed(0)
+        config = AutoConfig.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
+    model = model.to(device).eval()
+    kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
+    return CausalLMScorer(model, tokenizer, **kwargs), model_dir
+
+
+def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
+    req_path = out / "anchor_requests.jsonl"
+    res_path = out / "anchor_results.jsonl"
+    with open(req_path, "w", encoding="utf-8") as handle:
+        for i, request in enumerate(requests):
+            handle.write(json.dumps({"id": str(i), **{k: request[k] for k in ("documents", "question", "budget")},
+                                     "instruction": None}) + "\n")
+    started = time.perf_counter()
+    done = subprocess.run(
+        [args.anchor_python, str(ANCHOR_SCRIPT), "--model-dir", model_dir, "--device", device, "--mode",
+         args.method, "--input", str(req_path), "--output", str(res_path)],
+        capture_output=True, text=True,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"error": done.stderr[-3000:]}
+    results = [json.loads(line) for line in res_path.read_text().splitlines()]
+    latencies = [r["latency_ms"] for r in results if not r.get("error")]
+    errors = [r["error"] for r in results if r.get("error")]
+    if not latencies:
+        return {"error": errors[:1]}
+    return {
+        "prompts": len(latencies),
+        "errors": len(errors),
+        "latency_ms_p50": statistics.median(latencies),
+        "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))],
+        "prompts_per_s": 1000 * len(latencies) / sum(latencies),
+        "compressed_tokens_mean": statistics.mean(r["compressed_tokens"] for r in results if not r.get("error")),
+        "wall_s_including_load": round(wall, 2),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ctxcompress import Compressor
+    from ctxcompress.engines.device import default_dtype, resolve_device
+    from ctxcompress.pool import ModelPool
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    paths = [Path(p) for p in args.data] if args.data else sorted(DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+    rows = _rows(paths, max(args.limit, args.single_requests, args.anchor_limit))
+    requests = [_request(r, args.method, args.rate) for r in rows]
+    scorer, model_dir = _build_scorer(args, device)
+    params = scorer.num_parameters
+    pool = ModelPool(device=str(device))
+    pool.register("scorer", "smollm2-135m", scorer)
+    compressor = Compressor(pool=pool)
+    peak_flops = _matmul_rate(device, default_dtype(device))
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    compressor.compress_batch(requests[: min(8, len(requests))])  # warm-up (kernels, allocator)
+    table = []
+    for batch in batch_sizes:
+        count = max(batch, min(args.limit, len(requests)))
+        count = min(count, len(requests))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        tokens_before = scorer.tokens_processed
+        sync()
+        started = time.perf_counter()
+        results = []
+        for start in range(0, count, batch):
+            results += compressor.compress_batch(requests[start : start + batch])
+        sync()
+        wall = time.perf_counter() - started
+        model_tokens = scorer.tokens_processed - tokens_before
+        input_tokens = sum(r.origin_tokens for r in results)
+        flops = 2 * params * model_tokens / wall
+        table.append({
+            "batch_size": batch,
+            "prompts": count,
+            "prompts_per_s": count / wall,
+            "input_tokens_per_s": input_tokens / wall,
+            "model_tokens_per_s": model_tokens / wall,
+            "achieved_tflops": flops / 1e12,
+            "pct_of_matmul_peak": 100 * flops / peak_flops,
+            "budget_error_max": max(abs(r.compressed_tokens / r.target_tokens - 1) for r in results),
+            "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+        })
+        print(f"[bench] batch {batch}: {table[-1]['prompts_per_s']:.2f} prompts/s", file=sys.stderr, flush=True)
+    latencies = []
+    for request in requests[: args.single_requests]:
+        sync()
+        started = time.perf_counter()
+        compressor.compress(request)
+        sync()
+        latencies.append(1000 * (time.perf_counter() - started))
+    single = {"latency_ms_p50": statistics.median(latencies),
+              "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))], "requests": len(latencies)}
+    anchor = None
+    if args.anchor_python:
+        anchor_dir = model_dir
+        if args.random_weights:  # give the anchor the very same random weights
+            anchor_dir = tempfile.mkdtemp(prefix="bench-model-")
+            scorer.model.save_pretrained(anchor_dir)
+            scorer.tokenizer.save_pretrained(anchor_dir)
+        anchor = _run_anchor(args, anchor_dir, requests[: args.anchor_limit], device.type, out)
+    best = max(table, key=lambda r: r["prompts_per_s"])
+    report = {
+        "what": f"{args.method} at rate {args.rate} on NQ 20-doc prompts",
+        "weights": "random-initialised (real SmolLM2-135M config and tokenizer)" if args.random_weights
+        else "real SmolLM2-135M-Instruct weights",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "dtype": str(default_dtype(device)),
+        "parameters": params,
+        "measured_matmul_tflops": peak_flops / 1e12,
+        "ctxcompress": table,
+        "single_request": single,
+        "llmlingua_0_2_2": anchor,
+        "speedup_best_batch_vs_llmlingua": (best["prompts_per_s"] / anchor["prompts_per_s"])
+        if anchor and "prompts_per_s" in anchor else None,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "command": " ".join(["ctxcompress bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
+    }
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    md = _markdown(report)
+    (out / "bench.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _markdown(report: dict) -> str:
+    lines = [
+        f"# Benchmark: {report['what']}",
+        "",
+        f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}); "
+        f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
+        "",
+        "| batch | prompts/s | input tok/s | model tok/s | TFLOP/s | % of matmul peak | max budget err | peak GiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["ctxcompress"]:
+        mem = f"{row['peak_gpu_mem_gib']:.1f}" if row["peak_gpu_mem_gib"] is not None else "-"
+        lines.append(
+            f"| {row['batch_size']} | {row['prompts_per_s']:.2f} | {row['input_tokens_per_s']:.0f} | "
+            f"{row['model_tokens_per_s']:.0f} | {row['achieved_tflops']:.2f} | {row['pct_of_matmul_peak']:.1f} | "
+            f"{row['budget_error_max']:.3f} | {mem} |"
+        )
+    single = report["single_request"]
+    lines += ["", f"Single request latency: p50 {single['latency_ms_p50']:.1f} ms, "
+              f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests)."]
+    anchor = report["llmlingua_0_2_2"]
+    if anchor and "prompts_per_s" in anchor:
+        lines += [f"llmlingua 0.2.2 (same model, inputs, device): {anchor['prompts_per_s']:.3f} prompts/s, "
+                  f"p50 {anchor['latency_ms_p50']:.0f} ms over {anchor['prompts']} prompts.",
+                  f"Speed-up at the best batch size: {report['speedup_best_batch_vs_llmlingua']:.1f}x."]
+    elif anchor:
+        lines.append(f"llmlingua 0.2.2 failed: {anchor.get('error')}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="ctxcompress bench", description=__doc__.splitlines()[0])
+    configure(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    raise SystemExit(main())
