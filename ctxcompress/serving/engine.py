@@ -142,6 +142,7 @@ class AsyncCompressionEngine:
         self._batches: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._queue_closed = False
+        self._held = 0
         self._admitted = 0
         self._counters = _Counters()
         self._ewma_batch_s = 0.5
@@ -207,7 +208,7 @@ class AsyncCompressionEngine:
         from collections import Counter
 
         c = self._counters
-        queued = (self._queue.qsize() if self._queue else 0) + len(self._carry)
+        queued = (self._queue.qsize() if self._queue else 0) + len(self._carry) + self._held
         return EngineStats(
             queue_depth=queued,
             in_flight=self._admitted,
@@ -361,7 +362,9 @@ class AsyncCompressionEngine:
                 continue
             # Reserve a device first: while every device is busy, requests keep accumulating in the queue and
             # all of them join this batch (bigger batches under load, no frozen small batch waiting).
+            self._held = 1  # counted in the queue depth while it waits for a device
             worker = await self._reserve_worker()
+            self._held = 0
             batch, tokens = [first], first.tokens
             cutoff = loop.time() + self.max_wait_s
             while len(batch) < self.max_batch_requests:

@@ -34,9 +34,10 @@ _WARMUP_DOCUMENTS = [
 ]
 
 
-def build_engine(settings: Settings) -> AsyncCompressionEngine:
-    """One Compressor per configured device, sized by the settings."""
+def build_engine(settings: Settings, compressors: list[Compressor] | None = None) -> AsyncCompressionEngine:
+    """The engine sized by the settings: one Compressor per configured device, or the given ``compressors``."""
     return AsyncCompressionEngine(
+        compressors,
         devices=settings.device,
         max_concurrent_requests=settings.max_concurrent_requests,
         max_batch_requests=settings.max_batch_requests,
