@@ -228,13 +228,17 @@ class AsyncCompressionEngine:
 
     def prepare(self, request: RequestLike) -> CompressionRequest:
         """Validate ``request`` without running models (raises :class:`CtxCompressError` subclasses)."""
-        prepared = self._workers[0].compressor.prepare(request)
-        if len(prepared.request.documents) > self.max_documents:
+        self._check_documents(request)
+        return self._workers[0].compressor.prepare(request).request
+
+    def _check_documents(self, request: RequestLike) -> None:
+        documents = request.documents if isinstance(request, CompressionRequest) else None
+        if isinstance(request, dict) and isinstance(request.get("documents"), list):
+            documents = request["documents"]
+        if documents is not None and len(documents) > self.max_documents:
             raise PayloadTooLarge(
-                f"request has {len(prepared.request.documents)} documents; the limit is {self.max_documents}",
-                field="documents",
+                f"request has {len(documents)} documents; the limit is {self.max_documents}", field="documents"
             )
-        return prepared.request
 
     async def compress(self, request: RequestLike, *, timeout_s: float | None = None) -> CompressionResult:
         """Compress one request in the next batch; raises Overloaded, CompressionTimeout or the request's error."""
@@ -296,15 +300,11 @@ class AsyncCompressionEngine:
 
     async def _submit(self, request: RequestLike, timeout: float) -> CompressionResult:
         self._counters.requests += 1
+        self._check_documents(request)
         if _request_chars(request) > _INLINE_PREPARE_CHARS:
             prepared = await asyncio.to_thread(self._workers[0].compressor.prepare, request)
         else:
             prepared = self._workers[0].compressor.prepare(request)
-        if len(prepared.request.documents) > self.max_documents:
-            raise PayloadTooLarge(
-                f"request has {len(prepared.request.documents)} documents; the limit is {self.max_documents}",
-                field="documents",
-            )
         if prepared.fits_uncompressed():
             return prepared.unchanged()
         if self._queue_closed:

@@ -1,0 +1,268 @@
+"""The REST service on a real loopback port (uvicorn in a thread), backed by the tiny random model.
+
+Covers compress, batch, every error status, auth on/off, readiness, methods/models, metrics and a graceful
+shutdown that keeps an accepted request. A gate (threading.Event) holds batches on the device where a test
+needs a request in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+
+import httpx
+import pytest
+from ctxcompress_service import Settings, build_app, build_engine
+from ctxcompress_service.testing import ServiceThread
+
+from ctxcompress import CompressionResult, Compressor, Overloaded
+from ctxcompress.client import AsyncCtxCompressClient, CtxCompressClient
+from ctxcompress.errors import InvalidInput
+from ctxcompress.pool import ModelPool
+from ctxcompress.serving.errors import Forbidden, Unauthorized
+
+DOCS = [
+    "The Nile is a major north-flowing river in northeastern Africa and flows into the Mediterranean Sea.",
+    "Paris is the capital and most populous city of France, on the river Seine.",
+    "The Amazon in South America is the largest river by discharge volume of water in the world.",
+]
+QUESTION = "Which river flows into the Mediterranean?"
+
+
+def body(**overrides: object) -> dict:
+    return {"method": "llmlingua", "documents": DOCS, "question": QUESTION, "budget": {"rate": 0.5}} | overrides
+
+
+class GatedCompressor(Compressor):
+    """A real Compressor whose worker waits for ``gate`` before each batch."""
+
+    def __init__(self, pool: ModelPool, max_input_tokens: int = 200_000) -> None:
+        super().__init__(pool=pool, max_input_tokens=max_input_tokens)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def compress_batch(self, requests, *, return_exceptions=False):  # noqa: ANN001, ANN201
+        self.entered.set()
+        assert self.gate.wait(30)
+        return super().compress_batch(requests, return_exceptions=return_exceptions)
+
+
+@pytest.fixture()
+def make_service(tiny_scorer):  # noqa: ANN001, ANN201
+    """``make_service(**settings) -> (ServiceThread, GatedCompressor)``; servers stop at teardown."""
+    started: list[ServiceThread] = []
+
+    def make(*, max_input_tokens: int = 200_000, **overrides: object) -> tuple[ServiceThread, GatedCompressor]:
+        pool = ModelPool(device="cpu")
+        pool.register("scorer", "smollm2-135m", tiny_scorer)
+        gated = GatedCompressor(pool, max_input_tokens)
+        values = {"device": ["cpu"], "preload_models": [], "warmup": False} | overrides
+        settings = Settings(_env_file=None, **values)
+        service = ServiceThread(build_app(settings, engine_factory=lambda s: build_engine(s, [gated]))).start()
+        started.append(service)
+        return service, gated
+
+    yield make
+    for service in started:
+        service.stop()
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(200):
+        if httpx.get(f"{url}/readyz").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise AssertionError("service never became ready")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_compress_applies_service_defaults_and_metrics_move(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service(default_method="llmlingua", default_budget={"max_tokens": 30})
+    wait_ready(service.url)
+    before = httpx.get(f"{service.url}/metrics").text
+    response = httpx.post(f"{service.url}/v1/compress", json={"documents": DOCS, "question": QUESTION}, timeout=60)
+    assert response.status_code == 200, response.text
+    result = CompressionResult.model_validate(response.json())
+    assert result.method == "llmlingua" and result.target_tokens == 30
+    assert result.compressed_tokens <= 30 < result.origin_tokens
+    assert response.headers["x-request-id"]
+    after = httpx.get(f"{service.url}/metrics").text
+    labels = {"route": "/v1/compress", "method": "POST", "status": "200"}
+
+    def moved(name: str, **where: str) -> float:
+        return metric(after, name, **where) - metric(before, name, **where)
+
+    assert moved("ctxcompress_http_requests_total", **labels) == 1
+    assert moved("ctxcompress_tokens_total", direction="origin") == result.origin_tokens
+    assert metric(after, "ctxcompress_tokens_total", direction="compressed") > 0
+    assert moved("ctxcompress_batch_size_count") == 1
+    assert metric(after, "ctxcompress_http_request_seconds_count", route="/v1/compress") >= 1
+    assert "ctxcompress_queue_depth 0.0" in after
+
+
+def test_batch_returns_results_and_per_item_errors(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service(max_batch_items=3)
+    items = [body(budget={"rate": 1.0}), body(method="nope"), body(options={"windw": 3})]
+    response = httpx.post(f"{service.url}/v1/compress/batch", json=items, timeout=60)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["result"]["ratio"] == 1.0 and results[0]["error"] is None
+    assert results[1]["error"]["type"] == "InvalidInput" and results[1]["error"]["field"] == "method"
+    assert results[2]["error"]["field"] == "options.windw" and "window" in results[2]["error"]["message"]
+    too_many = httpx.post(f"{service.url}/v1/compress/batch", json=items * 2)
+    assert too_many.status_code == 413 and too_many.json()["error"]["type"] == "PayloadTooLarge"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "field"),
+    [
+        ({"question": QUESTION}, 422, "documents"),
+        (body(bogus=1), 422, "bogus"),
+        (body(budget={"rate": 2}), 422, "budget.rate"),
+        (body(budget={"rate": 0.5, "max_tokens": 9}), 422, "budget"),
+        (body(method="nope"), 422, "method"),
+        (body(options={"scorer": "/etc/passwd"}), 422, "options.scorer"),
+        (body(documents=["a", "b", "c", "d", "e"]), 413, "documents"),
+        (body(documents=["word " * 400]), 413, "documents"),
+    ],
+)
+def test_client_mistakes_get_4xx_naming_the_field(make_service, payload: dict, status: int, field: str) -> None:  # noqa: ANN001
+    service, _ = make_service(max_documents=4, max_input_tokens=300)
+    response = httpx.post(f"{service.url}/v1/compress", json=payload, timeout=60)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["field"] == field and error["message"]
+    assert error["type"] in {"InvalidInput", "PayloadTooLarge", "UnknownModel"}
+
+
+def test_malformed_and_oversized_bodies(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service(max_request_bytes=2000)
+    headers = {"content-type": "application/json"}
+    broken = httpx.post(f"{service.url}/v1/compress", content=b'{"documents": [', headers=headers)
+    assert broken.status_code == 422 and broken.json()["error"]["field"] == "body"
+    big = json.dumps(body(documents=["x" * 3000])).encode()
+    assert httpx.post(f"{service.url}/v1/compress", content=big, headers=headers).status_code == 413
+    chunked = httpx.post(f"{service.url}/v1/compress", content=iter([big[:1500], big[1500:]]), headers=headers)
+    assert chunked.status_code == 413 and chunked.json()["error"]["type"] == "PayloadTooLarge"
+    missing = httpx.get(f"{service.url}/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFound"
+
+
+def test_api_keys(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service(api_keys="k-one,k-two")
+    url = f"{service.url}/v1/compress"
+    payload = body(budget={"rate": 1.0})
+    assert httpx.post(url, json=payload).status_code == 401
+    assert httpx.post(url, json=payload, headers={"authorization": "Bearer nope"}).status_code == 403
+    assert httpx.post(url, json=payload, headers={"authorization": "Bearer k-two"}).status_code == 200
+    assert httpx.get(f"{service.url}/v1/methods").status_code == 401
+    assert httpx.get(f"{service.url}/healthz").status_code == 200  # probes and metrics stay open
+    assert httpx.get(f"{service.url}/metrics").status_code == 200
+    with CtxCompressClient(service.url, api_key="k-one") as client:
+        assert client.compress(payload).ratio == 1.0
+    with CtxCompressClient(service.url, api_key="bad") as client, pytest.raises(Forbidden):
+        client.compress(payload)
+    with CtxCompressClient(service.url) as client, pytest.raises(Unauthorized):
+        client.methods()
+
+
+def test_overload_429_and_timeout_504(make_service) -> None:  # noqa: ANN001
+    service, gated = make_service(max_concurrent_requests=1, request_timeout_s=1.0)
+    gated.gate.clear()
+    outcome: dict[str, httpx.Response] = {}
+    held = threading.Thread(
+        target=lambda: outcome.update(first=httpx.post(f"{service.url}/v1/compress", json=body(), timeout=30))
+    )
+    held.start()
+    assert gated.entered.wait(10)
+    rejected = httpx.post(f"{service.url}/v1/compress", json=body())
+    assert rejected.status_code == 429 and int(rejected.headers["retry-after"]) >= 1
+    assert rejected.json()["error"]["type"] == "Overloaded"
+    with CtxCompressClient(service.url) as client, pytest.raises(Overloaded) as info:
+        client.compress(body())
+    assert info.value.retry_after_s >= 1
+    held.join(30)
+    assert outcome["first"].status_code == 504 and outcome["first"].json()["error"]["type"] == "CompressionTimeout"
+    gated.gate.set()
+
+
+def test_readiness_methods_and_models(make_service) -> None:  # noqa: ANN001
+    broken, _ = make_service(preload_models="no-such-model")
+    time.sleep(0.2)
+    assert httpx.get(f"{broken.url}/healthz").json() == {"status": "ok", "devices": [], "loaded": []}
+    not_ready = httpx.get(f"{broken.url}/readyz")
+    assert not_ready.status_code == 503 and "no-such-model" in not_ready.json()["error"]["message"]
+    service, _ = make_service()
+    wait_ready(service.url)
+    ready = httpx.get(f"{service.url}/readyz").json()
+    assert ready["devices"] == ["cpu"] and "scorer:smollm2-135m" in ready["loaded"]
+    methods = httpx.get(f"{service.url}/v1/methods").json()
+    by_name = {m["name"]: m for m in methods["methods"]}
+    assert {"llmlingua", "longllmlingua"} <= set(by_name)
+    assert by_name["llmlingua"]["options"]["properties"]["window"]["default"] == 200
+    assert by_name["longllmlingua"]["needs_question"] is True
+    assert methods["default_method"] == "longllmlingua" and methods["default_budget"]["rate"] == 0.5
+    models = {m["name"]: m for m in httpx.get(f"{service.url}/v1/models").json()["data"]}
+    assert models["smollm2-135m"]["kind"] == "causal-lm" and models["smollm2-135m"]["loaded"] is True
+    assert models["minilm-l6"]["loaded"] is False
+
+
+def test_graceful_shutdown_finishes_an_accepted_request(make_service) -> None:  # noqa: ANN001
+    service, gated = make_service()
+    url = service.url
+    gated.gate.clear()
+    outcome: dict[str, httpx.Response] = {}
+    inflight = threading.Thread(
+        target=lambda: outcome.update(r=httpx.post(f"{url}/v1/compress", json=body(), timeout=60))
+    )
+    inflight.start()
+    assert gated.entered.wait(10)
+    stopper = threading.Thread(target=service.stop)  # what uvicorn does on SIGTERM
+    stopper.start()
+    time.sleep(0.3)
+    with pytest.raises(httpx.TransportError):  # no longer accepting
+        httpx.get(f"{url}/healthz", timeout=2)
+    gated.gate.set()
+    inflight.join(60)
+    stopper.join(60)
+    assert outcome["r"].status_code == 200 and outcome["r"].json()["compressed_tokens"] > 0
+    assert not stopper.is_alive()
+
+
+def test_clients_sync_and_async(make_service) -> None:  # noqa: ANN001
+    import asyncio
+
+    service, _ = make_service()
+    with CtxCompressClient(service.url) as client:
+        result = client.compress(body(budget={"max_tokens": 40}))
+        assert isinstance(result, CompressionResult) and result.compressed_tokens <= 40
+        results = client.compress_batch([body(budget={"rate": 1.0}), body(method="nope")], return_exceptions=True)
+        assert isinstance(results[0], CompressionResult) and isinstance(results[1], InvalidInput)
+        assert results[1].field == "method"
+        with pytest.raises(InvalidInput) as info:
+            client.compress_batch([body(method="nope")])
+        assert info.value.field == "method"
+        with pytest.raises(InvalidInput) as info:
+            client.compress(body(options={"windw": 1}))
+        assert info.value.field == "options.windw" and re.search("valid options", info.value.message)
+        assert "llmlingua" in {m["name"] for m in client.methods()["methods"]}
+
+    async def run() -> None:
+        async with AsyncCtxCompressClient(service.url) as client:
+            wait = await client.health()
+            assert wait["devices"] == ["cpu"]
+            results = await asyncio.gather(*(client.compress(body(budget={"rate": 1.0})) for _ in range(3)))
+            assert all(r.ratio == 1.0 for r in results)
+            batch = await client.compress_batch([body(budget={"rate": 1.0})])
+            assert batch[0].ratio == 1.0
+
+    asyncio.run(run())
