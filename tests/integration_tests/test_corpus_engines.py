@@ -50,8 +50,8 @@ def local_ray():
 def test_ray_engine_matches_local_engine(tmp_path, real_compressor, local_ray):
     from ctxcompress_ray import run_ray
 
-    rows = nq_passages(6)
-    lines = rows[:3] + [{"id": "bad", "text": ["not", "text"]}, "{truncated"] + rows[3:]
+    rows = nq_passages(4)
+    lines = rows[:2] + [{"id": "bad", "text": ["not", "text"]}, "{truncated"] + rows[2:]
     src = write_jsonl(tmp_path / "in.jsonl", lines)
     jobs = {
         engine: CorpusJob.build(
@@ -67,9 +67,9 @@ def test_ray_engine_matches_local_engine(tmp_path, real_compressor, local_ray):
     assert {r["id"]: r["compressed_text"] for r in ray_rows} == {r["id"]: r["compressed_text"] for r in local_rows}
     assert ray_rows == local_rows
     assert read_jsonl(tmp_path / "ray.rejects.jsonl") == read_jsonl(tmp_path / "local.rejects.jsonl")
-    assert [r["row"] for r in read_jsonl(tmp_path / "ray.rejects.jsonl")] == [3, 4]
+    assert [r["row"] for r in read_jsonl(tmp_path / "ray.rejects.jsonl")] == [2, 3]
     for summary in (local, remote):
-        assert (summary.rows, summary.written, summary.rejects) == (8, 6, 2)
+        assert (summary.rows, summary.written, summary.rejects) == (6, 4, 2)
         assert 0 < summary.compressed_tokens < summary.origin_tokens
     assert remote.tokens_saved == local.tokens_saved
     assert json.loads((tmp_path / "ray.report.json").read_text())["engine"] == "ray"
@@ -79,24 +79,24 @@ def test_ray_engine_parquet(tmp_path, local_ray):
     import pyarrow as pa
     from ctxcompress_ray import run_ray
 
-    rows = nq_passages(3, skip=6)
+    rows = nq_passages(2, skip=4)
     src = tmp_path / "in.parquet"
-    pq.write_table(pa.table({"pid": [1, 2, 3, 4], "passage": [r["text"] for r in rows] + [""]}), src)
+    pq.write_table(pa.table({"pid": [1, 2, 3], "passage": [r["text"] for r in rows] + [""]}), src)
     job = CorpusJob.build(
         input=src, output=tmp_path / "out.parquet", method="llmlingua", budget={"max_tokens": 48},
         text_field="passage", id_field="pid",
     )
     summary = run_ray(job, concurrency=1, progress=False)
     out = pq.read_table(tmp_path / "out.parquet")
-    assert out.column("pid").to_pylist() == [1, 2, 3]
+    assert out.column("pid").to_pylist() == [1, 2]
     assert all(0 < n < 60 for n in out.column("compressed_tokens").to_pylist())
-    reject = {"row": 3, "id": 4, "reason": "text field 'passage' is empty"}
+    reject = {"row": 2, "id": 3, "reason": "text field 'passage' is empty"}
     assert read_jsonl(tmp_path / "out.rejects.jsonl") == [reject]
-    assert (summary.written, summary.rejects) == (3, 1)
+    assert (summary.written, summary.rejects) == (2, 1)
 
 
 def test_killed_cli_run_resumes_without_duplicates_or_loss(tmp_path, real_compressor):
-    rows = nq_passages(12, skip=9)
+    rows = nq_passages(8, skip=6)
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
     argv = ["corpus", "-i", str(src), "-o", str(out), "-m", "llmlingua", "--rate", "0.5",
@@ -120,8 +120,8 @@ def test_killed_cli_run_resumes_without_duplicates_or_loss(tmp_path, real_compre
     job = CorpusJob.build(input=src, output=out, method="llmlingua", budget={"rate": 0.5}, batch_size=2, shard_size=2)
     summary = run_local(job, compressor=real_compressor, progress=False)
     assert summary.shards_resumed == done_before >= 2
-    assert summary.rows_processed == 12 - 2 * done_before
+    assert summary.rows_processed == 8 - 2 * done_before
     written = read_jsonl(out)
     assert [r["id"] for r in written] == [r["id"] for r in rows]  # each row exactly once, in input order
-    assert summary.rows == summary.written == 12
+    assert summary.rows == summary.written == 8
     assert not parts.exists()
