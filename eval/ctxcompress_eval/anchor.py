@@ -4,10 +4,10 @@
 per dataset × mode × rate, pending examples only). It returns text only, so this module also recovers which
 documents the text came from (:func:`attribute_documents`):
 
-1. The compressed context is cut at NQ's ``Document [i]`` markers wherever a marker survived; a segment that
-   starts with a marker whose document shares words with it is attributed to that document.
-2. Text without a usable marker is cut on blank lines (llmlingua joins documents with ``\\n\\n``) and each piece is
-   attributed to the document that covers the largest IDF-weighted share of its words (at least
+1. The compressed context is cut at NQ's ``Document [i]`` markers wherever a marker survived, and on blank lines
+   (llmlingua joins documents with ``\\n\\n``).
+2. A piece that starts with a marker whose document shares words with it is attributed to that document; any
+   other piece to the document that covers the largest IDF-weighted share of its words (at least
    ``MIN_OVERLAP``); pieces below that stay unattributed.
 
 ``attribution_agreement`` in the results checks this recovery on ctxcompress outputs, whose true indices are known.
@@ -99,20 +99,17 @@ def attribute_documents(context: str, documents: list[str]) -> list[tuple[int, s
     bounds = [0] + [m.start() for m in marks] + [len(context)]
     pieces: list[tuple[int, str]] = []
     for a, b in zip(bounds, bounds[1:], strict=False):
-        segment = context[a:b].strip()
-        if not segment:
-            continue
-        marker = _MARKER.match(segment)
-        if marker and 1 <= int(marker.group(1)) <= n:
-            index = int(marker.group(1)) - 1
-            body = segment[marker.end() :]
-            if not _words(body) or set(_words(body)) & doc_words[index]:
-                pieces.append((index, segment))
-                continue
-        for part in re.split(r"\n\s*\n", segment):
-            if part.strip():
-                best, share = _best_document(part, doc_words, idf)
-                pieces.append((best if share >= MIN_OVERLAP else -1, part.strip()))
+        parts = [p.strip() for p in re.split(r"\n\s*\n", context[a:b]) if p.strip()]
+        for k, part in enumerate(parts):
+            marker = _MARKER.match(part) if k == 0 else None
+            if marker and 1 <= int(marker.group(1)) <= n:
+                index = int(marker.group(1)) - 1
+                body = set(_words(part[marker.end() :]))
+                if not body or body & doc_words[index]:
+                    pieces.append((index, part))
+                    continue
+            best, share = _best_document(part, doc_words, idf)
+            pieces.append((best if share >= MIN_OVERLAP else -1, part))
     return pieces
 
 

@@ -54,6 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reader-api-key-env", default="OPENAI_API_KEY",
                         help="environment variable holding the reader's API key (optional)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-render results.md and plots from --out/results.json; run nothing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,9 +64,16 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from ctxcompress_eval.datasets import load_datasets
     from ctxcompress_eval.reader import Reader
-    from ctxcompress_eval.report import write_report
+    from ctxcompress_eval.report import load_results, write_report
     from ctxcompress_eval.runner import EvalConfig, evaluate, expand_methods, log
 
+    if args.report_only:
+        if not (args.out / "results.json").is_file():
+            print(f"ctxcompress eval: no results.json in {args.out}", file=sys.stderr)
+            return 2
+        write_report(load_results(args.out), args.out, plots=not args.no_plots)
+        print((args.out / "results.md").read_text(encoding="utf-8"))
+        return 0
     if bool(args.reader_url) != bool(args.reader_model):
         print("ctxcompress eval: --reader-url and --reader-model go together", file=sys.stderr)
         return 2

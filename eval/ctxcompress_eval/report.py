@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["markdown_report", "plot_all", "write_report"]
+__all__ = ["load_results", "markdown_report", "plot_all", "write_report"]
 
 _COLUMNS = (
     ("method", "method"), ("rate", "rate"), ("n", "n"), ("ratio", "ratio"),
@@ -20,6 +20,7 @@ _COLUMNS = (
     ("budget_error_worst", "budget err. worst"), ("latency_ms_p50", "latency p50 ms"),
     ("latency_ms_p90", "latency p90 ms"), ("tokens_per_s", "tokens/s"),
 )
+_MARKERS = "osD^v<>phX*"
 _OPTIONAL = (("demo_conclusion_retention", "demo concl. ret."), ("reader_accuracy", "reader acc."),
              ("attribution_agreement", "attrib. agree"), ("n_errors", "errors"))
 
@@ -101,11 +102,11 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
     for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = [r for r in records if r["dataset"] == dataset]
         key = _retention_key(rows)
-        for method in dict.fromkeys(r["method"] for r in rows):
+        for k, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
             points = sorted((r["ratio"], r[key]) for r in rows
                             if r["method"] == method and r.get("ratio") and r.get(key) is not None)
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=method)
+                ax.plot(*zip(*points, strict=True), marker=_MARKERS[k % len(_MARKERS)], label=method, alpha=0.8)
         ax.set(title=dataset, xlabel="compression ratio (origin / compressed tokens)",
                ylabel=key.replace("_", " "), ylim=(-0.05, 1.05))
         ax.grid(alpha=0.3)
@@ -120,14 +121,14 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
         rates = sorted({r["rate"] for r in positional if r["rate"] < 1.0}, reverse=True) or [1.0]
         fig, axes = plt.subplots(1, len(rates), figsize=(6 * len(rates), 4.5), squeeze=False)
         for ax, rate in zip(axes[0], rates, strict=True):
-            for r in positional:
+            for k, r in enumerate(positional):
                 if r["rate"] not in (rate, 1.0):
                     continue
                 points = sorted((int(p), a["answer_retention"]) for p, a in r["by_position"].items()
                                 if a.get("answer_retention") is not None)
                 if points:
-                    ax.plot(*zip(*points, strict=True), marker="o", label=f"{r['dataset']} {r['method']}",
-                            linestyle="--" if r["rate"] == 1.0 else "-")
+                    ax.plot(*zip(*points, strict=True), marker=_MARKERS[k % len(_MARKERS)], alpha=0.8,
+                            label=f"{r['dataset']} {r['method']}", linestyle="--" if r["rate"] == 1.0 else "-")
             ax.set(title=f"rate {rate:g}", xlabel="gold document position (0-based)", ylabel="answer retention",
                    ylim=(-0.05, 1.05))
             ax.grid(alpha=0.3)
@@ -151,6 +152,15 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
+
+
+def load_results(out: Path) -> dict[str, Any]:
+    """Read back what :func:`write_report` wrote (to re-render tables and plots without re-running)."""
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows_path = out / "per_prompt.jsonl"
+    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if rows_path.is_file() else []
+    return {"meta": data["meta"], "records": data["records"], "rows": rows}
 
 
 def write_report(results: dict[str, Any], out: Path, *, plots: bool = True) -> list[Path]:

@@ -209,8 +209,9 @@ def run_metadata(config: EvalConfig, compressor: Compressor, skipped: dict[str, 
     import torch
 
     device = compressor.pool.device
+    commit = os.environ.get("CTXCOMPRESS_GIT_COMMIT")
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
@@ -227,8 +228,9 @@ def run_metadata(config: EvalConfig, compressor: Compressor, skipped: dict[str, 
         "rates": config.rates,
         "batch_size": config.batch_size,
         "seed": config.seed,
-        "latency_note": "latency_ms is per prompt: a batch's wall time divided by its size (batch_size above); "
-                        "the anchor's is llmlingua's compress_prompt wall time per prompt (model load excluded)",
+        "latency_note": "latency_ms is per prompt: a batch's wall time divided by its size (batch_size above), "
+                        "after one untimed warm-up prompt per system (model loading excluded); the anchor's is "
+                        "llmlingua's compress_prompt wall time per prompt (model load excluded)",
         "skipped": skipped,
         **config.extra_meta,
     }
@@ -285,6 +287,12 @@ def _run_cached(system: Any, dataset: str, examples: list[Example], rate: float,
     pending = [ex for ex in examples if ex.id not in done]
     log(f"{dataset} {system.name} rate={rate:g}: {len(examples) - len(pending)} cached, {len(pending)} to run")
     chunk = 25 if isinstance(system, AnchorRunner) else 8
+    if pending and not isinstance(system, AnchorRunner) and not getattr(system, "warmed", False):
+        try:  # load models before timing (the anchor's runner times compress_prompt after its load)
+            system.run(pending[:1], rate)
+        except CtxCompressError:
+            pass
+        system.warmed = True
     with tqdm(total=len(examples), initial=len(examples) - len(pending), desc=f"{dataset} {system.name} {rate:g}",
               file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
         for start in range(0, len(pending), chunk):
