@@ -7,11 +7,17 @@ never make the process load an arbitrary path. Loading is thread-safe and lazy.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.engines.scorer import CausalLMScorer
+from ctxcompress.errors import UnknownModel
 from ctxcompress.models import ModelKind, ModelRegistry, default_registry
+
+if TYPE_CHECKING:
+    from ctxcompress.engines.classifier import TokenClassifier
+    from ctxcompress.engines.encoder import SentenceEncoder
+    from ctxcompress.engines.generator import Generator
 
 __all__ = ["ModelPool"]
 
@@ -52,6 +58,47 @@ class ModelPool:
             name,
             "causal-lm",
             lambda local, device: CausalLMScorer.from_pretrained(
+                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+            ),
+            field=field,
+        )
+
+    def encoder(self, name: str, *, field: str | None = None) -> SentenceEncoder:
+        from ctxcompress.engines.encoder import SentenceEncoder
+
+        return self.get(
+            "encoder", name, "sentence-encoder",
+            lambda local, device: SentenceEncoder.from_pretrained(
+                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+            ),
+            field=field,
+        )
+
+    def generator(self, name: str, *, field: str | None = None) -> Generator:
+        """A seq2seq or instruct causal-LM generator (the registry kind decides which)."""
+        from ctxcompress.engines.generator import Generator
+
+        kind: ModelKind = "seq2seq"
+        if ("generator", name) not in self._engines:
+            kinds = ("seq2seq", "causal-lm")
+            if name not in self.registry.names() or self.registry.spec(name).kind not in kinds:
+                known = [n for k in kinds for n in self.registry.names(k)]  # type: ignore[arg-type]
+                raise UnknownModel(name, known=known, field=field)
+            kind = self.registry.spec(name).kind
+        return self.get(
+            "generator", name, kind,
+            lambda local, device: Generator.from_pretrained(
+                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+            ),
+            field=field,
+        )
+
+    def classifier(self, name: str, *, field: str | None = None) -> TokenClassifier:
+        from ctxcompress.engines.classifier import TokenClassifier
+
+        return self.get(
+            "classifier", name, "token-classifier",
+            lambda local, device: TokenClassifier.from_pretrained(
                 local, device=str(device), max_batch_tokens=self.max_batch_tokens
             ),
             field=field,

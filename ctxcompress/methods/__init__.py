@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ctxcompress.methods import llmlingua, longllmlingua  # noqa: F401  (registration side effect)
+from ctxcompress.methods import (  # noqa: F401  (registration side effect)
+    cpc,
+    llmlingua,
+    llmlingua2,
+    longllmlingua,
+    tcra_semantic,
+    tcra_summary,
+)
 from ctxcompress.methods.base import CompressionMethod, method_class, method_names, register_method
 
 __all__ = ["CompressionMethod", "method_class", "method_names", "register_method"]

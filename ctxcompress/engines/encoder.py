@@ -1,0 +1,133 @@
+"""SentenceEncoder: sentence embeddings and contextual token embeddings from a sentence-transformers model.
+
+What it computes:
+
+* ``embed(texts)``: the model's own sentence embeddings (its pooling + normalisation), L2-normalised, batched
+  longest-first by ``SentenceTransformer.encode``.
+* ``token_embeddings(texts)``: one contextual embedding per word piece of each whole text, with the piece's
+  character span. Texts longer than the encoder's window (``max_seq_length``, 256 word pieces for MiniLM) are cut
+  into overlapping windows; a piece seen by several windows gets the mean of its embeddings. All windows of all
+  texts run length-sorted in batches capped by padded tokens, outputs are moved to CPU per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctxcompress.batching import plan_batches
+from ctxcompress.engines.device import resolve_device
+from ctxcompress.errors import ModelError
+
+__all__ = ["SentenceEncoder", "TokenEmbeddings"]
+
+
+@dataclass
+class TokenEmbeddings:
+    """Contextual embeddings of one text: ``vectors[i]`` belongs to the characters ``offsets[i]``."""
+
+    vectors: np.ndarray  # [n_pieces, dim] float32
+    offsets: np.ndarray  # [n_pieces, 2] int64 character spans
+
+
+class SentenceEncoder:
+    """Runs a sentence-transformers model. Load with :meth:`from_pretrained` or wrap a loaded model.
+
+    Args:
+        model: a ``SentenceTransformer`` whose first module is a ``Transformer`` (``auto_model`` + tokenizer).
+        batch_size: texts per ``embed`` batch.
+        max_batch_tokens: padded word pieces per forward pass of ``token_embeddings``.
+    """
+
+    def __init__(self, model: Any, *, batch_size: int = 64, max_batch_tokens: int = 8192) -> None:
+        self.model = model.eval()
+        self.tokenizer = model.tokenizer
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.device = torch.device(str(model.device))
+        self._transformer = model[0].auto_model
+        limit = int(getattr(model, "max_seq_length", None) or 512)
+        positions = int(getattr(self._transformer.config, "max_position_embeddings", limit) or limit)
+        self.max_length = min(limit, positions)
+        self._cls = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else None
+        self._sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else None
+        self._pad = int(self.tokenizer.pad_token_id or 0)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: Any) -> SentenceEncoder:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(model_dir, device=str(resolve_device(device)), trust_remote_code=False)
+        except Exception as exc:
+            raise ModelError(f"could not load sentence encoder from {model_dir}: {exc}") from exc
+        return cls(model, **kwargs)
+
+    @property
+    def dimension(self) -> int:
+        return int(self._transformer.config.hidden_size)
+
+    def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Word-piece ids of ``text`` (no special tokens) and each piece's character span."""
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text)[0])
+
+    @torch.inference_mode()
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised sentence embeddings, ``[len(texts), dim]`` float32 (inputs past the window truncated)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    @torch.inference_mode()
+    def token_embeddings(self, texts: list[str], *, overlap: int = 64) -> list[TokenEmbeddings]:
+        """Contextual word-piece embeddings of each whole text (windows of ``max_length`` with ``overlap``)."""
+        specials = int(self._cls is not None) + int(self._sep is not None)
+        width = self.max_length - specials
+        stride = max(width - min(max(overlap, 0), width // 2), 1)
+        encoded = [self.encode(t) for t in texts]
+        windows: list[tuple[int, int, list[int]]] = []  # (text index, first piece, ids)
+        for t, (ids, _) in enumerate(encoded):
+            start = 0
+            while start < len(ids):
+                windows.append((t, start, ids[start : start + width]))
+                if start + width >= len(ids):
+                    break
+                start += stride
+        sums = [np.zeros((len(ids), self.dimension), dtype=np.float32) for ids, _ in encoded]
+        counts = [np.zeros(len(ids), dtype=np.float32) for ids, _ in encoded]
+        lengths = [len(w[2]) + specials for w in windows]
+        for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
+            hidden = self._forward([windows[w][2] for w in batch])
+            for row, w in enumerate(batch):
+                t, start, ids = windows[w]
+                first = int(self._cls is not None)
+                sums[t][start : start + len(ids)] += hidden[row, first : first + len(ids)]
+                counts[t][start : start + len(ids)] += 1.0
+        return [
+            TokenEmbeddings(s / np.maximum(c, 1.0)[:, None], np.array(offsets, dtype=np.int64).reshape(-1, 2))
+            for s, c, (_, offsets) in zip(sums, counts, encoded, strict=True)
+        ]
+
+    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
+        """Last hidden states ``[B, L, dim]`` (CPU float32) of right-padded ``[CLS] ids [SEP]`` sequences."""
+        rows = [([self._cls] if self._cls is not None else []) + s + ([self._sep] if self._sep is not None else [])
+                for s in sequences]
+        longest = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), longest), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[i, : len(r)] = 1
+        out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
+        return out.last_hidden_state.float().cpu().numpy()

@@ -1,0 +1,138 @@
+"""Scored text units (sentences or words) and budget selection shared by CPC, TCRA-semantic and LLMLingua-2.
+
+A document is cut into *units* whose character spans cover it without gaps (each unit carries its trailing
+whitespace), so keeping a subset of units and joining them in order rebuilds a faithful, shorter document.
+Methods give every unit a score (``inf`` = protected). :func:`keep_best_units` ranks the units of all documents
+of one request together (one global threshold, i.e. a percentile over the whole request) and binary-searches the
+number kept so the assembled prompt is the largest not above the target-token budget. Optionally the first unit
+that no longer fits is added back word by word, to land close under the budget with sentence-sized units.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ctxcompress.prompting import PreparedRequest
+from ctxcompress.text.protect import protected_spans
+from ctxcompress.types import KeptDocument
+
+__all__ = ["ScoredDocument", "word_spans", "overlaps", "keep_best_units", "largest_fitting", "question_entities"]
+
+_WORD = re.compile(r"\S+")
+_ENTITY = re.compile(r"[A-Z][\w'’.-]*\w|[A-Z]")
+
+
+def word_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Spans of the whitespace-separated words of ``text[start:end]``, each extended to the next word's start.
+
+    The first span starts at ``start`` and the last ends at ``end``, so the spans cover the range without gaps.
+    """
+    end = len(text) if end is None else end
+    starts = [m.start() + start for m in _WORD.finditer(text[start:end])]
+    if not starts:
+        return []
+    starts[0] = start
+    bounds = [*starts, end]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(starts))]
+
+
+def overlaps(spans: list[tuple[int, int]], protected: list[tuple[int, int]]) -> np.ndarray:
+    """Bool per span: does it overlap any protected span (ignoring its leading/trailing whitespace)?"""
+    hit = np.zeros(len(spans), dtype=bool)
+    if not protected or not spans:
+        return hit
+    starts = np.array([s for s, _ in spans])
+    ends = np.array([e for _, e in spans])
+    for p_start, p_end in protected:
+        hit |= (starts < p_end) & (ends > p_start)
+    return hit
+
+
+def question_entities(question: str | None) -> list[str]:
+    """Capitalised words of the question (its first word excepted): names the context must keep verbatim."""
+    if not question:
+        return []
+    words = _ENTITY.findall(question)
+    first = _WORD.search(question)
+    if first and words and first.group(0).startswith(words[0]):
+        words = words[1:]
+    return sorted({w for w in words if len(w) > 1})
+
+
+def protected_mask(text: str, spans: list[tuple[int, int]], kinds: list[str], force: list[str]) -> np.ndarray:
+    """Units of ``text`` overlapping a protected span (:func:`ctxcompress.text.protected_spans`)."""
+    if not kinds and not force:
+        return np.zeros(len(spans), dtype=bool)
+    return overlaps(spans, protected_spans(text, kinds=kinds, force_tokens=force))
+
+
+@dataclass
+class ScoredDocument:
+    """One document of a request with its units and their scores (higher = kept first; ``inf`` = protected)."""
+
+    index: int
+    text: str
+    spans: list[tuple[int, int]]
+    scores: np.ndarray
+
+    def text_of(self, keep: np.ndarray, partial: tuple[int, int] | None = None) -> str:
+        """Kept units joined in order; ``partial=(unit, n_words)`` adds that unit's first words."""
+        pieces = []
+        for u, (start, end) in enumerate(self.spans):
+            if keep[u]:
+                pieces.append(self.text[start:end])
+            elif partial is not None and partial[0] == u:
+                words = word_spans(self.text, start, end)[: partial[1]]
+                if words:
+                    pieces.append(self.text[words[0][0] : words[-1][1]].rstrip() + " ")
+        return "".join(pieces)
+
+
+def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
+    """The largest ``k`` in ``[0, count]`` with ``fits(k)`` (``fits`` assumed monotone; 0 when none fits)."""
+    low, high = 0, count
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def keep_best_units(
+    prepared: PreparedRequest, docs: list[ScoredDocument], *, trim_words: bool = False
+) -> list[KeptDocument]:
+    """Keep the best-scoring units of all ``docs`` (one global ranking) so the prompt fits the budget.
+
+    Documents keep their order in ``docs``; ties in score keep document and position order.
+    """
+    flat_doc = np.concatenate([np.full(len(d.spans), i) for i, d in enumerate(docs)]) if docs else np.zeros(0)
+    flat_unit = np.concatenate([np.arange(len(d.spans)) for d in docs]) if docs else np.zeros(0)
+    flat_score = np.concatenate([np.nan_to_num(d.scores, nan=-np.inf) for d in docs]) if docs else np.zeros(0)
+    order = np.argsort(-flat_score, kind="stable")
+    budget = prepared.target_tokens
+
+    def texts(k: int, partial: tuple[int, int, int] | None = None) -> list[str]:
+        keeps = [np.zeros(len(d.spans), dtype=bool) for d in docs]
+        for j in order[:k]:
+            keeps[int(flat_doc[j])][int(flat_unit[j])] = True
+        return [
+            d.text_of(keep, (partial[1], partial[2]) if partial is not None and partial[0] == i else None)
+            for i, (d, keep) in enumerate(zip(docs, keeps, strict=True))
+        ]
+
+    k = largest_fitting(len(order), lambda n: prepared.count_prompt(texts(n)) <= budget)
+    best = texts(k)
+    if trim_words and k < len(order):
+        doc, unit = int(flat_doc[order[k]]), int(flat_unit[order[k]])
+        start, end = docs[doc].spans[unit]
+        n_words = len(word_spans(docs[doc].text, start, end))
+        m = largest_fitting(n_words, lambda n: prepared.count_prompt(texts(k, (doc, unit, n))) <= budget)
+        if m:
+            best = texts(k, (doc, unit, m))
+    return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]

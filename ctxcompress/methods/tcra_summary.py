@@ -1,0 +1,142 @@
+"""TCRA-LLM summarization compression (Liu et al. 2023, arXiv:2310.15556, "TCRA-LLM: Token Compression
+Retrieval Augmented Large Language Model for Inference Cost Reduction", §3.1).
+
+1. Budget split: the context budget (target tokens, minus separators) is shared among the documents in
+   proportion to their length; a document's share is converted to the generator's tokens with that document's
+   own target/generator token ratio and becomes its ``max_new_tokens``.
+2. Summaries: every document of every request is summarized in one batched generation pass, by a seq2seq model
+   (T5/BART family; T5 gets its ``summarize:`` prefix) or an instruct causal LM prompted to summarize
+   (default: the embedded SmolLM2-135M-Instruct, chat template). With a question, the causal-LM prompt asks to
+   keep what helps answer it.
+3. Faithfulness/length guard: a summary longer than its share is cut at its last sentence boundary that fits
+   (at a word boundary if its first sentence does not fit); if the assembled prompt still exceeds the budget,
+   the longest summaries lose their last words until it fits. Summaries may be shorter than the budget (the
+   generator stops when it is done); they never exceed it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+
+from pydantic import Field
+
+from ctxcompress.engines.generator import Generator
+from ctxcompress.methods._units import word_spans
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.prompting import SEPARATOR, PreparedRequest
+from ctxcompress.text.sentences import split_sentences_with_spans
+from ctxcompress.text.tokens import TargetTokenizer
+from ctxcompress.types import CompressionResult, KeptDocument
+
+__all__ = ["TCRASummary", "TCRASummaryOptions", "fit_summary", "summary_prompt"]
+
+
+class TCRASummaryOptions(BaseOptions):
+    generator: str = "smollm2-135m"
+    """Configured seq2seq or instruct causal-LM name."""
+    max_new_tokens: int = Field(default=256, ge=1, le=2048)
+    """Cap on generated tokens per document."""
+    question_focus: bool = True
+    """With a question, ask the (causal) generator to keep what helps answer it."""
+    language: str = "english"
+    """Punkt sentence-splitter language (for the length guard)."""
+
+
+def summary_prompt(generator: Generator, document: str, words: int, question: str | None) -> str:
+    """The generator input for one document."""
+    if generator.is_seq2seq:
+        model_type = getattr(generator.model.config, "model_type", "")
+        return f"summarize: {document}" if model_type in ("t5", "mt5", "umt5", "longt5") else document
+    focus = f" Keep the facts that help answer the question: {question.strip()}" if question else ""
+    return (
+        f"Summarize the following document in at most {words} words. Keep names, numbers and dates.{focus} "
+        f"Reply with the summary only.\n\nDocument:\n{document.strip()}"
+    )
+
+
+def fit_summary(summary: str, share: int, target: TargetTokenizer, language: str) -> str:
+    """``summary`` cut at the last sentence (else word) boundary that keeps it within ``share`` tokens."""
+    summary = summary.strip()
+    if target.count(summary) <= share:
+        return summary
+    kept = ""
+    for _, end in split_sentences_with_spans(summary, language):
+        candidate = summary[:end].strip()
+        if target.count(candidate) > share:
+            break
+        kept = candidate
+    if kept:
+        return kept
+    return _cut_words(summary, share, target)
+
+
+def _cut_words(text: str, share: int, target: TargetTokenizer) -> str:
+    best = ""
+    for _, end in word_spans(text):
+        candidate = text[:end].strip()
+        if target.count(candidate) > share:
+            break
+        best = candidate
+    return best
+
+
+@register_method
+class TCRASummary(CompressionMethod):
+    name = "tcra-summary"
+    options_model = TCRASummaryOptions
+    summary = "Summarizes each document to its share of the budget with a seq2seq or instruct LM (TCRA-LLM)."
+
+    def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, prepared in enumerate(requests):
+            groups[prepared.options.generator].append(i)
+        results: list[CompressionResult | None] = [None] * len(requests)
+        for name, members in groups.items():
+            generator = self.pool.generator(name, field="options.generator")
+            for i, result in zip(members, self._run(generator, [requests[i] for i in members]), strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _run(self, generator: Generator, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        started = time.perf_counter()
+        jobs: list[tuple[int, int, int]] = []  # (request, document index, share in target tokens)
+        prompts: list[str] = []
+        limits: list[int] = []
+        for r, prepared in enumerate(requests):
+            opts: TCRASummaryOptions = prepared.options
+            indices = prepared.nonempty_indices
+            lengths = {i: max(prepared.target.count(prepared.documents[i]), 1) for i in indices}
+            separators = prepared.target.count(SEPARATOR) * (len(indices) - 1)
+            available = max(prepared.context_budget() - separators, len(indices))
+            total = sum(lengths.values())
+            question = prepared.request.question if opts.question_focus else None
+            for i in indices:
+                share = max(1, math.floor(available * lengths[i] / total))
+                ratio = generator.count(prepared.documents[i]) / lengths[i]
+                limit = min(opts.max_new_tokens, max(1, math.ceil(share * ratio)))
+                jobs.append((r, i, share))
+                prompts.append(summary_prompt(generator, prepared.documents[i], max(1, share * 3 // 4), question))
+                limits.append(limit)
+        summaries = generator.generate(prompts, limits)
+        generate_ms = (time.perf_counter() - started) * 1000
+        results = []
+        for r, prepared in enumerate(requests):
+            language = prepared.options.language
+            kept = [
+                [i, fit_summary(s, share, prepared.target, language)]
+                for (owner, i, share), s in zip(jobs, summaries, strict=True)
+                if owner == r
+            ]
+            while kept and prepared.count_prompt([t for _, t in kept]) > prepared.target_tokens:
+                longest = max(range(len(kept)), key=lambda k: len(kept[k][1]))
+                words = word_spans(kept[longest][1])
+                kept[longest][1] = kept[longest][1][: words[-1][0]].strip() if len(words) > 1 else ""
+                kept = [k for k in kept if k[1]]
+            elapsed = time.perf_counter()
+            results.append(prepared.result(
+                [KeptDocument(index=i, text=t) for i, t in kept],
+                timings_ms={"generate": round(generate_ms, 2), "total": round((elapsed - started) * 1000, 2)},
+            ))
+        return results
