@@ -123,6 +123,16 @@ class CausalLMScorer:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
+    def encode_batch(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """:meth:`encode` for many texts in one tokenizer call (the fast tokenizer parallelises it)."""
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)  # type: ignore[operator]
+        return [
+            (list(ids), [tuple(o) for o in offsets])
+            for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        ]
+
     # ------------------------------------------------------------------ plain scoring
     @torch.inference_mode()
     def token_nll(

@@ -74,9 +74,16 @@ def _units(offsets: list[tuple[int, int]], text_len: int) -> tuple[np.ndarray, l
 
 
 def build_document(
-    scorer: CausalLMScorer, index: int, text: str, rate: float, *, protect: list[str], force_tokens: list[str]
+    encoding: tuple[list[int], list[tuple[int, int]]],
+    index: int,
+    text: str,
+    rate: float,
+    *,
+    protect: list[str],
+    force_tokens: list[str],
 ) -> PrunableDocument:
-    ids, offsets = scorer.encode(text)
+    """Split ``text`` (tokenized as ``encoding``: ids and character offsets) into units; mark protected ones."""
+    ids, offsets = encoding
     token_unit, unit_spans = _units(offsets, len(text))
     forced = np.zeros(len(unit_spans), dtype=bool)
     spans = protected_spans(text, kinds=protect, force_tokens=force_tokens)
@@ -156,33 +163,59 @@ def _unit_scores(doc: PrunableDocument, token_scores: np.ndarray) -> np.ndarray:
 
 
 def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptDocument]:
-    """Keep each document's highest-scoring units so the assembled prompt meets the target-token budget."""
+    """Keep each document's highest-scoring units so the assembled prompt meets the target-token budget.
+
+    Every document keeps ``round(alpha * rate * units)`` units (protected ones always). The prompt's
+    target-token count is monotone and nearly linear in ``alpha``, so ``alpha`` is found by false position
+    (Illinois variant) on exact counts: typically 3-6 tokenizer calls instead of ~30 for bisection. The result
+    is the largest prompt found that does not exceed the budget.
+    """
     docs = plan.documents
     orders = []
     for doc, token_scores in zip(docs, plan.token_scores, strict=True):
         scores = _unit_scores(doc, token_scores)
         scores[doc.unit_forced] = np.inf
         orders.append(np.argsort(-scores, kind="stable"))
+    forced_counts = [int(d.unit_forced.sum()) for d in docs]
 
     def texts_at(alpha: float) -> list[str]:
         texts = []
-        for doc, order in zip(docs, orders, strict=True):
-            count = min(doc.n_units, int(round(alpha * doc.rate * doc.n_units)))
-            count = max(count, int(doc.unit_forced.sum()))
+        for doc, order, forced in zip(docs, orders, forced_counts, strict=True):
+            count = max(min(doc.n_units, int(round(alpha * doc.rate * doc.n_units))), forced)
             keep = np.zeros(doc.n_units, dtype=bool)
             keep[order[:count]] = True
             texts.append(doc.text_of(keep))
         return texts
 
     budget = prepared.target_tokens
+    tolerance = max(2, int(0.005 * budget))
     low, high = 0.0, max(1.0 / max(d.rate, 1e-6) for d in docs) if docs else 1.0
     best = texts_at(low)
-    if prepared.count_prompt(best) <= budget:
-        for _ in range(30):
-            mid = (low + high) / 2
-            candidate = texts_at(mid)
-            if prepared.count_prompt(candidate) <= budget:
-                low, best = mid, candidate
+    low_count = prepared.count_prompt(best)
+    if low_count > budget:  # protected spans alone exceed the budget: best effort
+        return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
+    high_texts = texts_at(high)
+    high_count = prepared.count_prompt(high_texts)
+    if high_count <= budget:
+        best = high_texts
+    else:
+        f_low, f_high = float(low_count - budget), float(high_count - budget)
+        side = 0
+        for _ in range(40):
+            if budget - low_count <= tolerance or high - low < 1e-6:
+                break
+            alpha = low - f_low * (high - low) / (f_high - f_low)
+            alpha = min(max(alpha, low + 1e-6), high - 1e-6)
+            candidate = texts_at(alpha)
+            count = prepared.count_prompt(candidate)
+            if count <= budget:
+                low, low_count, best, f_low = alpha, count, candidate, float(count - budget)
+                if side == 1:  # Illinois step: halve the stale end's weight so the bracket keeps shrinking
+                    f_high /= 2
+                side = 1
             else:
-                high = mid
+                high, f_high = alpha, float(count - budget)
+                if side == -1:
+                    f_low /= 2
+                side = -1
     return [KeptDocument(index=doc.index, text=text) for doc, text in zip(docs, best, strict=True)]

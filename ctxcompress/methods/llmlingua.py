@@ -88,8 +88,8 @@ class LLMLingua(CompressionMethod):
     def _run(self, scorer: CausalLMScorer, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()
         docs = [(r, i) for r, p in enumerate(requests) for i in p.nonempty_indices]
-        encoded = [scorer.encode(requests[r].documents[i])[0] for r, i in docs]
-        nll = scorer.token_nll(encoded)
+        encodings = dict(zip(docs, scorer.encode_batch([requests[r].documents[i] for r, i in docs]), strict=True))
+        nll = scorer.token_nll([encodings[key][0] for key in docs])
         perplexity: dict[tuple[int, int], float] = {
             key: float(np.nanmean(v)) if np.isfinite(v).any() else 0.0 for key, v in zip(docs, nll, strict=True)
         }
@@ -99,7 +99,8 @@ class LLMLingua(CompressionMethod):
             opts: LLMLinguaOptions = prepared.options
             indices = prepared.nonempty_indices
             ranking = sorted(indices, key=lambda i: -perplexity[(r, i)])
-            doc_tokens = {i: prepared.target.count(prepared.documents[i]) for i in indices}
+            doc_tokens = dict(zip(indices, prepared.target.count_many([prepared.documents[i] for i in indices]),
+                                  strict=True))
             budget = prepared.context_budget()
             if opts.coarse:
                 tokens_list = [doc_tokens.get(i, 0) for i in range(len(prepared.documents))]
@@ -109,7 +110,7 @@ class LLMLingua(CompressionMethod):
             kept_tokens = sum(doc_tokens[i] for i in kept)
             rate = min(1.0, budget / max(kept_tokens, 1))
             documents = [
-                build_document(scorer, i, prepared.documents[i], rate,
+                build_document(encodings[(r, i)], i, prepared.documents[i], rate,
                                protect=list(opts.protect), force_tokens=list(opts.force_tokens))
                 for i in kept
             ]

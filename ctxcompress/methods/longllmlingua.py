@@ -59,14 +59,19 @@ def rank_documents(
     *,
     restrictive_statement: str = RESTRICTIVE_STATEMENT,
     max_doc_tokens: int = 1024,
+    encodings: list[list[list[int]]] | None = None,
 ) -> list[np.ndarray]:
-    """Per request, the mean NLL of question + statement given each document (one batched pass for all)."""
+    """Per request, the mean NLL of question + statement given each document (one batched pass for all).
+
+    ``encodings[r][d]``, when given, are the scorer token ids of ``documents[r][d]`` (saves re-tokenizing).
+    """
+    if encodings is None:
+        encodings = [[ids for ids, _ in scorer.encode_batch(docs)] for docs in documents]
     sequences, owners = [], []
     for r, (docs, question) in enumerate(zip(documents, questions, strict=True)):
         continuation, _ = scorer.encode(SEPARATOR + question.strip() + " " + restrictive_statement)
-        for d, text in enumerate(docs):
-            doc_ids, _ = scorer.encode(text)
-            sequences.append(doc_ids[:max_doc_tokens] + continuation)
+        for d in range(len(docs)):
+            sequences.append(encodings[r][d][:max_doc_tokens] + continuation)
             owners.append((r, d, len(continuation)))
     nll = scorer.token_nll(sequences, score_last=[n for _, _, n in owners])
     scores = [np.zeros(len(docs)) for docs in documents]
@@ -100,19 +105,25 @@ class LongLLMLingua(CompressionMethod):
         started = time.perf_counter()
         opts0: LongLLMLinguaOptions = requests[0].options
         indices = [p.nonempty_indices for p in requests]
+        flat = [(r, i) for r, idx in enumerate(indices) for i in idx]
+        encoded = scorer.encode_batch([requests[r].documents[i] for r, i in flat])
+        encodings = dict(zip(flat, encoded, strict=True))
         scores = rank_documents(
             scorer,
             [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)],
             [p.request.question or "" for p in requests],
             restrictive_statement=opts0.restrictive_statement,
             max_doc_tokens=opts0.rank_doc_tokens,
+            encodings=[[encodings[(r, i)][0] for i in idx] for r, idx in enumerate(indices)],
         )
         coarse_ms = (time.perf_counter() - started) * 1000
         plans, prefixes, rankings = [], [], []
-        for prepared, idx, doc_scores in zip(requests, indices, scores, strict=True):
+        for r, (prepared, idx, doc_scores) in enumerate(zip(requests, indices, scores, strict=True)):
             opts: LongLLMLinguaOptions = prepared.options
             ranking = [idx[j] for j in np.argsort(doc_scores, kind="stable")]
-            doc_tokens = [prepared.target.count(d) if d.strip() else 0 for d in prepared.documents]
+            doc_tokens = [0] * len(prepared.documents)
+            for i, count in zip(idx, prepared.target.count_many([prepared.documents[i] for i in idx]), strict=True):
+                doc_tokens[i] = count
             budget = prepared.context_budget()
             kept = (
                 keep_until_budget(ranking, doc_tokens, budget + opts.coarse_slack_tokens) if opts.coarse else ranking
@@ -121,7 +132,7 @@ class LongLLMLingua(CompressionMethod):
             rates = dict(zip(kept, dynamic_rates(base_rate, len(kept), opts.dynamic_ratio), strict=True))
             order = kept if opts.reorder == "sort" else sorted(kept)
             documents = [
-                build_document(scorer, i, prepared.documents[i], rates[i],
+                build_document(encodings[(r, i)], i, prepared.documents[i], rates[i],
                                protect=list(opts.protect), force_tokens=list(opts.force_tokens))
                 for i in order
             ]
