@@ -36,7 +36,7 @@ class ModelPool:
     ) -> None:
         self.registry = registry or default_registry()
         self.device = resolve_device(device)
-        self.max_batch_tokens = max_batch_tokens or (65536 if self.device.type == "cuda" else 4096)
+        self.max_batch_tokens = max_batch_tokens or (131072 if self.device.type == "cuda" else 4096)
         self._engines: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 

@@ -71,7 +71,7 @@ class CausalLMScorer:
         tokenizer: object,
         *,
         max_batch_tokens: int = 8192,
-        head_chunk_tokens: int = 1024,
+        head_chunk_tokens: int | None = None,
         oom_token_cap: int | None = None,
     ) -> None:
         self.model = model.eval()
@@ -80,7 +80,8 @@ class CausalLMScorer:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.max_batch_tokens = max_batch_tokens
-        self.head_chunk_tokens = head_chunk_tokens
+        # Rows projected onto the vocabulary at once: bounds the fp32 logits buffer (8192 x 49152 x 4 B = 1.6 GB).
+        self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
         self._base = getattr(model, model.base_model_prefix)
         self._head = model.get_output_embeddings()
@@ -196,10 +197,7 @@ class CausalLMScorer:
         batch = len(seqs)
         lengths = torch.tensor([len(s) for s in seqs], device=self.device)
         width = int(lengths.max())
-        ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        ids = ids.to(self.device, non_blocking=True)
+        ids = self._padded(seqs, width)
         token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         if prefix_state is not None:
             state = _expand_state(prefix_state, batch)
@@ -263,11 +261,7 @@ class CausalLMScorer:
             chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
             width = max(len(c) for c in chunks)
             lengths = torch.tensor([len(c) for c in chunks], device=self.device)
-            tokens = torch.full((len(owners), width), self.pad_id, dtype=torch.long)
-            for row, chunk in enumerate(chunks):
-                if chunk:
-                    tokens[row, : len(chunk)] = torch.tensor(chunk, dtype=torch.long)
-            tokens = tokens.to(self.device, non_blocking=True)
+            tokens = self._padded(chunks, width)
             token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
             hidden, full_layers = self._forward(tokens, token_valid, state)
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
@@ -291,10 +285,7 @@ class CausalLMScorer:
         """Run the prefixes and return a state whose cache holds all of them."""
         batch = len(prefixes)
         width = max(len(p) for p in prefixes)
-        tokens = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        for row, prefix in enumerate(prefixes):
-            tokens[row, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
-        tokens = tokens.to(self.device)
+        tokens = self._padded(prefixes, width)
         lengths = torch.tensor([len(p) for p in prefixes], device=self.device)
         valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         empty = _StreamState(
@@ -351,6 +342,16 @@ class CausalLMScorer:
         )
 
     # ------------------------------------------------------------------ model calls
+    def _padded(self, rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+        """Right-padded [len(rows), width] token tensor on the device (pinned host buffer on CUDA)."""
+        host = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        for row, ids in enumerate(rows):
+            host[row, : len(ids)] = ids
+        tensor = torch.from_numpy(host)
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=True)
+
     def _forward(
         self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
