@@ -64,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         job = _job(args)
-        if not job.input.is_file():
-            raise InvalidInput(f"input {str(job.input)!r} is not a file", field="input")
         if args.engine == "ray":
             try:
                 from ctxcompress_ray import run_ray

@@ -83,7 +83,7 @@ class CorpusJob(BaseModel):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "job"
             raise InvalidInput(f"invalid corpus job {where!r}: {first['msg']}", field=where) from exc
-        job.check_method()
+        job.check()
         return job
 
     @property
@@ -102,8 +102,10 @@ class CorpusJob(BaseModel):
     def report_path(self) -> Path:
         return self.output.with_name(self.output.stem + ".report.json")
 
-    def check_method(self) -> None:
-        """Refuse unknown methods, methods that need a question, and invalid options (before any work)."""
+    def check(self) -> None:
+        """Refuse a missing input, unknown methods, methods that need a question, invalid options (before any work)."""
+        if not self.input.is_file():
+            raise InvalidInput(f"input {str(self.input)!r} is not a file", field="input")
         cls = method_class(self.method)
         if cls.needs_question:
             raise InvalidInput(

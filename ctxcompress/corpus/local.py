@@ -102,7 +102,7 @@ def run_local(
         progress: show a tqdm bar (chunks/s, tokens saved) on stderr.
     """
     started = time.perf_counter()
-    job.check_method()
+    job.check()
     claim_output(job.output, job.parts_dir, overwrite=overwrite)
     total = count_rows(job.input, job.format)
     done = _open_parts(job, total)

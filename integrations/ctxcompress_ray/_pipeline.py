@@ -68,7 +68,7 @@ def run_ray(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    job.check_method()
+    job.check()
     claim_output(job.output, None, overwrite=overwrite)
     started_here = not ray.is_initialized()
     if started_here:

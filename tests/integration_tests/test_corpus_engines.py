@@ -125,3 +125,19 @@ def test_killed_cli_run_resumes_without_duplicates_or_loss(tmp_path, real_compre
     assert [r["id"] for r in written] == [r["id"] for r in rows]  # each row exactly once, in input order
     assert summary.rows == summary.written == 8
     assert not parts.exists()
+
+
+@pytest.mark.parametrize("method", ["cpc", "tcra-semantic"])
+def test_other_question_agnostic_methods(tmp_path, real_compressor, method):
+    from ctxcompress.methods import method_names
+
+    if method not in method_names():
+        pytest.skip(f"method {method!r} is not registered")
+    rows = nq_passages(3, skip=14)
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    job = CorpusJob.build(input=src, output=tmp_path / "out.jsonl", method=method, budget={"rate": 0.5})
+    summary = run_local(job, compressor=real_compressor, progress=False)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in out] == [r["id"] for r in rows]
+    assert all(r["compression_method"] == method and 0 < r["compressed_tokens"] < r["origin_tokens"] for r in out)
+    assert (summary.written, summary.rejects) == (3, 0)

@@ -175,8 +175,8 @@ def test_parquet_in_parquet_out_keeps_column_types(tmp_path, tiny_compressor):
     assert out.schema.field("doc_id").type == pa.int32()
     assert out.column("doc_id").to_pylist() == [7, 8, 9, 10]
     assert out.column("tags").to_pylist() == [["a"], [], ["b", "c"], None]
-    for before, after in zip(out.column("origin_tokens").to_pylist(), out.column("compressed_tokens").to_pylist()):
-        assert after < before / 2  # max_tokens 40 of ~140
+    for row in out.select(["origin_tokens", "compressed_tokens"]).to_pylist():
+        assert row["compressed_tokens"] < row["origin_tokens"] / 2  # max_tokens 40 of ~140
     rejects = read_jsonl(tmp_path / "out.rejects.jsonl")
     assert rejects == [{"row": 4, "id": 11, "reason": "missing text field 'body'"}]
     assert summary.rejects == 1
@@ -194,6 +194,8 @@ def test_job_validation_errors_are_clear(tmp_path):
         job(tmp_path, src, "out.parquet")
     with pytest.raises(InvalidInput, match="unsupported suffix"):
         job(tmp_path, src, "out.csv")
+    with pytest.raises(InvalidInput, match="is not a file"):
+        job(tmp_path, tmp_path / "missing.jsonl")
 
 
 def test_cli_refuses_question_methods_with_a_json_error(tmp_path, capsys):
