@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,7 @@ class CtxCompressSettings(BaseModel):
     """Method options (validated by the method, e.g. ``{"dynamic_ratio": 0.3}``)."""
 
     _client: Any = PrivateAttr(default=None)
+    _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @model_validator(mode="after")
     def _check_backend_and_budget(self) -> CtxCompressSettings:
@@ -121,11 +123,12 @@ class CtxCompressSettings(BaseModel):
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
     def _sync_client(self) -> Any:
-        if self._client is None:
-            from ctxcompress.client import CtxCompressClient
+        with self._client_lock:  # one shared client (thread-safe) even when called from many threads
+            if self._client is None:
+                from ctxcompress.client import CtxCompressClient
 
-            self._client = CtxCompressClient(self.base_url or "", api_key=self._api_key(), timeout=self.timeout)
-        return self._client
+                self._client = CtxCompressClient(self.base_url or "", api_key=self._api_key(), timeout=self.timeout)
+            return self._client
 
     def compress_texts(self, texts: Sequence[str], question: str | None) -> list[CompressedText]:
         """Compress ``texts`` as one request; blank-only input keeps nothing."""
@@ -158,6 +161,7 @@ class CtxCompressSettings(BaseModel):
 
     def close(self) -> None:
         """Close the remote client, if one was opened (in-process mode has nothing to close)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
