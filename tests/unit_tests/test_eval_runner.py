@@ -1,0 +1,71 @@
+"""End-to-end eval run on 2 real NQ examples with a tiny random scorer: records, reports, resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ctxcompress_eval.datasets import load_datasets
+from ctxcompress_eval.report import write_report
+from ctxcompress_eval.runner import EvalConfig, evaluate, expand_methods
+
+from ctxcompress.cli import main
+from ctxcompress.errors import InvalidInput
+from tests.conftest import DATA_DIR
+
+METHODS = ["none", "truncate", "random", "bm25", "llmlingua", "longllmlingua"]
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return load_datasets(["nq20"], DATA_DIR, positions=[0, 19], limit=1)
+
+
+def test_two_example_run_writes_records_reports_and_resumes(tiny_compressor, datasets, tmp_path, capsys):
+    config = EvalConfig(methods=expand_methods(METHODS), rates=[0.5], out=tmp_path)
+    results = evaluate(datasets, config, compressor=tiny_compressor)
+    records = {(r["method"], r["rate"]): r for r in results["records"]}
+    assert set(records) == {("none", 1.0)} | {(m, 0.5) for m in METHODS[1:]}
+    for record in records.values():
+        assert record["n"] == 2 and record["n_errors"] == 0
+        assert set(record["by_position"]) == {"0", "19"}
+        assert abs(record["budget_error_worst"]) <= 0.05
+    assert records[("none", 1.0)]["answer_retention"] == 1.0
+    assert records[("truncate", 0.5)]["by_position"]["0"]["answer_retention"] == 1.0
+    assert records[("truncate", 0.5)]["by_position"]["19"]["answer_retention"] == 0.0
+    assert records[("longllmlingua", 0.5)]["recall_at_3"] is not None  # the method ranks
+    assert records[("truncate", 0.5)]["recall_at_1"] is None  # truncation does not
+    assert results["meta"]["device"] == "cpu" and "transformers" in results["meta"]["versions"]
+    err = capsys.readouterr().err
+    assert "[eval] nq20 longllmlingua rate=0.5: n=2" in err
+
+    written = write_report(results, tmp_path)
+    for name in ("results.json", "results.md", "per_prompt.jsonl", "tradeoff.png", "retention_by_position.png",
+                 "latency.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["records"]) == 6 and saved["meta"]["rates"] == [0.5]
+    assert "| longllmlingua | 0.500 | 2 |" in (tmp_path / "results.md").read_text()
+    assert len(written) == 6
+
+    again = evaluate(datasets, config, compressor=tiny_compressor)
+    assert "2 cached, 0 to run" in capsys.readouterr().err
+    assert [r["answer_retention"] for r in again["records"]] == [r["answer_retention"] for r in results["records"]]
+    assert [r["latency_ms_p50"] for r in again["records"]] == [r["latency_ms_p50"] for r in results["records"]]
+
+
+def test_method_aliases_and_unknown_names():
+    assert expand_methods(["baselines"]) == ["none", "truncate", "random", "bm25", "minilm"]
+    assert "anchor-longllmlingua" in expand_methods(["anchor"])
+    assert "llmlingua" in expand_methods(["all"])
+    with pytest.raises(InvalidInput, match="unknown method"):
+        expand_methods(["bm26"])
+
+
+def test_cli_rejects_bad_arguments_clearly(tmp_path, capsys):
+    assert main(["eval", "--out", str(tmp_path), "--methods", "bm26"]) == 2
+    assert "unknown method" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--rates", "1.5"]) == 2
+    assert main(["eval", "--out", str(tmp_path), "--report-only"]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    assert main(["eval", "--out", str(tmp_path), "--reader-url", "http://x/v1"]) == 2
