@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import nq_rows
 
 from ctxcompress.corpus import CorpusJob, run_local
+from tests.conftest import nq_rows
 
 pytestmark = pytest.mark.real_model
 
@@ -101,7 +101,7 @@ def test_killed_cli_run_resumes_without_duplicates_or_loss(tmp_path, real_compre
     out = tmp_path / "out.jsonl"
     argv = ["corpus", "-i", str(src), "-o", str(out), "-m", "llmlingua", "--rate", "0.5",
             "--batch-size", "2", "--shard-size", "2", "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "ctxcompress.cli", *argv], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     parts = tmp_path / "out.jsonl.parts"

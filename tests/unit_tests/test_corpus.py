@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import nq_rows
 
 from ctxcompress.cli import main as cli_main
 from ctxcompress.corpus import ADDED_FIELDS, CorpusJob, run_local
 from ctxcompress.errors import InvalidInput
+from tests.conftest import nq_rows
 
 
 def nq_passages(n: int) -> list[dict]:
