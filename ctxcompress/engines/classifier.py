@@ -43,7 +43,7 @@ class TokenClassifier:
             positions -= 2  # RoBERTa reserves positions for the padding offset
         model_max = int(getattr(tokenizer, "model_max_length", positions) or positions)
         self.max_length = min(positions, model_max, 512)
-        self.num_special = len(tokenizer.build_inputs_with_special_tokens([]))
+        self.num_special = len(tokenizer("", add_special_tokens=True)["input_ids"])
 
     @classmethod
     def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: Any) -> TokenClassifier:

