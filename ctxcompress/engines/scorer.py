@@ -60,7 +60,9 @@ class CausalLMScorer:
     Args:
         model: a ``*ForCausalLM`` transformers model (its base model and output embeddings are used).
         tokenizer: its (fast) tokenizer.
-        max_batch_tokens: cap on padded tokens per forward pass.
+        max_batch_tokens: cap on padded tokens per forward pass (default 131072 on CUDA, 4096 on CPU);
+            iterative scoring groups prompts up to 4x this many stream tokens, since each step runs only one
+            window per stream.
         head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
         oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
     """
@@ -70,7 +72,7 @@ class CausalLMScorer:
         model: torch.nn.Module,
         tokenizer: object,
         *,
-        max_batch_tokens: int = 8192,
+        max_batch_tokens: int | None = None,
         head_chunk_tokens: int | None = None,
         oom_token_cap: int | None = None,
     ) -> None:
@@ -79,7 +81,7 @@ class CausalLMScorer:
         self.config = model.config
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_tokens = max_batch_tokens or (131072 if self.device.type == "cuda" else 4096)
         # Rows projected onto the vocabulary at once: bounds the fp32 logits buffer (8192 x 49152 x 4 B = 1.6 GB).
         self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
@@ -235,7 +237,7 @@ class CausalLMScorer:
             if any(not prefix for prefix in p.prefixes):
                 raise ModelError("iterative scoring needs a non-empty prefix (the model has no BOS token)")
         costs = [len(p.prefixes) * (len(p.tokens) + max(len(x) for x in p.prefixes)) for p in prompts]
-        for group in plan_batches(costs, max_batch_tokens=max(self.max_batch_tokens, 1)):
+        for group in plan_batches(costs, max_batch_tokens=4 * max(self.max_batch_tokens, 1)):
             self._iterate_group_with_retry([prompts[i] for i in group], group, window, select)
 
     def _iterate_group_with_retry(

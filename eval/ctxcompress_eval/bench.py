@@ -48,6 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
     parser.add_argument("--anchor-limit", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler tables: one request, one batch")
     parser.add_argument("--out", default="bench_out")
 
 
@@ -203,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
         latencies.append(1000 * (time.perf_counter() - started))
     single = {"latency_ms_p50": statistics.median(latencies),
               "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))], "requests": len(latencies)}
+    if args.profile:
+        _profile(compressor, requests, out)
     anchor = None
     if args.anchor_python:
         anchor_dir = model_dir
@@ -234,6 +237,22 @@ def run(args: argparse.Namespace) -> int:
     (out / "bench.md").write_text(md)
     print(md)
     return 0
+
+
+def _profile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN001
+    """torch.profiler operator tables (self CPU and device time) for a single request and a batch of 64."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if compressor.pool.device.type == "cuda" else [])
+    for name, batch in (("single", requests[:1]), ("batch64", requests[:64])):
+        with profile(activities=activities) as prof:
+            compressor.compress_batch(batch)
+        for key in ("self_cpu_time_total", "self_device_time_total"):
+            try:
+                table = prof.key_averages().table(sort_by=key, row_limit=25)
+            except Exception as exc:  # noqa: BLE001 - a missing device column is not fatal
+                table = str(exc)
+            (out / f"profile_{name}_{key}.txt").write_text(table)
 
 
 def _markdown(report: dict) -> str:
