@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from ctxcompress.engines.classifier import TokenClassifier
 from ctxcompress.engines.device import resolve_device
+from ctxcompress.engines.encoder import SentenceEncoder, TokenEmbeddings
+from ctxcompress.engines.generator import Generator
 from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt
 
-__all__ = ["CausalLMScorer", "IterativePrompt", "resolve_device"]
+__all__ = [
+    "CausalLMScorer",
+    "Generator",
+    "IterativePrompt",
+    "SentenceEncoder",
+    "TokenClassifier",
+    "TokenEmbeddings",
+    "resolve_device",
+]
