@@ -10,8 +10,8 @@ Design (after HF text-embeddings-inference's queue/infer split):
   ``max_batch_requests`` / ``max_batch_tokens`` is reached (an entry that would exceed the token cap starts the
   next batch). Entries whose caller has gone (future cancelled) or whose deadline passed are dropped unrun.
 * **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A batch
-  goes to the least-loaded device; at most ``running + 1`` batches are assigned to a device, so one batch is
-  prefetched while the other runs and the rest keep accumulating in the queue (bigger batches under load).
+  goes to the least-loaded device; at most ``batches_per_device`` batches (default 2: one running, one
+  prefetched) are assigned to a device, and the rest keep accumulating in the queue (bigger batches under load).
 * Results come back through one ``asyncio.Future`` per request. ``shutdown(drain=True)`` stops admission, runs
   everything already accepted, then stops the threads.
 """
@@ -97,6 +97,8 @@ class AsyncCompressionEngine:
         request_timeout_s: default deadline per request (:class:`CompressionTimeout`).
         max_documents: documents per request before :class:`PayloadTooLarge`.
         max_input_tokens: origin tokens per request before :class:`PayloadTooLarge` (built compressors only).
+        batches_per_device: batches assigned to a device at once: 2 = one running + one prefetched (hides the
+            gap between batches on GPUs); 1 = no prefetch (the next batch takes everything queued meanwhile).
 
     Example:
         >>> engine = AsyncCompressionEngine(devices=["cpu"])
@@ -117,6 +119,7 @@ class AsyncCompressionEngine:
         request_timeout_s: float = 60.0,
         max_documents: int = 1000,
         max_input_tokens: int = 200_000,
+        batches_per_device: int = 2,
     ) -> None:
         if max_concurrent_requests < 1 or max_batch_requests < 1 or max_batch_tokens < 1:
             raise ValueError("max_concurrent_requests, max_batch_requests and max_batch_tokens must be >= 1")
@@ -134,6 +137,7 @@ class AsyncCompressionEngine:
         self.max_wait_s = max_wait_ms / 1000
         self.request_timeout_s = request_timeout_s
         self.max_documents = max_documents
+        self.batches_per_device = max(1, batches_per_device)
         self._permits: asyncio.Semaphore | None = None
         self._queue: asyncio.Queue[_Entry | None] | None = None
         self._carry: deque[_Entry] = deque()
@@ -389,12 +393,12 @@ class AsyncCompressionEngine:
             task.add_done_callback(self._batches.discard)
 
     async def _reserve_worker(self) -> _Worker:
-        """The least-loaded device with room for one more batch (one running + one waiting)."""
+        """The least-loaded device with room for one more batch (``batches_per_device``)."""
         assert self._device_free is not None
         async with self._device_free:
             while True:
                 worker = min(self._workers, key=lambda w: (w.assigned, w.index))
-                if worker.assigned < 2:
+                if worker.assigned < self.batches_per_device:
                     worker.assigned += 1
                     return worker
                 await self._device_free.wait()

@@ -46,6 +46,7 @@ def build_engine(settings: Settings, compressors: list[Compressor] | None = None
         request_timeout_s=settings.request_timeout_s,
         max_documents=settings.max_documents,
         max_input_tokens=settings.max_tokens_per_request,
+        batches_per_device=settings.batches_per_device,
     )
 
 

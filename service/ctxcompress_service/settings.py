@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_batch_requests: int = Field(default=32, gt=0)
     max_batch_tokens: int = Field(default=65_536, gt=0)
     max_wait_ms: float = Field(default=5.0, ge=0)
+    batches_per_device: int = Field(default=2, ge=1, le=8)
+    """Batches assigned to a device at once (2 = one running + one prefetched; 1 = no prefetch)."""
     request_timeout_s: float = Field(default=60.0, gt=0)
     api_keys: CommaList = Field(default_factory=list)
     """Accepted ``Authorization: Bearer`` keys; empty = no auth."""
