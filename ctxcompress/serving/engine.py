@@ -420,13 +420,16 @@ class AsyncCompressionEngine:
         finally:
             await self._release_worker(worker)
         elapsed = time.perf_counter() - started
+        ran = sum(out is not None for out in outputs)
         c = self._counters
-        c.batches += 1
-        c.batch_seconds += elapsed
-        c.batch_sizes[len(batch)] = c.batch_sizes.get(len(batch), 0) + 1
-        self._ewma_batch_s = 0.8 * self._ewma_batch_s + 0.2 * elapsed
+        c.dropped += len(batch) - ran
+        if ran:
+            c.batches += 1
+            c.batch_seconds += elapsed
+            c.batch_sizes[ran] = c.batch_sizes.get(ran, 0) + 1
+            self._ewma_batch_s = 0.8 * self._ewma_batch_s + 0.2 * elapsed
         for entry, out in zip(batch, outputs, strict=True):
-            if entry.future.done():
+            if entry.future.done() or out is None:
                 continue
             if isinstance(out, BaseException):
                 entry.future.set_exception(out)
@@ -446,15 +449,23 @@ class AsyncCompressionEngine:
                 entry.future.set_exception(error)
 
 
-def _compress_isolated(compressor: Compressor, batch: list[_Entry]) -> list[CompressionResult | CtxCompressError]:
-    """``compress_batch`` on the worker thread; a failure shared by a whole method group is retried request by
-    request, so one bad request (e.g. an unknown model name in its options) cannot fail its batch-mates."""
-    outputs = compressor.compress_batch([e.request for e in batch], return_exceptions=True)
-    shared = {id(o) for o in outputs if isinstance(o, CtxCompressError) and sum(x is o for x in outputs) > 1}
-    if shared:
-        for i, out in enumerate(outputs):
-            if id(out) in shared:
-                outputs[i] = compressor.compress_batch([batch[i].request], return_exceptions=True)[0]
+def _compress_isolated(
+    compressor: Compressor, batch: list[_Entry]
+) -> list[CompressionResult | CtxCompressError | None]:
+    """``compress_batch`` on the worker thread, for the entries whose caller is still waiting (``None`` in place
+    of the others: a batch prefetched while the device was busy can lose callers). A failure shared by a whole
+    method group is retried request by request, so one bad request (e.g. an unknown model name in its options)
+    cannot fail its batch-mates."""
+    live = [i for i, e in enumerate(batch) if not e.future.done()]  # a read of a flag set on the loop thread
+    outputs: list[CompressionResult | CtxCompressError | None] = [None] * len(batch)
+    if not live:
+        return outputs
+    results = compressor.compress_batch([batch[i].request for i in live], return_exceptions=True)
+    shared = {id(o) for o in results if isinstance(o, CtxCompressError) and sum(x is o for x in results) > 1}
+    for i, out in zip(live, results, strict=True):
+        if id(out) in shared:
+            out = compressor.compress_batch([batch[i].request], return_exceptions=True)[0]
+        outputs[i] = out
     return outputs
 
 

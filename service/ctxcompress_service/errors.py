@@ -2,7 +2,8 @@
 
 Every library/service error class carries its status (``http_status``): 422 invalid input (naming the field),
 413 too large, 401 missing / 403 bad API key, 429 overloaded and 503 unavailable (both with ``Retry-After``),
-502 upstream failure, 504 timeout. Request-parsing errors become 422 with the field's dotted path. Anything else
+502 upstream failure, 504 timeout, 499 client gone (nobody reads it; it shows in metrics and logs).
+Request-parsing errors become 422 with the field's dotted path. Anything else
 is a server bug: 500, logged, with no internals in the body.
 """
 

@@ -17,6 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress.serving.errors import UpstreamError, UpstreamNotConfigured
+from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
 from ctxcompress_service.settings import Settings
@@ -86,7 +87,7 @@ class ChatProxy:
         planned = self.to_compression_request(body)
         if planned is not None:
             index, compression = planned
-            result = await self.engine.compress(compression)
+            result = await cancel_on_disconnect(request, self.engine.compress(compression))
             self.metrics.observe_result(result)
             messages[index] = ChatMessage.model_validate({**messages[index].model_dump(), "content": result.prompt})
             headers = {

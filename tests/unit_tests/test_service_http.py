@@ -43,10 +43,12 @@ class GatedCompressor(Compressor):
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
+        self.batch_sizes: list[int] = []
 
     def compress_batch(self, requests, *, return_exceptions=False):  # noqa: ANN001, ANN201
         self.entered.set()
         assert self.gate.wait(30)
+        self.batch_sizes.append(len(requests))
         return super().compress_batch(requests, return_exceptions=return_exceptions)
 
 
@@ -266,3 +268,23 @@ def test_clients_sync_and_async(make_service) -> None:  # noqa: ANN001
             assert batch[0].ratio == 1.0
 
     asyncio.run(run())
+
+
+def test_a_request_whose_client_left_is_dropped_unrun(make_service) -> None:  # noqa: ANN001
+    service, gated = make_service()
+    url = service.url
+    gated.gate.clear()
+    outcome: dict[str, httpx.Response] = {}
+    held = threading.Thread(target=lambda: outcome.update(r=httpx.post(f"{url}/v1/compress", json=body(), timeout=60)))
+    held.start()
+    assert gated.entered.wait(10)
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(f"{url}/v1/compress", json=body(question="Where is Paris?"), timeout=0.5)
+    time.sleep(0.3)
+    gated.gate.set()
+    held.join(60)
+    assert outcome["r"].status_code == 200
+    page = httpx.get(f"{url}/metrics").text
+    assert metric(page, "ctxcompress_http_requests_total", route="/v1/compress", status="499") == 1
+    assert metric(page, "ctxcompress_engine_dropped_total") == 1
+    assert gated.batch_sizes == [1]  # only the first request ever ran

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request
 
 from ctxcompress.errors import PayloadTooLarge
 from ctxcompress_service.auth import require_api_key
+from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.errors import ERROR_RESPONSES, error_detail
 from ctxcompress_service.protocol import BatchItem, BatchResponse, CompressionRequest, CompressionResult
 from ctxcompress_service.settings import Settings
@@ -32,7 +33,7 @@ def with_defaults(item: Any, settings: Settings) -> Any:
 @router.post("/v1/compress", response_model=CompressionResult, summary="Compress one request")
 async def compress(body: CompressionRequest, request: Request) -> CompressionResult:
     state = request.app.state
-    result = await state.engine.compress(with_defaults(body, state.settings))
+    result = await cancel_on_disconnect(request, state.engine.compress(with_defaults(body, state.settings)))
     state.metrics.observe_result(result)
     request.state.log_fields = {"origin_tokens": result.origin_tokens, "compressed_tokens": result.compressed_tokens}
     return result
@@ -48,12 +49,13 @@ async def compress_batch(request: Request, body: Annotated[list[Any], Body()]) -
     state = request.app.state
     if len(body) > state.settings.max_batch_items:
         raise PayloadTooLarge(f"{len(body)} requests in one batch; the limit is {state.settings.max_batch_items}")
-    outputs = await state.engine.compress_many([with_defaults(item, state.settings) for item in body])
-    items = []
+    items = [with_defaults(item, state.settings) for item in body]
+    outputs = await cancel_on_disconnect(request, state.engine.compress_many(items))
+    results = []
     for out in outputs:
         if isinstance(out, CompressionResult):
             state.metrics.observe_result(out)
-            items.append(BatchItem(result=out))
+            results.append(BatchItem(result=out))
         else:
-            items.append(BatchItem(error=error_detail(out)))
-    return BatchResponse(results=items)
+            results.append(BatchItem(error=error_detail(out)))
+    return BatchResponse(results=results)
