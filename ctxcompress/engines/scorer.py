@@ -27,6 +27,7 @@ import torch
 
 from ctxcompress.batching import plan_batches
 from ctxcompress.engines.device import default_dtype, is_oom, resolve_device
+from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.errors import ModelError
 
 __all__ = ["CausalLMScorer", "IterativePrompt", "SelectFn"]
@@ -45,9 +46,9 @@ class IterativePrompt:
 
 @dataclass
 class _StreamState:
-    """Batched KV cache of a group of streams: per-layer (keys, values), a validity mask, next positions."""
+    """Batched KV cache of a group of streams, a validity mask over its slots, rotary positions."""
 
-    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    cache: KVBuffer
     valid: torch.Tensor  # [B, L] bool
     kv_pos: torch.Tensor  # [B, L] rotary position of each cache slot
     next_pos: torch.Tensor  # [B] rotary position of the next token
@@ -65,6 +66,7 @@ class CausalLMScorer:
             window per stream.
         head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
         oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
+        compile: run the decoder through ``torch.compile`` (opt-in; measure with ``ctxcompress bench``).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class CausalLMScorer:
         max_batch_tokens: int | None = None,
         head_chunk_tokens: int | None = None,
         oom_token_cap: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -86,6 +89,8 @@ class CausalLMScorer:
         self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
         self._base = getattr(model, model.base_model_prefix)
+        if compile:  # opt-in: fuses the elementwise ops around the small matmuls; shapes vary, so dynamic=True
+            self._base = torch.compile(self._base, dynamic=True)
         self._head = model.get_output_embeddings()
         self._softcap = getattr(self.config, "final_logit_softcapping", None)
         self.max_positions = int(getattr(self.config, "max_position_embeddings", 8192) or 8192)
@@ -191,7 +196,7 @@ class CausalLMScorer:
             ) + self._score_with_retry(seqs[half:], firsts[half:], prefix_state, ids[half:])
 
     def _prefix_state(self, prefix_ids: list[int]) -> _StreamState:
-        return self._start_streams([prefix_ids])
+        return self._start_streams([prefix_ids], extra_capacity=0)
 
     def _score_batch(
         self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None
@@ -202,10 +207,10 @@ class CausalLMScorer:
         ids = self._padded(seqs, width)
         token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         if prefix_state is not None:
-            state = _expand_state(prefix_state, batch)
+            state = _expand_state(prefix_state, batch, width)
         else:
             state = None
-        hidden, _ = self._forward(ids, token_valid, state)
+        hidden = self._forward(ids, token_valid, state)
         # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0.
         if state is not None:
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
@@ -257,15 +262,15 @@ class CausalLMScorer:
 
     def _iterate_group(self, prompts: list[IterativePrompt], ids: list[int], window: int, select: SelectFn) -> None:
         owners = [(p_i, s_i) for p_i, p in enumerate(prompts) for s_i in range(len(p.prefixes))]
-        state = self._start_streams([prompts[p].prefixes[s] for p, s in owners])
         longest = max(len(p.tokens) for p in prompts)
+        state = self._start_streams([prompts[p].prefixes[s] for p, s in owners], extra_capacity=longest)
         for start in range(0, longest, window):
             chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
             width = max(len(c) for c in chunks)
             lengths = torch.tensor([len(c) for c in chunks], device=self.device)
             tokens = self._padded(chunks, width)
             token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-            hidden, full_layers = self._forward(tokens, token_valid, state)
+            hidden = self._forward(tokens, token_valid, state)
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
             nll = torch.full(tokens.shape, float("nan"), device=self.device, dtype=torch.float32)
             nll[token_valid] = self._nll(predictors[token_valid], tokens[token_valid])
@@ -281,62 +286,45 @@ class CausalLMScorer:
                         raise ValueError(f"select returned shape {mask.shape}, expected ({size},)")
                     keep[row : row + n_streams, :size] = torch.from_numpy(mask)
                 row += n_streams
-            state = self._commit(state, full_layers, hidden, keep.to(self.device), lengths)
+            state = self._commit(state, hidden, keep.to(self.device), lengths)
 
-    def _start_streams(self, prefixes: list[list[int]]) -> _StreamState:
-        """Run the prefixes and return a state whose cache holds all of them."""
+    def _start_streams(self, prefixes: list[list[int]], *, extra_capacity: int) -> _StreamState:
+        """Run the prefixes and return a state whose cache holds all of them (room for ``extra_capacity``)."""
         batch = len(prefixes)
         width = max(len(p) for p in prefixes)
         tokens = self._padded(prefixes, width)
         lengths = torch.tensor([len(p) for p in prefixes], device=self.device)
         valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         empty = _StreamState(
-            layers=[],
+            cache=KVBuffer(self.config.num_hidden_layers, width + extra_capacity),
             valid=torch.zeros((batch, 0), dtype=torch.bool, device=self.device),
             kv_pos=torch.zeros((batch, 0), dtype=torch.long, device=self.device),
             next_pos=torch.zeros(batch, dtype=torch.long, device=self.device),
             last_hidden=torch.zeros((batch, self.config.hidden_size), dtype=self.dtype, device=self.device),
         )
-        hidden, layers = self._forward(tokens, valid, empty)
-        return self._commit(empty, layers, hidden, valid, lengths)
+        hidden = self._forward(tokens, valid, empty)
+        return self._commit(empty, hidden, valid, lengths)
 
     def _commit(
-        self,
-        state: _StreamState,
-        full_layers: list[tuple[torch.Tensor, torch.Tensor]],
-        hidden: torch.Tensor,
-        keep: torch.Tensor,
-        lengths: torch.Tensor,
+        self, state: _StreamState, hidden: torch.Tensor, keep: torch.Tensor, lengths: torch.Tensor
     ) -> _StreamState:
-        """Append the kept window tokens' keys/values to each stream's cache (gather, no recomputation)."""
+        """Keep the kept window tokens' keys/values in each stream's cache (gather, no recomputation)."""
         batch, width = keep.shape
-        old_len = state.valid.shape[1]
         kept_counts = keep.sum(dim=1)
         slots = int(kept_counts.max()) if batch else 0
         if slots == 0:  # nothing kept anywhere: the cache is unchanged, positions move on
-            return _StreamState(
-                [(k[:, :, :old_len], v[:, :, :old_len]) for k, v in full_layers],
-                state.valid, state.kv_pos, state.next_pos + lengths, state.last_hidden,
-            )
+            return _StreamState(state.cache, state.valid, state.kv_pos, state.next_pos + lengths, state.last_hidden)
         # Stable order of kept positions first: sort by (not kept, position).
         order = torch.argsort((~keep).to(torch.int8) * width + torch.arange(width, device=keep.device), dim=1)
         index = order[:, :slots]  # [B, slots] window positions of kept tokens (padded with dropped ones)
         slot_valid = torch.arange(slots, device=keep.device)[None, :] < kept_counts[:, None]
-        layers = []
-        for keys, values in full_layers:
-            gather = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3]) + old_len
-            layers.append(
-                (
-                    torch.cat([keys[:, :, :old_len], keys.gather(2, gather)], dim=2),
-                    torch.cat([values[:, :, :old_len], values.gather(2, gather)], dim=2),
-                )
-            )
+        state.cache.commit(index)
         window_pos = state.next_pos[:, None] + index
         last_kept = torch.where(kept_counts > 0, (index * slot_valid).max(dim=1).values, 0)
         new_last = hidden[torch.arange(batch, device=keep.device), last_kept]
         last_hidden = torch.where((kept_counts > 0)[:, None], new_last, state.last_hidden)
         return _StreamState(
-            layers=layers,
+            cache=state.cache,
             valid=torch.cat([state.valid, slot_valid], dim=1),
             kv_pos=torch.cat([state.kv_pos, window_pos], dim=1),
             next_pos=state.next_pos + lengths,
@@ -354,22 +342,18 @@ class CausalLMScorer:
             tensor = tensor.pin_memory()
         return tensor.to(self.device, non_blocking=True)
 
-    def _forward(
-        self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """One forward pass of ``tokens`` [B, W] after ``state``'s cache; returns hidden states and new layers."""
-        from transformers import DynamicCache
-
+    def _forward(self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None) -> torch.Tensor:
+        """One forward pass of ``tokens`` [B, W] after ``state``'s cache (appended to it); hidden states."""
         batch, width = tokens.shape
         self._check_cap(batch * (width + (state.valid.shape[1] if state is not None else 0)))
         next_pos = state.next_pos if state is not None else torch.zeros(batch, dtype=torch.long, device=self.device)
         positions = next_pos[:, None] + torch.arange(width, device=self.device)[None, :]
-        if state is not None and state.layers:
-            cache = DynamicCache(ddp_cache_data=state.layers)
+        if state is not None:
+            cache: KVBuffer = state.cache
             kv_valid = torch.cat([state.valid, token_valid], dim=1)
             kv_pos = torch.cat([state.kv_pos, positions], dim=1)
         else:
-            cache = DynamicCache()
+            cache = KVBuffer(self.config.num_hidden_layers, width)
             kv_valid, kv_pos = token_valid, positions
         old_len = kv_valid.shape[1] - width
         # Causal over physical cache slots; masked where a slot is padding or was pruned.
@@ -389,8 +373,7 @@ class CausalLMScorer:
             use_cache=True,
         )
         self.tokens_processed += int(token_valid.sum())
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-        return out.last_hidden_state, layers
+        return out.last_hidden_state
 
     def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``-log softmax(head(h))[target]`` computed over chunks of rows, in fp32."""
@@ -429,9 +412,9 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask[:, None]
 
 
-def _expand_state(state: _StreamState, batch: int) -> _StreamState:
+def _expand_state(state: _StreamState, batch: int, extra_capacity: int) -> _StreamState:
     return _StreamState(
-        layers=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in state.layers],
+        cache=state.cache.expanded(batch, extra_capacity),
         valid=state.valid.expand(batch, -1),
         kv_pos=state.kv_pos.expand(batch, -1),
         next_pos=state.next_pos.expand(batch),

@@ -44,6 +44,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", default=None, help="model folder (default: the embedded smollm2-135m)")
     parser.add_argument("--random-weights", action="store_true", help="real config+tokenizer, random weights")
     parser.add_argument("--max-batch-tokens", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
     parser.add_argument("--single-requests", type=int, default=20, help="requests timed one by one for p50/p90")
     parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
     parser.add_argument("--anchor-limit", type=int, default=10)
@@ -103,7 +104,7 @@ def _build_scorer(args: argparse.Namespace, device):  # noqa: ANN001, ANN202
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
     model = model.to(device).eval()
     kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
-    return CausalLMScorer(model, tokenizer, **kwargs), model_dir
+    return CausalLMScorer(model, tokenizer, compile=args.compile, **kwargs), model_dir
 
 
 def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
@@ -222,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
         "dtype": str(default_dtype(device)),
+        "torch_compile": bool(args.compile),
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
         "ctxcompress": table,
@@ -259,7 +261,8 @@ def _markdown(report: dict) -> str:
     lines = [
         f"# Benchmark: {report['what']}",
         "",
-        f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}); "
+        f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}, "
+        f"torch.compile {'on' if report.get('torch_compile') else 'off'}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
         "| batch | prompts/s | input tok/s | model tok/s | TFLOP/s | % of matmul peak | max budget err | peak GiB |",
