@@ -49,10 +49,12 @@ def summary_prompt(generator: Generator, document: str, words: int, question: st
     if generator.is_seq2seq:
         model_type = getattr(generator.model.config, "model_type", "")
         return f"summarize: {document}" if model_type in ("t5", "mt5", "umt5", "longt5") else document
-    focus = f" Keep the facts that help answer the question: {question.strip()}" if question else ""
+    # Asking to *mention* relevant details (not to answer) keeps small models from answering the question with
+    # facts the document does not hold.
+    focus = f' Mention details relevant to "{question.strip()}" if the document has any.' if question else ""
     return (
-        f"Summarize the following document in at most {words} words. Keep names, numbers and dates.{focus} "
-        f"Reply with the summary only.\n\nDocument:\n{document.strip()}"
+        f"Summarize this document in at most {words} words, using only facts it states (names, numbers, "
+        f"dates).{focus}\n\n{document.strip()}"
     )
 
 
