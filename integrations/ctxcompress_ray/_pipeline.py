@@ -57,7 +57,8 @@ def run_ray(
     Args:
         job: the corpus job (its input must be readable by every node: shared storage on a real cluster).
         address: an existing cluster (``auto``, ``ray://head:10001``); ``None`` starts a local instance with this
-            machine's CPUs (no dashboard). An already initialised Ray is reused as it is.
+            machine's CPUs, no dashboard, workers at normal priority (``RAY_worker_niceness=0`` unless set). An
+            already initialised Ray is reused as it is.
         concurrency: number of compressor actors.
         num_gpus_per_worker: GPUs per actor; ``> 0`` runs the models on CUDA.
         num_cpus_per_worker: CPUs per actor (also its torch threads).
@@ -73,6 +74,10 @@ def run_ray(
     started_here = not ray.is_initialized()
     if started_here:
         local = address is None
+        if local:
+            # Ray starts workers at niceness 15; here the workers *are* the job, so they run at normal priority
+            # (otherwise any other process on the machine starves them).
+            os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(
             address=address,
             num_cpus=os.cpu_count() if local else None,
