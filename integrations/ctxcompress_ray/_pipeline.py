@@ -13,7 +13,10 @@ from ctxcompress.corpus.report import JobSummary
 from ctxcompress.corpus.rows import Outcome, reject_record
 from ctxcompress_ray._worker import CompressorWorker
 
-__all__ = ["build_dataset", "run_ray"]
+__all__ = ["READ_TASK_CPUS", "ROWS_PER_BLOCK", "build_dataset", "run_ray"]
+
+READ_TASK_CPUS = 0.0
+ROWS_PER_BLOCK = 2000
 
 
 def build_dataset(
@@ -27,7 +30,15 @@ def build_dataset(
     import ray.data
 
     path = str(job.input.resolve())
-    source = ray.data.read_text(path, drop_empty_lines=True) if job.format == "jsonl" else ray.data.read_parquet(path)
+    # Reading is I/O: read tasks reserve no CPU, so that actors taking every CPU cannot block them. Enough blocks
+    # (at most ROWS_PER_BLOCK rows each, at least 4 per actor) that every actor gets work even from one file.
+    rows = count_rows(job.input, job.format)
+    blocks = max(-(-rows // ROWS_PER_BLOCK), min(4 * concurrency, -(-rows // job.batch_size)), 1)
+    read_args = {"ray_remote_args": {"num_cpus": READ_TASK_CPUS}, "override_num_blocks": blocks}
+    if job.format == "jsonl":
+        source = ray.data.read_text(path, drop_empty_lines=True, **read_args)
+    else:
+        source = ray.data.read_parquet(path, **read_args)
     return source.map_batches(
         CompressorWorker,
         fn_constructor_kwargs={
