@@ -43,7 +43,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_worker_niceness", "0")  # as run_ray does for the instance it starts
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
@@ -61,7 +61,8 @@ def test_ray_engine_matches_local_engine(tmp_path, real_compressor, local_ray):
         for engine in ("local", "ray")
     }
     local = run_local(jobs["local"], compressor=real_compressor, progress=False)
-    remote = run_ray(jobs["ray"], concurrency=1, progress=False)
+    # two 1-CPU actors take every CPU of the 2-CPU instance: reading must still proceed, order must hold
+    remote = run_ray(jobs["ray"], concurrency=2, num_cpus_per_worker=1, progress=False)
 
     local_rows, ray_rows = read_jsonl(tmp_path / "local.jsonl"), read_jsonl(tmp_path / "ray.jsonl")
     assert [r["id"] for r in ray_rows] == [r["id"] for r in rows]
