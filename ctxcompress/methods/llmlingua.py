@@ -89,10 +89,12 @@ class LLMLingua(CompressionMethod):
         started = time.perf_counter()
         docs = [(r, i) for r, p in enumerate(requests) for i in p.nonempty_indices]
         encodings = dict(zip(docs, scorer.encode_batch([requests[r].documents[i] for r, i in docs]), strict=True))
-        nll = scorer.token_nll([encodings[key][0] for key in docs])
-        perplexity: dict[tuple[int, int], float] = {
-            key: float(np.nanmean(v)) if np.isfinite(v).any() else 0.0 for key, v in zip(docs, nll, strict=True)
-        }
+        # Perplexity only matters where the coarse filter has a choice (several documents).
+        ranked = [key for key in docs if requests[key[0]].options.coarse and len(requests[key[0]].nonempty_indices) > 1]
+        nll = scorer.token_nll([encodings[key][0] for key in ranked])
+        perplexity: dict[tuple[int, int], float] = dict.fromkeys(docs, 0.0)
+        for key, values in zip(ranked, nll, strict=True):
+            perplexity[key] = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
         coarse_ms = (time.perf_counter() - started) * 1000
         plans, prefixes, rankings = [], [], []
         for r, prepared in enumerate(requests):
