@@ -7,6 +7,8 @@ classifier) from the :class:`~ctxcompress.pool.ModelPool`; they never call a mod
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +18,14 @@ from ctxcompress.pool import ModelPool
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.types import CompressionResult
 
-__all__ = ["BaseOptions", "CompressionMethod", "register_method", "method_class", "method_names"]
+__all__ = [
+    "BaseOptions",
+    "CompressionMethod",
+    "register_method",
+    "method_class",
+    "method_names",
+    "run_grouped",
+]
 
 
 class BaseOptions(BaseModel):
@@ -47,6 +56,24 @@ class CompressionMethod(ABC):
     @abstractmethod
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
         """Compress every request (all need compression: none fits its budget already)."""
+
+
+def run_grouped(
+    requests: list[PreparedRequest],
+    model_of: Callable[[PreparedRequest], str],
+    run: Callable[[str, list[PreparedRequest]], list[CompressionResult]],
+) -> list[CompressionResult]:
+    """Run ``run(model_name, group)`` once per model the requests name; results come back in request order.
+
+    Requests of a batch may name different models (e.g. ``options.scorer``); each group is one engine batch.
+    """
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, prepared in enumerate(requests):
+        groups[model_of(prepared)].append(i)
+    results: dict[int, CompressionResult] = {}
+    for name, members in groups.items():
+        results.update(zip(members, run(name, [requests[i] for i in members]), strict=True))
+    return [results[i] for i in range(len(requests))]
 
 
 _REGISTRY: dict[str, type[CompressionMethod]] = {}

@@ -19,14 +19,13 @@ Sentence-level, question-aware compression:
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import numpy as np
 from pydantic import Field
 
 from ctxcompress.engines.encoder import SentenceEncoder, TokenEmbeddings
 from ctxcompress.methods._units import ScoredDocument, keep_best_units
-from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import CompressionResult
@@ -67,15 +66,11 @@ class CPC(CompressionMethod):
     summary = "Context-aware sentence embeddings ranked by similarity to the question; keeps whole sentences."
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, prepared in enumerate(requests):
-            groups[prepared.options.encoder].append(i)
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for name, members in groups.items():
-            encoder = self.pool.encoder(name, field="options.encoder")
-            for i, result in zip(members, self._run(encoder, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.encoder,
+            lambda name, group: self._run(self.pool.encoder(name, field="options.encoder"), group),
+        )
 
     def _run(self, encoder: SentenceEncoder, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Literal
 
 import numpy as np
@@ -21,7 +20,7 @@ from pydantic import Field
 
 from ctxcompress.engines.scorer import CausalLMScorer
 from ctxcompress.methods._token_pruning import build_document, build_plan, score_plans, select_to_budget
-from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.types import CompressionResult
 
@@ -43,13 +42,6 @@ class LLMLinguaOptions(BaseOptions):
     """Span kinds never pruned."""
     force_tokens: list[str] = Field(default_factory=list)
     """Literal strings never pruned."""
-
-
-def group_by_scorer(requests: list[PreparedRequest]) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, prepared in enumerate(requests):
-        groups[prepared.options.scorer].append(i)
-    return groups
 
 
 def keep_until_budget(order: list[int], doc_tokens: list[int], budget: int) -> list[int]:
@@ -78,12 +70,11 @@ class LLMLingua(CompressionMethod):
     summary = "Perplexity-based coarse document filter + iterative token pruning (question-agnostic)."
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for scorer_name, members in group_by_scorer(requests).items():
-            scorer = self.pool.scorer(scorer_name, field="options.scorer")
-            for i, result in zip(members, self._run(scorer, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.scorer,
+            lambda name, group: self._run(self.pool.scorer(name, field="options.scorer"), group),
+        )
 
     def _run(self, scorer: CausalLMScorer, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()

@@ -29,7 +29,7 @@ from pydantic import Field
 from ctxcompress.engines.classifier import TokenClassifier
 from ctxcompress.errors import InvalidInput
 from ctxcompress.methods._units import ScoredDocument, keep_best_units, protected_mask, word_spans
-from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.methods.llmlingua import keep_until_budget
 from ctxcompress.methods.longllmlingua import RESTRICTIVE_STATEMENT, rank_documents
 from ctxcompress.prompting import PreparedRequest
@@ -117,15 +117,11 @@ class LLMLingua2(CompressionMethod):
             raise InvalidInput("llmlingua2 with coarse: true needs a question", field="question")
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, prepared in enumerate(requests):
-            groups[prepared.options.classifier].append(i)
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for name, members in groups.items():
-            classifier = self.pool.classifier(name, field="options.classifier")
-            for i, result in zip(members, self._run(classifier, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.classifier,
+            lambda name, group: self._run(self.pool.classifier(name, field="options.classifier"), group),
+        )
 
     def _coarse(self, requests: list[PreparedRequest]) -> tuple[list[list[int]], list[list[int] | None]]:
         """Per request: the documents to classify (input order) and the coarse ranking when one ran."""

@@ -24,11 +24,10 @@ from pydantic import Field
 
 from ctxcompress.engines.scorer import CausalLMScorer
 from ctxcompress.methods._token_pruning import build_document, build_plan, score_plans, select_to_budget
-from ctxcompress.methods.base import CompressionMethod, register_method
+from ctxcompress.methods.base import CompressionMethod, register_method, run_grouped
 from ctxcompress.methods.llmlingua import (
     LLMLinguaOptions,
     conditioning_prefix,
-    group_by_scorer,
     keep_until_budget,
 )
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
@@ -94,12 +93,11 @@ class LongLLMLingua(CompressionMethod):
     summary = "Question-aware document ranking + contrastive iterative token pruning (needs a question)."
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for scorer_name, members in group_by_scorer(requests).items():
-            scorer = self.pool.scorer(scorer_name, field="options.scorer")
-            for i, result in zip(members, self._run(scorer, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.scorer,
+            lambda name, group: self._run(self.pool.scorer(name, field="options.scorer"), group),
+        )
 
     def _run(self, scorer: CausalLMScorer, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()

@@ -18,7 +18,6 @@ Word-level, embedding-guided pruning:
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Literal
 
 import numpy as np
@@ -26,7 +25,7 @@ from pydantic import Field
 
 from ctxcompress.engines.encoder import SentenceEncoder
 from ctxcompress.methods._units import ScoredDocument, keep_best_units, protected_mask, question_entities, word_spans
-from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import CompressionResult
@@ -74,15 +73,11 @@ class TCRASemantic(CompressionMethod):
     summary = "Drops the words whose removal moves the sentence embedding least (TCRA-LLM semantic compression)."
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, prepared in enumerate(requests):
-            groups[prepared.options.encoder].append(i)
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for name, members in groups.items():
-            encoder = self.pool.encoder(name, field="options.encoder")
-            for i, result in zip(members, self._run(encoder, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.encoder,
+            lambda name, group: self._run(self.pool.encoder(name, field="options.encoder"), group),
+        )
 
     def _run(self, encoder: SentenceEncoder, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
 
 from pydantic import Field
 
 from ctxcompress.engines.generator import Generator
 from ctxcompress.methods._units import word_spans
-from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.text.tokens import TargetTokenizer
@@ -91,15 +90,11 @@ class TCRASummary(CompressionMethod):
     summary = "Summarizes each document to its share of the budget with a seq2seq or instruct LM (TCRA-LLM)."
 
     def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, prepared in enumerate(requests):
-            groups[prepared.options.generator].append(i)
-        results: list[CompressionResult | None] = [None] * len(requests)
-        for name, members in groups.items():
-            generator = self.pool.generator(name, field="options.generator")
-            for i, result in zip(members, self._run(generator, [requests[i] for i in members]), strict=True):
-                results[i] = result
-        return [r for r in results if r is not None]
+        return run_grouped(
+            requests,
+            lambda p: p.options.generator,
+            lambda name, group: self._run(self.pool.generator(name, field="options.generator"), group),
+        )
 
     def _run(self, generator: Generator, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()
