@@ -16,6 +16,7 @@ Algorithm (LLMLingua's iterative token-level compression, Jiang et al. 2023, §3
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,9 +24,9 @@ import numpy as np
 from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.protect import protected_spans
-from ctxcompress.types import KeptDocument
+from ctxcompress.types import CompressionResult, KeptDocument
 
-__all__ = ["PrunableDocument", "PruningPlan", "build_plan", "score_plans", "select_to_budget"]
+__all__ = ["PrunableDocument", "PruningPlan", "build_plan", "finish_results", "score_plans", "select_to_budget"]
 
 
 @dataclass
@@ -219,3 +220,26 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
                     f_low /= 2
                 side = -1
     return [KeptDocument(index=doc.index, text=text) for doc, text in zip(docs, best, strict=True)]
+
+
+def finish_results(
+    requests: list[PreparedRequest],
+    plans: list[PruningPlan],
+    rankings: list[list[int]],
+    *,
+    started: float,
+    coarse_ms: float,
+    fine_started: float,
+) -> list[CompressionResult]:
+    """Fit each scored plan to its budget and build the results (timings in ms since ``started``)."""
+    results = []
+    for prepared, plan, ranking in zip(requests, plans, rankings, strict=True):
+        kept = select_to_budget(prepared, plan)
+        elapsed = time.perf_counter()
+        timings = {
+            "coarse": round(coarse_ms, 2),
+            "fine": round((elapsed - fine_started) * 1000, 2),
+            "total": round((elapsed - started) * 1000, 2),
+        }
+        results.append(prepared.result(kept, ranking=ranking, timings_ms=timings))
+    return results

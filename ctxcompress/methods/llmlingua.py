@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from ctxcompress.engines.scorer import CausalLMScorer
-from ctxcompress.methods._token_pruning import build_document, build_plan, score_plans, select_to_budget
+from ctxcompress.methods._token_pruning import build_document, build_plan, finish_results, score_plans
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.types import CompressionResult
@@ -113,19 +113,6 @@ class LLMLingua(CompressionMethod):
         fine_started = time.perf_counter()
         window = min(p.options.window for p in requests)
         score_plans(scorer, plans, prefixes, window=window, contrastive=False)
-        results = []
-        for prepared, plan, ranking in zip(requests, plans, rankings, strict=True):
-            kept_docs = select_to_budget(prepared, plan)
-            elapsed = time.perf_counter()
-            results.append(
-                prepared.result(
-                    kept_docs,
-                    ranking=ranking,
-                    timings_ms={
-                        "coarse": round(coarse_ms, 2),
-                        "fine": round((elapsed - fine_started) * 1000, 2),
-                        "total": round((elapsed - started) * 1000, 2),
-                    },
-                )
-            )
-        return results
+        return finish_results(
+            requests, plans, rankings, started=started, coarse_ms=coarse_ms, fine_started=fine_started
+        )

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from ctxcompress.engines.scorer import CausalLMScorer
-from ctxcompress.methods._token_pruning import build_document, build_plan, score_plans, select_to_budget
+from ctxcompress.methods._token_pruning import build_document, build_plan, finish_results, score_plans
 from ctxcompress.methods.base import CompressionMethod, register_method, run_grouped
 from ctxcompress.methods.llmlingua import (
     LLMLinguaOptions,
@@ -142,22 +142,11 @@ class LongLLMLingua(CompressionMethod):
         fine_started = time.perf_counter()
         window = min(p.options.window for p in requests)
         # Requests disagreeing on `contrastive` are scored in two passes.
-        results: list[CompressionResult | None] = [None] * len(requests)
         for contrastive in (True, False):
             members = [i for i, p in enumerate(requests) if p.options.contrastive is contrastive]
             if members:
                 score_plans(scorer, [plans[i] for i in members], [prefixes[i] for i in members],
                             window=window, contrastive=contrastive)
-        for i, (prepared, plan, ranking) in enumerate(zip(requests, plans, rankings, strict=True)):
-            kept_docs = select_to_budget(prepared, plan)
-            elapsed = time.perf_counter()
-            results[i] = prepared.result(
-                kept_docs,
-                ranking=ranking,
-                timings_ms={
-                    "coarse": round(coarse_ms, 2),
-                    "fine": round((elapsed - fine_started) * 1000, 2),
-                    "total": round((elapsed - started) * 1000, 2),
-                },
-            )
-        return [r for r in results if r is not None]
+        return finish_results(
+            requests, plans, rankings, started=started, coarse_ms=coarse_ms, fine_started=fine_started
+        )
