@@ -11,10 +11,13 @@ What it computes:
   keys/values are appended to the cache, so later windows are conditioned on the compressed prefix. Kept keys
   retain their original rotary positions.
 
-How: sequences are bucketed by length into batches capped by padded tokens (``ctxcompress.batching``);
-attention masks are built here as 4-D additive masks, so cache slots freed by pruning are simply masked out;
-the vocabulary projection runs on chunks of hidden states and only the target token's log-probability is
-gathered (full-vocabulary fp32 logits for a whole batch never exist). On CUDA OOM a batch is split and retried.
+How: sequences are bucketed by length into batches capped by padded tokens (``ctxcompress.batching``). Each
+forward pass is described by an ``AttentionPlan`` (which cache slots each query sees: plain causal for fresh
+right-padded rows, causal after a shared prefix, or per-stream masks where pruning freed cache slots) and run by
+a decoder (``engines/decoder.py``: the fused Llama-family decoder, or the checkpoint's transformers module).
+Short prefixes (BOS) are prepended to the rows instead of cached, so those passes stay plainly causal. The
+vocabulary projection runs on chunks of hidden states and only the target token's log-probability is gathered
+(full-vocabulary fp32 logits for a whole batch never exist). On CUDA OOM a batch is split and retried.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from ctxcompress.batching import plan_batches
+from ctxcompress.engines.decoder import AttentionPlan, build_decoder
 from ctxcompress.engines.device import default_dtype, is_oom, resolve_device
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.errors import ModelError
@@ -34,6 +38,9 @@ __all__ = ["CausalLMScorer", "IterativePrompt", "SelectFn"]
 
 # select(prompt_index, window_start, nll[n_streams, window_len]) -> keep mask[window_len]
 SelectFn = Callable[[int, int, np.ndarray], np.ndarray]
+
+# Prefixes up to this many tokens are prepended to every row rather than cached once (keeps passes causal).
+INLINE_PREFIX_TOKENS = 16
 
 
 @dataclass
@@ -53,6 +60,7 @@ class _StreamState:
     kv_pos: torch.Tensor  # [B, L] rotary position of each cache slot
     next_pos: torch.Tensor  # [B] rotary position of the next token
     last_hidden: torch.Tensor  # [B, H] hidden state that predicts the next token
+    uniform: bool = False  # every row's cache is the same fully valid prefix (attention is causal after it)
 
 
 class CausalLMScorer:
@@ -66,7 +74,10 @@ class CausalLMScorer:
             window per stream.
         head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
         oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
-        compile: run the decoder through ``torch.compile`` (opt-in; measure with ``ctxcompress bench``).
+        decoder: ``auto`` (fused Llama-family decoder where supported, else transformers), ``fused`` or
+            ``transformers``.
+        compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with
+            ``ctxcompress bench``).
     """
 
     def __init__(
@@ -77,6 +88,7 @@ class CausalLMScorer:
         max_batch_tokens: int | None = None,
         head_chunk_tokens: int | None = None,
         oom_token_cap: int | None = None,
+        decoder: str = "auto",
         compile: bool = False,
     ) -> None:
         self.model = model.eval()
@@ -88,13 +100,10 @@ class CausalLMScorer:
         # Rows projected onto the vocabulary at once: bounds the fp32 logits buffer (8192 x 49152 x 4 B = 1.6 GB).
         self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
-        self._base = getattr(model, model.base_model_prefix)
-        if compile:  # opt-in: fuses the elementwise ops around the small matmuls; shapes vary, so dynamic=True
-            self._base = torch.compile(self._base, dynamic=True)
+        self.decoder = build_decoder(model, decoder, compile=compile)
         self._head = model.get_output_embeddings()
         self._softcap = getattr(self.config, "final_logit_softcapping", None)
         self.max_positions = int(getattr(self.config, "max_position_embeddings", 8192) or 8192)
-        self._sliding_window = _sliding_window(self.config)
         bos = getattr(tokenizer, "bos_token_id", None)
         if bos is None:
             bos = getattr(tokenizer, "eos_token_id", None)
@@ -160,23 +169,24 @@ class CausalLMScorer:
         if len(prefix_ids) >= self.max_positions // 2:
             raise ModelError(f"prefix of {len(prefix_ids)} tokens exceeds half the model context")
         piece_len = self.max_positions - len(prefix_ids)
+        inline = prefix_ids if len(prefix_ids) <= INLINE_PREFIX_TOKENS else []
         pieces: list[tuple[int, int, list[int]]] = []  # (sequence index, start, ids)
-        first_scored: list[int] = []  # index inside the piece of its first scored token
+        first_scored: list[int] = []  # index inside the piece (after an inline prefix) of its first scored token
         for i, seq in enumerate(sequences):
             scored_from = len(seq) - score_last[i] if score_last is not None else 0
             for start in range(0, len(seq), piece_len):
-                pieces.append((i, start, list(seq[start : start + piece_len])))
-                first_scored.append(max(scored_from - start, 0))
+                pieces.append((i, start, inline + list(seq[start : start + piece_len])))
+                first_scored.append(len(inline) + max(scored_from - start, 0))
         results = [np.full(len(seq), np.nan, dtype=np.float32) for seq in sequences]
         if not pieces:
             return results
-        prefix_state = self._prefix_state(prefix_ids) if prefix_ids else None
+        prefix_state = self._prefix_state(prefix_ids) if prefix_ids and not inline else None
         budget = max(1, self.max_batch_tokens)
         for batch in plan_batches([len(p[2]) for p in pieces], max_batch_tokens=budget):
             seqs = [pieces[b][2] for b in batch]
             for idx, nll in self._score_with_retry(seqs, [first_scored[b] for b in batch], prefix_state, batch):
                 seq_index, start, ids = pieces[idx]
-                results[seq_index][start : start + len(ids)] = nll
+                results[seq_index][start : start + len(ids) - len(inline)] = nll[len(inline) :]
         return results
 
     def _score_with_retry(
@@ -196,7 +206,9 @@ class CausalLMScorer:
             ) + self._score_with_retry(seqs[half:], firsts[half:], prefix_state, ids[half:])
 
     def _prefix_state(self, prefix_ids: list[int]) -> _StreamState:
-        return self._start_streams([prefix_ids], extra_capacity=0)
+        state = self._start_streams([prefix_ids], extra_capacity=0)
+        state.uniform = True  # one fully kept prefix, shared by every row it is expanded to
+        return state
 
     def _score_batch(
         self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None
@@ -350,30 +362,24 @@ class CausalLMScorer:
         positions = next_pos[:, None] + torch.arange(width, device=self.device)[None, :]
         if state is not None:
             cache: KVBuffer = state.cache
-            kv_valid = torch.cat([state.valid, token_valid], dim=1)
             kv_pos = torch.cat([state.kv_pos, positions], dim=1)
         else:
             cache = KVBuffer(self.config.num_hidden_layers, width)
-            kv_valid, kv_pos = token_valid, positions
-        old_len = kv_valid.shape[1] - width
-        # Causal over physical cache slots; masked where a slot is padding or was pruned.
-        slot = torch.arange(kv_valid.shape[1], device=self.device)
+            kv_pos = positions
+        old_len = kv_pos.shape[1] - width
+        # Causal over physical cache slots (lower-right aligned when a cache precedes the pass).
+        slot = torch.arange(old_len + width, device=self.device)
         causal = slot[None, :] <= (old_len + torch.arange(width, device=self.device))[:, None]
-        allowed = causal[None, :, :] & kv_valid[:, None, :]
-        allowed = allowed | _diagonal(batch, width, old_len, self.device)  # padded queries see themselves
-        mask: torch.Tensor | dict[str, torch.Tensor] = _additive(allowed, self.dtype)
-        if self._sliding_window is not None:
-            near = (positions[:, :, None] - kv_pos[:, None, :]) < self._sliding_window
-            mask = {"full_attention": mask, "sliding_attention": _additive(allowed & near, self.dtype)}
-        out = self._base(
-            input_ids=tokens,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-        )
+        if state is None or state.uniform:
+            # Right padding: real queries never reach a padded key, so one causal pattern serves every row.
+            allowed = causal[None]
+        else:  # per stream: slots freed by pruning are masked; padded queries still see themselves
+            kv_valid = torch.cat([state.valid, token_valid], dim=1)
+            allowed = (causal[None] & kv_valid[:, None, :]) | _diagonal(batch, width, old_len, self.device)
+        plan = AttentionPlan(allowed=allowed, causal_only=state is None, positions=positions, kv_positions=kv_pos)
+        hidden = self.decoder(tokens, plan, cache)
         self.tokens_processed += int(token_valid.sum())
-        return out.last_hidden_state
+        return hidden
 
     def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``-log softmax(head(h))[target]`` computed over chunks of rows, in fp32."""
@@ -392,24 +398,10 @@ class CausalLMScorer:
             raise torch.OutOfMemoryError(f"simulated out of memory: {tokens} tokens > cap {self.oom_token_cap}")
 
 
-def _sliding_window(config: object) -> int | None:
-    layer_types = getattr(config, "layer_types", None) or []
-    if "sliding_attention" in layer_types:
-        return int(getattr(config, "sliding_window", 0) or 0) or None
-    return None
-
-
 def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> torch.Tensor:
     eye = torch.zeros((width, old_len + width), dtype=torch.bool, device=device)
     eye[:, old_len:] = torch.eye(width, dtype=torch.bool, device=device)
     return eye[None].expand(batch, -1, -1)
-
-
-def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, Q, K] bool → [B, 1, Q, K] additive mask (0 where allowed, dtype-min elsewhere)."""
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[:, None]
 
 
 def _expand_state(state: _StreamState, batch: int, extra_capacity: int) -> _StreamState:
@@ -419,6 +411,7 @@ def _expand_state(state: _StreamState, batch: int, extra_capacity: int) -> _Stre
         kv_pos=state.kv_pos.expand(batch, -1),
         next_pos=state.next_pos.expand(batch),
         last_hidden=state.last_hidden.expand(batch, -1),
+        uniform=state.uniform,
     )
 
 

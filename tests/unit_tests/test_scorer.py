@@ -17,9 +17,22 @@ class _Tok:
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(params=["fused", "transformers"])
+def decoder(request) -> str:
+    """Every scorer test runs on both decoders (engines/decoder.py)."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +51,36 @@ def reference_nll(model, context: list[int], targets: list[int], positions: list
     return np.array([-logp[len(context) + i - 1, full[len(context) + i]].item() for i in range(len(targets))])
 
 
-def test_token_nll_matches_one_shot_forward(model, sequences):
-    scorer = CausalLMScorer(model, _Tok(), max_batch_tokens=100, head_chunk_tokens=7)
+def test_token_nll_matches_one_shot_forward(model, sequences, decoder):
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=100, head_chunk_tokens=7)
     for seq, nll in zip(sequences, scorer.token_nll(sequences), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, [1], seq), atol=1e-4)
 
 
-def test_shared_prefix_kv_reuse_matches_one_shot(model, sequences):
-    scorer = CausalLMScorer(model, _Tok(), max_batch_tokens=128)
+def test_short_prefix_inlined_in_rows_matches_one_shot(model, sequences, decoder):
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=128)
     prefix = [1, 7, 8, 9, 10]
     for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
 
 
-def test_score_last_only_scores_the_tail(model, sequences):
-    scorer = CausalLMScorer(model, _Tok())
+def test_long_prefix_is_cached_once_and_matches_one_shot(model, sequences, decoder):
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=128)
+    prefix = [1] + list(range(40, 70))  # longer than INLINE_PREFIX_TOKENS: run once, KV cache shared by rows
+    for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
+        np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
+
+
+def test_score_last_only_scores_the_tail(model, sequences, decoder):
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder)
     nll = scorer.token_nll(sequences, score_last=[3] * len(sequences))
     for seq, values in zip(sequences, nll, strict=True):
         assert np.isnan(values[:-3]).all()
         np.testing.assert_allclose(values[-3:], reference_nll(model, [1], seq)[-3:], atol=1e-4)
 
 
-def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences):
-    scorer = CausalLMScorer(model, _Tok(), max_batch_tokens=4096)
+def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences, decoder):
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
     question = [1, 7, 8, 9]
     seen: dict[int, dict[int, np.ndarray]] = {}
 
@@ -75,11 +95,11 @@ def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences):
         np.testing.assert_allclose(got[1], reference_nll(model, question, seq), atol=1e-4)
 
 
-def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences):
+def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, decoder):
     """A window dropped whole disappears from the cache: the next window's NLL equals a fresh forward over
     the kept tokens at their original positions. (Tokens kept from a partly pruned window keep the keys
     computed with their whole window in view, as in the reference implementation.)"""
-    scorer = CausalLMScorer(model, _Tok(), max_batch_tokens=4096)
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
     seen: dict[tuple[int, int], np.ndarray] = {}
 
     def drop_odd_windows(prompt: int, start: int, nll: np.ndarray) -> np.ndarray:
@@ -96,9 +116,9 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences):
         np.testing.assert_allclose(seen[(4, start)], expected, atol=1e-4)
 
 
-def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequences):
-    roomy = CausalLMScorer(model, _Tok(), max_batch_tokens=4096)
-    capped = CausalLMScorer(model, _Tok(), max_batch_tokens=4096, oom_token_cap=70)
+def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequences, decoder):
+    roomy = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
+    capped = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096, oom_token_cap=70)
     for a, b in zip(roomy.token_nll(sequences), capped.token_nll(sequences), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -106,21 +126,22 @@ def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequenc
         def select(prompt, start, nll):
             store[(prompt, start)] = nll.copy()
             return np.arange(nll.shape[1]) % 3 != 0
+
         return select
 
     first: dict = {}
     second: dict = {}
     roomy.iterative_nll([IterativePrompt(s, [[1]]) for s in sequences], window=8, select=collect(first))
-    capped_iter = CausalLMScorer(model, _Tok(), max_batch_tokens=4096, oom_token_cap=150)
+    capped_iter = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096, oom_token_cap=150)
     capped_iter.iterative_nll([IterativePrompt(s, [[1]]) for s in sequences], window=8, select=collect(second))
     assert first.keys() == second.keys()
     for key in first:
         np.testing.assert_allclose(first[key], second[key], atol=1e-4)
 
 
-def test_single_sequence_over_cap_is_a_clear_error(model):
+def test_single_sequence_over_cap_is_a_clear_error(model, decoder):
     from ctxcompress.errors import ModelError
 
-    scorer = CausalLMScorer(model, _Tok(), oom_token_cap=10)
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, oom_token_cap=10)
     with pytest.raises(ModelError, match="out of memory"):
         scorer.token_nll([list(range(3, 40))])
