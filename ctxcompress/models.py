@@ -117,8 +117,12 @@ def _minilm_dir() -> Path:
 _CONVERTED: dict[str, Callable[[Path], None]] = {"smollm2": _smollm2_source, "gemma3": _gemma3_source}
 
 EMBEDDED_MODELS = (
-    ModelSpec("smollm2-135m", "causal-lm", "embedded:smollm2",
-              "SmolLM2-135M-Instruct (Llama, 135M params); default scoring and instruct model"),
+    ModelSpec(
+        "smollm2-135m",
+        "causal-lm",
+        "embedded:smollm2",
+        "SmolLM2-135M-Instruct (Llama, 135M params); default scoring and instruct model",
+    ),
     ModelSpec("gemma-3-270m", "causal-lm", "embedded:gemma3", "Gemma 3 270M base (262k vocab)"),
     ModelSpec("minilm-l6", "sentence-encoder", "embedded:minilm", "sentence-transformers/all-MiniLM-L6-v2"),
 )

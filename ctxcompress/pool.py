@@ -67,7 +67,9 @@ class ModelPool:
         from ctxcompress.engines.encoder import SentenceEncoder
 
         return self.get(
-            "encoder", name, "sentence-encoder",
+            "encoder",
+            name,
+            "sentence-encoder",
             lambda local, device: SentenceEncoder.from_pretrained(
                 local, device=str(device), max_batch_tokens=self.max_batch_tokens
             ),
@@ -86,7 +88,9 @@ class ModelPool:
                 raise UnknownModel(name, known=known, field=field)
             kind = self.registry.spec(name).kind
         return self.get(
-            "generator", name, kind,
+            "generator",
+            name,
+            kind,
             lambda local, device: Generator.from_pretrained(
                 local, device=str(device), max_batch_tokens=self.max_batch_tokens
             ),
@@ -97,7 +101,9 @@ class ModelPool:
         from ctxcompress.engines.classifier import TokenClassifier
 
         return self.get(
-            "classifier", name, "token-classifier",
+            "classifier",
+            name,
+            "token-classifier",
             lambda local, device: TokenClassifier.from_pretrained(
                 local, device=str(device), max_batch_tokens=self.max_batch_tokens
             ),

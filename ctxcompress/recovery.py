@@ -25,8 +25,11 @@ def _shortest_cover(original: list[str], words: list[str]) -> tuple[int, int] | 
         position, matched = start, 1
         while matched < len(words) and position + 1 < len(original):
             found = next(
-                (k for k in range(position + 1, min(position + 2 + _MAX_GAP, len(original)))
-                 if words[matched] in original[k]),
+                (
+                    k
+                    for k in range(position + 1, min(position + 2 + _MAX_GAP, len(original)))
+                    if words[matched] in original[k]
+                ),
                 None,
             )
             if found is None:

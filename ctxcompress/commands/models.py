@@ -24,8 +24,15 @@ def run(args: argparse.Namespace) -> int:
     for name in registry.names():
         spec = registry.spec(name)
         local = registry.cached_dir(name)
-        rows.append({"name": name, "kind": spec.kind, "source": spec.source,
-                     "local_path": str(local) if local else None, "description": spec.description})
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "source": spec.source,
+                "local_path": str(local) if local else None,
+                "description": spec.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

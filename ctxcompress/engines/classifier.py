@@ -75,7 +75,8 @@ class TokenClassifier:
         """For each list of words, each word's probability of the keep label (float32; NaN if truncated away)."""
         encodings = [
             self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length)
-            if words else None
+            if words
+            else None
             for words in inputs
         ]
         results = [np.full(len(words), np.nan, dtype=np.float32) for words in inputs]

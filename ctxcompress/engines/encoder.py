@@ -84,8 +84,11 @@ class SentenceEncoder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=False,
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
 
@@ -122,8 +125,10 @@ class SentenceEncoder:
     @torch.inference_mode()
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         """Last hidden states ``[B, L, dim]`` (CPU float32) of right-padded ``[CLS] ids [SEP]`` sequences."""
-        rows = [([self._cls] if self._cls is not None else []) + s + ([self._sep] if self._sep is not None else [])
-                for s in sequences]
+        rows = [
+            ([self._cls] if self._cls is not None else []) + s + ([self._sep] if self._sep is not None else [])
+            for s in sequences
+        ]
         longest = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), longest), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), longest), dtype=torch.long)

@@ -76,8 +76,9 @@ class CPC(CompressionMethod):
         started = time.perf_counter()
         docs = [(r, i) for r, p in enumerate(requests) for i in p.nonempty_indices]
         texts = [requests[r].documents[i] for r, i in docs]
-        spans = [split_sentences_with_spans(t, requests[r].options.language) for t, (r, _) in zip(texts, docs,
-                                                                                                   strict=True)]
+        spans = [
+            split_sentences_with_spans(t, requests[r].options.language) for t, (r, _) in zip(texts, docs, strict=True)
+        ]
         overlap = min(p.options.window_overlap for p in requests)
         tokens = encoder.token_embeddings(texts, overlap=overlap)
         vectors = [sentence_vectors(t, s) for t, s in zip(tokens, spans, strict=True)]
@@ -94,13 +95,16 @@ class CPC(CompressionMethod):
                 stacked = np.concatenate([vectors[k] for k in mine])
                 centroid = stacked.mean(axis=0)
                 query = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
-            scored = [
-                ScoredDocument(docs[k][1], texts[k], spans[k], vectors[k] @ query) for k in mine
-            ]
+            scored = [ScoredDocument(docs[k][1], texts[k], spans[k], vectors[k] @ query) for k in mine]
             best = {d.index: float(d.scores.max()) if len(d.scores) else -np.inf for d in scored}
             ranking = sorted(best, key=lambda i: -best[i])
             kept = keep_best_units(prepared, scored, trim_words=prepared.options.trim_last_sentence)
             elapsed = time.perf_counter()
-            results.append(prepared.result(kept, ranking=ranking, timings_ms={
-                "encode": round(encode_ms, 2), "total": round((elapsed - started) * 1000, 2)}))
+            results.append(
+                prepared.result(
+                    kept,
+                    ranking=ranking,
+                    timings_ms={"encode": round(encode_ms, 2), "total": round((elapsed - started) * 1000, 2)},
+                )
+            )
         return results

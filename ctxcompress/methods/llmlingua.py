@@ -92,8 +92,9 @@ class LLMLingua(CompressionMethod):
             opts: LLMLinguaOptions = prepared.options
             indices = prepared.nonempty_indices
             ranking = sorted(indices, key=lambda i: -perplexity[(r, i)])
-            doc_tokens = dict(zip(indices, prepared.target.count_many([prepared.documents[i] for i in indices]),
-                                  strict=True))
+            doc_tokens = dict(
+                zip(indices, prepared.target.count_many([prepared.documents[i] for i in indices]), strict=True)
+            )
             budget = prepared.context_budget()
             if opts.coarse:
                 tokens_list = [doc_tokens.get(i, 0) for i in range(len(prepared.documents))]
@@ -103,8 +104,14 @@ class LLMLingua(CompressionMethod):
             kept_tokens = sum(doc_tokens[i] for i in kept)
             rate = min(1.0, budget / max(kept_tokens, 1))
             documents = [
-                build_document(encodings[(r, i)], i, prepared.documents[i], rate,
-                               protect=list(opts.protect), force_tokens=list(opts.force_tokens))
+                build_document(
+                    encodings[(r, i)],
+                    i,
+                    prepared.documents[i],
+                    rate,
+                    protect=list(opts.protect),
+                    force_tokens=list(opts.force_tokens),
+                )
                 for i in kept
             ]
             plans.append(build_plan(scorer, documents))

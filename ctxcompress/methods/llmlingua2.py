@@ -181,7 +181,15 @@ class LLMLingua2(CompressionMethod):
                     scored.append(ScoredDocument(index, text, spans, scores[d]))
             kept_docs = keep_best_units(prepared, scored)
             elapsed = time.perf_counter()
-            results.append(prepared.result(kept_docs, ranking=rankings[r], timings_ms={
-                "coarse": round(coarse_ms, 2), "classify": round(classify_ms, 2),
-                "total": round((elapsed - started) * 1000, 2)}))
+            results.append(
+                prepared.result(
+                    kept_docs,
+                    ranking=rankings[r],
+                    timings_ms={
+                        "coarse": round(coarse_ms, 2),
+                        "classify": round(classify_ms, 2),
+                        "total": round((elapsed - started) * 1000, 2),
+                    },
+                )
+            )
         return results

@@ -123,15 +123,19 @@ class LongLLMLingua(CompressionMethod):
             for i, count in zip(idx, prepared.target.count_many([prepared.documents[i] for i in idx]), strict=True):
                 doc_tokens[i] = count
             budget = prepared.context_budget()
-            kept = (
-                keep_until_budget(ranking, doc_tokens, budget + opts.coarse_slack_tokens) if opts.coarse else ranking
-            )
+            kept = keep_until_budget(ranking, doc_tokens, budget + opts.coarse_slack_tokens) if opts.coarse else ranking
             base_rate = min(1.0, budget / max(sum(doc_tokens[i] for i in kept), 1))
             rates = dict(zip(kept, dynamic_rates(base_rate, len(kept), opts.dynamic_ratio), strict=True))
             order = kept if opts.reorder == "sort" else sorted(kept)
             documents = [
-                build_document(encodings[(r, i)], i, prepared.documents[i], rates[i],
-                               protect=list(opts.protect), force_tokens=list(opts.force_tokens))
+                build_document(
+                    encodings[(r, i)],
+                    i,
+                    prepared.documents[i],
+                    rates[i],
+                    protect=list(opts.protect),
+                    force_tokens=list(opts.force_tokens),
+                )
                 for i in order
             ]
             plans.append(build_plan(scorer, documents))
@@ -145,8 +149,13 @@ class LongLLMLingua(CompressionMethod):
         for contrastive in (True, False):
             members = [i for i, p in enumerate(requests) if p.options.contrastive is contrastive]
             if members:
-                score_plans(scorer, [plans[i] for i in members], [prefixes[i] for i in members],
-                            window=window, contrastive=contrastive)
+                score_plans(
+                    scorer,
+                    [plans[i] for i in members],
+                    [prefixes[i] for i in members],
+                    window=window,
+                    contrastive=contrastive,
+                )
         return finish_results(
             requests, plans, rankings, started=started, coarse_ms=coarse_ms, fine_started=fine_started
         )

@@ -118,6 +118,9 @@ class TCRASemantic(CompressionMethod):
                 scored.append(ScoredDocument(index, texts[d], spans, scores))
             kept = keep_best_units(prepared, scored)
             elapsed = time.perf_counter()
-            results.append(prepared.result(kept, timings_ms={
-                "encode": round(encode_ms, 2), "total": round((elapsed - started) * 1000, 2)}))
+            results.append(
+                prepared.result(
+                    kept, timings_ms={"encode": round(encode_ms, 2), "total": round((elapsed - started) * 1000, 2)}
+                )
+            )
         return results

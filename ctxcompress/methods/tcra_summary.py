@@ -132,8 +132,10 @@ class TCRASummary(CompressionMethod):
                 kept[longest][1] = kept[longest][1][: words[-1][0]].strip() if len(words) > 1 else ""
                 kept = [k for k in kept if k[1]]
             elapsed = time.perf_counter()
-            results.append(prepared.result(
-                [KeptDocument(index=i, text=t) for i, t in kept],
-                timings_ms={"generate": round(generate_ms, 2), "total": round((elapsed - started) * 1000, 2)},
-            ))
+            results.append(
+                prepared.result(
+                    [KeptDocument(index=i, text=t) for i, t in kept],
+                    timings_ms={"generate": round(generate_ms, 2), "total": round((elapsed - started) * 1000, 2)},
+                )
+            )
         return results
