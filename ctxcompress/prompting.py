@@ -7,6 +7,7 @@ context may use is the budget minus their tokens.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,12 @@ SEPARATOR = "\n\n"
 
 
 def assemble_prompt(instruction: str | None, documents: list[str], question: str | None) -> str:
-    """Instruction, documents and question joined by blank lines (empty parts left out)."""
-    parts = [instruction or "", SEPARATOR.join(d for d in documents if d.strip()), question or ""]
+    """Instruction, documents and question joined by blank lines (empty parts left out).
+
+    Documents are stripped, as results keep them: a method that counts ``prompt_for(texts)`` while fitting the
+    budget counts exactly the prompt the result will hold (a leading space can change the tokenization).
+    """
+    parts = [instruction or "", SEPARATOR.join(d.strip() for d in documents if d.strip()), question or ""]
     return SEPARATOR.join(p for p in parts if p.strip())
 
 
@@ -57,8 +62,9 @@ class PreparedRequest:
     target_tokens: int
     fixed_tokens: int  # instruction + question + separators
 
-    @property
+    @functools.cached_property
     def nonempty_indices(self) -> list[int]:
+        """Computed once: methods ask per document (10,000 documents made this quadratic)."""
         return [i for i, d in enumerate(self.documents) if d.strip()]
 
     def context_budget(self) -> int:

