@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny random models for unit tests, the real embedded models for integration tests."""
+"""Shared fixtures: tiny random models for unit tests, the real embedded models for integration tests.
+
+Hypothesis profiles: ``ci`` (default; derandomized, bounded example counts, no example database) and ``full``
+(many more random examples): ``HYPOTHESIS_PROFILE=full .venv/bin/python -m pytest tests/unit_tests/test_properties.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,25 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "full",
+    max_examples=300,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

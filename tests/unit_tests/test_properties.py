@@ -1,0 +1,142 @@
+"""Property tests (Hypothesis) over every extractive method, on the tiny random models.
+
+For any documents / question / instruction / budget:
+
+* the call returns a result or raises a ``CtxCompressError`` with a 4xx status naming ``documents``, ``budget``
+  or ``question``; no other exception escapes;
+* a budget at or above the input returns the input unchanged (ratio 1.0);
+* otherwise the prompt holds at most ``target_tokens`` (the issue allows 5% over; we hold the exact budget),
+  except where token pruning's protected spans (numbers, URLs, code) alone exceed the budget: it then keeps them
+  all and goes over (a known gap, pinned by ``test_token_pruning_overshoots_when_protected_spans_exceed_the_budget``);
+* every kept text is an in-order subsequence of its document, instruction and question frame the prompt verbatim,
+  no U+FFFD appears that the input did not have, and the prompt is valid UTF-8;
+* token pruning keeps every number (``digits`` protection) of every document it keeps.
+
+Profiles (tests/conftest.py): ``ci`` runs a fixed, small set of examples; ``HYPOTHESIS_PROFILE=full`` many more.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import event, example, given
+from hypothesis import strategies as st
+
+from ctxcompress import CompressionResult, Compressor, CtxCompressError
+from ctxcompress.prompting import assemble_prompt
+from ctxcompress.text.protect import _NUMBER, protected_spans
+from ctxcompress.text.tokens import get_target_tokenizer
+from tests.conftest import TINY_CLASSIFIER
+
+EXTRACTIVE = ["llmlingua", "longllmlingua", "cpc", "tcra-semantic", "llmlingua2"]
+PRUNING = {"llmlingua", "longllmlingua"}
+SAMPLES = [
+    "Nile", "river", "1903", "3.14", "9:30", "1,200", "東京", "首都です。", "القاهرة", "👨‍👩‍👧‍👦", "🎉", "🇯🇵",
+    "e\u0301", "zero\u200bwidth", "\u200d", "\ufeff", "https://x.org/a?b=1", "`code`", '{"k": [1, 2]}',
+    "| a | b |", "\x00", "\t", "\r\n", "café", "Zürich", "—", "...", "Dr.", "U.S.", "\n\n", "```", "Ω", "ß",
+]  # fmt: skip
+
+any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)  # every code point but surrogates
+word = st.one_of(st.sampled_from(SAMPLES), any_text.filter(bool))
+sentence = st.lists(word, max_size=25).map(" ".join)
+document = st.one_of(sentence, st.lists(sentence, min_size=1, max_size=8).map(". ".join), any_text)
+budgets = st.one_of(
+    st.floats(min_value=0.01, max_value=1.0).map(lambda r: {"rate": r}),
+    st.integers(min_value=1, max_value=600).map(lambda n: {"max_tokens": n}),
+)
+framing = st.one_of(st.none(), st.just(""), sentence)
+
+
+def is_subsequence(small: str, big: str) -> bool:
+    remaining = iter(big)
+    return all(ch in remaining for ch in small)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def protected_tokens(request: dict, result: CompressionResult) -> int:
+    """Tokens of the prompt that keeps only the protected spans of the kept documents."""
+    docs = request["documents"]
+    texts = ["".join(docs[k.index][s:e] for s, e in protected_spans(docs[k.index])) for k in result.documents]
+    return get_target_tokenizer().count(assemble_prompt(request.get("instruction"), texts, request.get("question")))
+
+
+def check(request: dict, result: CompressionResult) -> None:
+    docs, question, instruction = request["documents"], request.get("question"), request.get("instruction")
+    nonblank = [i for i, d in enumerate(docs) if d.strip()]
+    if result.origin_tokens <= result.target_tokens:
+        assert result.ratio == 1.0
+        assert [(k.index, k.text) for k in result.documents] == [(i, docs[i].strip()) for i in nonblank]
+    elif not (request["method"] in PRUNING and protected_tokens(request, result) >= result.target_tokens - 2):
+        assert result.compressed_tokens <= result.target_tokens
+    assert len({k.index for k in result.documents}) == len(result.documents)
+    for kept in result.documents:
+        assert kept.index in nonblank and kept.text.strip()
+        assert is_subsequence(kept.text, docs[kept.index])
+        if request["method"] in PRUNING:
+            for number in _NUMBER.findall(docs[kept.index]):
+                assert number in kept.text
+    if instruction and instruction.strip():
+        assert result.prompt.startswith(instruction)
+    if question and question.strip():
+        assert result.prompt.endswith(question)
+    if not any("\ufffd" in t for t in [*docs, question or "", instruction or ""]):
+        assert "\ufffd" not in result.prompt
+    result.prompt.encode("utf-8")
+
+
+@pytest.mark.parametrize("method", EXTRACTIVE)
+@given(docs=st.lists(document, min_size=1, max_size=6), question=framing, instruction=framing, budget=budgets)
+@example(docs=["1903 " * 80], question=None, instruction=None, budget={"max_tokens": 5})
+@example(
+    docs=["The Nile flows north. " * 40, "Paris is in France. " * 40],
+    question=None,
+    instruction="",
+    budget={"rate": 0.2},
+)
+@example(
+    docs=["東京は日本の首都です。" * 30, "👨‍👩‍👧‍👦🎉 " * 30], question="首都?", instruction=None, budget={"rate": 0.1}
+)
+@example(docs=["", " ", "x"], question="", instruction="Answer.", budget={"max_tokens": 1})
+def test_any_input_gives_a_fitting_extract_or_a_clear_4xx(
+    tiny_all_compressor: Compressor,
+    method: str,
+    docs: list[str],
+    question: str | None,
+    instruction: str | None,
+    budget: dict,
+) -> None:
+    options = {"classifier": TINY_CLASSIFIER} if method == "llmlingua2" else {}
+    if method == "longllmlingua" and not (question or "").strip():
+        question = "Which river flows north?"  # it needs one; a missing question is a 422 tested elsewhere
+    request = {"method": method, "documents": docs, "question": question, "instruction": instruction}
+    request |= {"budget": budget, "options": options}
+    try:
+        result = tiny_all_compressor.compress(request)
+    except CtxCompressError as exc:
+        assert exc.http_status in (413, 422) and exc.field in {"documents", "budget", "question"}, exc
+        event(f"refused: {exc.field}")
+        return
+    event("unchanged" if result.ratio == 1.0 else "compressed")
+    check(request, result)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="methods/_token_pruning.select_to_budget keeps every protected unit even when they alone exceed the "
+    "budget (best effort, reported over budget); cpc/tcra-semantic/llmlingua2 drop protected units instead",
+)
+@pytest.mark.parametrize("method", sorted(PRUNING))
+def test_token_pruning_overshoots_when_protected_spans_exceed_the_budget(
+    tiny_all_compressor: Compressor, method: str
+) -> None:
+    request = {"method": method, "documents": ["1903 " * 80], "question": "when?", "budget": {"max_tokens": 8}}
+    result = tiny_all_compressor.compress(request)
+    assert result.compressed_tokens <= 1.05 * result.target_tokens
