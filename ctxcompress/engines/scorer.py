@@ -22,6 +22,7 @@ vocabulary projection runs on chunks of hidden states and only the target token'
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -111,6 +112,7 @@ class CausalLMScorer:
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else (bos if bos is not None else 0))
         self.tokens_processed = 0  # forward-pass tokens (real, not padding), for throughput accounting
+        self._counter_lock = threading.Lock()
 
     @classmethod
     def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: int | None) -> CausalLMScorer:
@@ -222,7 +224,7 @@ class CausalLMScorer:
             state = _expand_state(prefix_state, batch, width)
         else:
             state = None
-        hidden = self._forward(ids, token_valid, state)
+        hidden = self._forward(ids, token_valid, state, sum(len(s) for s in seqs))
         # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0.
         if state is not None:
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
@@ -282,7 +284,7 @@ class CausalLMScorer:
             lengths = torch.tensor([len(c) for c in chunks], device=self.device)
             tokens = self._padded(chunks, width)
             token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-            hidden = self._forward(tokens, token_valid, state)
+            hidden = self._forward(tokens, token_valid, state, sum(len(c) for c in chunks))
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
             nll = torch.full(tokens.shape, float("nan"), device=self.device, dtype=torch.float32)
             nll[token_valid] = self._nll(predictors[token_valid], tokens[token_valid])
@@ -314,7 +316,7 @@ class CausalLMScorer:
             next_pos=torch.zeros(batch, dtype=torch.long, device=self.device),
             last_hidden=torch.zeros((batch, self.config.hidden_size), dtype=self.dtype, device=self.device),
         )
-        hidden = self._forward(tokens, valid, empty)
+        hidden = self._forward(tokens, valid, empty, sum(len(p) for p in prefixes))
         return self._commit(empty, hidden, valid, lengths)
 
     def _commit(
@@ -354,7 +356,9 @@ class CausalLMScorer:
             tensor = tensor.pin_memory()
         return tensor.to(self.device, non_blocking=True)
 
-    def _forward(self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None) -> torch.Tensor:
+    def _forward(
+        self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None, real_tokens: int
+    ) -> torch.Tensor:
         """One forward pass of ``tokens`` [B, W] after ``state``'s cache (appended to it); hidden states."""
         batch, width = tokens.shape
         self._check_cap(batch * (width + (state.valid.shape[1] if state is not None else 0)))
@@ -378,7 +382,8 @@ class CausalLMScorer:
             allowed = (causal[None] & kv_valid[:, None, :]) | _diagonal(batch, width, old_len, self.device)
         plan = AttentionPlan(allowed=allowed, causal_only=state is None, positions=positions, kv_positions=kv_pos)
         hidden = self.decoder(tokens, plan, cache)
-        self.tokens_processed += int(token_valid.sum())
+        with self._counter_lock:  # engines may call one scorer from several threads
+            self.tokens_processed += real_tokens
         return hidden
 
     def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

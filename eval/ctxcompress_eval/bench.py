@@ -44,12 +44,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", default=None, help="model folder (default: the embedded smollm2-135m)")
     parser.add_argument("--random-weights", action="store_true", help="real config+tokenizer, random weights")
     parser.add_argument("--max-batch-tokens", type=int, default=None)
+    parser.add_argument("--decoder", default="auto", choices=["auto", "fused", "transformers"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
     parser.add_argument("--single-requests", type=int, default=20, help="requests timed one by one for p50/p90")
     parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
     parser.add_argument("--anchor-limit", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--profile", action="store_true", help="torch.profiler tables: one request, one batch")
+    parser.add_argument("--cprofile", action="store_true", help="Python cProfile of one batch of 64 (host work)")
+    parser.add_argument("--no-cudnn-attention", action="store_true", help="keep SDPA off the cuDNN backend")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="threads sharing the model: each takes a slice of a batch, so one's host work overlaps another's GPU work",
+    )
     parser.add_argument("--out", default="bench_out")
 
 
@@ -85,7 +94,8 @@ def _matmul_rate(device, dtype) -> float:  # noqa: ANN001
     return 2 * size**3 / statistics.median(times[2:])
 
 
-def _build_scorer(args: argparse.Namespace, device):  # noqa: ANN001, ANN202
+def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # noqa: ANN001, ANN202
+    """The scorer, and the model folder llmlingua gets (``saved_copy``: the random weights saved there first)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -103,8 +113,15 @@ def _build_scorer(args: argparse.Namespace, device):  # noqa: ANN001, ANN202
     else:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
     model = model.to(device).eval()
+    if args.random_weights and saved_copy:  # before the scorer fuses (re-points) the weights
+        model.save_pretrained(saved_copy)
+        tokenizer.save_pretrained(saved_copy)
+        model_dir = saved_copy
     kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
-    return CausalLMScorer(model, tokenizer, compile=args.compile, **kwargs), model_dir
+    if args.no_cudnn_attention:
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    scorer = CausalLMScorer(model, tokenizer, decoder=args.decoder, compile=args.compile, **kwargs)
+    return scorer, model_dir
 
 
 def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
@@ -112,13 +129,30 @@ def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], 
     res_path = out / "anchor_results.jsonl"
     with open(req_path, "w", encoding="utf-8") as handle:
         for i, request in enumerate(requests):
-            handle.write(json.dumps({"id": str(i), **{k: request[k] for k in ("documents", "question", "budget")},
-                                     "instruction": None}) + "\n")
+            handle.write(
+                json.dumps(
+                    {"id": str(i), **{k: request[k] for k in ("documents", "question", "budget")}, "instruction": None}
+                )
+                + "\n"
+            )
     started = time.perf_counter()
     done = subprocess.run(
-        [args.anchor_python, str(ANCHOR_SCRIPT), "--model-dir", model_dir, "--device", device, "--mode",
-         args.method, "--input", str(req_path), "--output", str(res_path)],
-        capture_output=True, text=True,
+        [
+            args.anchor_python,
+            str(ANCHOR_SCRIPT),
+            "--model-dir",
+            model_dir,
+            "--device",
+            device,
+            "--mode",
+            args.method,
+            "--input",
+            str(req_path),
+            "--output",
+            str(res_path),
+        ],
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
@@ -153,9 +187,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     paths = [Path(p) for p in args.data] if args.data else sorted(DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
-    rows = _rows(paths, max(args.limit, args.single_requests, args.anchor_limit))
+    # Single requests come after the batch runs' prompts: shapes the engine has not seen (cold, as in service).
+    rows = _rows(paths, max(args.limit + args.single_requests, args.anchor_limit))
     requests = [_request(r, args.method, args.rate) for r in rows]
-    scorer, model_dir = _build_scorer(args, device)
+    anchor_copy = tempfile.mkdtemp(prefix="bench-model-") if args.anchor_python and args.random_weights else None
+    scorer, model_dir = _build_scorer(args, device, anchor_copy)
     params = scorer.num_parameters
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
@@ -178,59 +214,65 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         results = []
         for start in range(0, count, batch):
-            results += compressor.compress_batch(requests[start : start + batch])
+            results += _compress(compressor, requests[start : start + batch], args.workers)
         sync()
         wall = time.perf_counter() - started
         model_tokens = scorer.tokens_processed - tokens_before
         input_tokens = sum(r.origin_tokens for r in results)
         flops = 2 * params * model_tokens / wall
-        table.append({
-            "batch_size": batch,
-            "prompts": count,
-            "prompts_per_s": count / wall,
-            "input_tokens_per_s": input_tokens / wall,
-            "model_tokens_per_s": model_tokens / wall,
-            "achieved_tflops": flops / 1e12,
-            "pct_of_matmul_peak": 100 * flops / peak_flops,
-            "budget_error_max": max(abs(r.compressed_tokens / r.target_tokens - 1) for r in results),
-            "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-        })
+        table.append(
+            {
+                "batch_size": batch,
+                "prompts": count,
+                "prompts_per_s": count / wall,
+                "input_tokens_per_s": input_tokens / wall,
+                "model_tokens_per_s": model_tokens / wall,
+                "achieved_tflops": flops / 1e12,
+                "pct_of_matmul_peak": 100 * flops / peak_flops,
+                "budget_error_max": max(abs(r.compressed_tokens / r.target_tokens - 1) for r in results),
+                "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+            }
+        )
         print(f"[bench] batch {batch}: {table[-1]['prompts_per_s']:.2f} prompts/s", file=sys.stderr, flush=True)
     latencies = []
-    for request in requests[: args.single_requests]:
+    for request in requests[args.limit : args.limit + args.single_requests]:
         sync()
         started = time.perf_counter()
         compressor.compress(request)
         sync()
         latencies.append(1000 * (time.perf_counter() - started))
-    single = {"latency_ms_p50": statistics.median(latencies),
-              "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))], "requests": len(latencies)}
+    single = {
+        "latency_ms_p50": statistics.median(latencies),
+        "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))],
+        "requests": len(latencies),
+    }
     if args.profile:
         _profile(compressor, requests, out)
+    if args.cprofile:
+        _cprofile(compressor, requests, out)
     anchor = None
     if args.anchor_python:
-        anchor_dir = model_dir
-        if args.random_weights:  # give the anchor the very same random weights
-            anchor_dir = tempfile.mkdtemp(prefix="bench-model-")
-            scorer.model.save_pretrained(anchor_dir)
-            scorer.tokenizer.save_pretrained(anchor_dir)
-        anchor = _run_anchor(args, anchor_dir, requests[: args.anchor_limit], device.type, out)
+        anchor = _run_anchor(args, model_dir, requests[: args.anchor_limit], device.type, out)
     best = max(table, key=lambda r: r["prompts_per_s"])
     report = {
         "what": f"{args.method} at rate {args.rate} on NQ 20-doc prompts",
-        "weights": "random-initialised (real SmolLM2-135M config and tokenizer)" if args.random_weights
+        "weights": "random-initialised (real SmolLM2-135M config and tokenizer)"
+        if args.random_weights
         else "real SmolLM2-135M-Instruct weights",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
         "dtype": str(default_dtype(device)),
         "torch_compile": bool(args.compile),
+        "workers": args.workers,
+        "decoder": getattr(scorer.decoder, "name", type(scorer.decoder).__name__),
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
         "ctxcompress": table,
         "single_request": single,
         "llmlingua_0_2_2": anchor,
         "speedup_best_batch_vs_llmlingua": (best["prompts_per_s"] / anchor["prompts_per_s"])
-        if anchor and "prompts_per_s" in anchor else None,
+        if anchor and "prompts_per_s" in anchor
+        else None,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "command": " ".join(["ctxcompress bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
     }
@@ -239,6 +281,34 @@ def run(args: argparse.Namespace) -> int:
     (out / "bench.md").write_text(md)
     print(md)
     return 0
+
+
+def _compress(compressor, requests: list[dict], workers: int) -> list:  # noqa: ANN001
+    """``compress_batch`` of ``requests``, split into ``workers`` slices run by concurrent threads."""
+    if workers <= 1 or len(requests) < 2 * workers:
+        return compressor.compress_batch(requests)
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(requests) // workers)
+    slices = [requests[i : i + size] for i in range(0, len(requests), size)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [result for part in pool.map(compressor.compress_batch, slices) for result in part]
+
+
+def _cprofile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN001
+    """cProfile of one batch of 64 requests: where the host's time goes."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    compressor.compress_batch(requests[:64])
+    profiler.disable()
+    for key in ("tottime", "cumulative"):
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats(key).print_stats(45)
+        (out / f"cprofile_batch64_{key}.txt").write_text(text.getvalue())
 
 
 def _profile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN001
@@ -262,7 +332,7 @@ def _markdown(report: dict) -> str:
         f"# Benchmark: {report['what']}",
         "",
         f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}, "
-        f"torch.compile {'on' if report.get('torch_compile') else 'off'}); "
+        f"decoder {report.get('decoder')}, torch.compile {'on' if report.get('torch_compile') else 'off'}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
         "| batch | prompts/s | input tok/s | model tok/s | TFLOP/s | % of matmul peak | max budget err | peak GiB |",
@@ -276,13 +346,18 @@ def _markdown(report: dict) -> str:
             f"{row['budget_error_max']:.3f} | {mem} |"
         )
     single = report["single_request"]
-    lines += ["", f"Single request latency: p50 {single['latency_ms_p50']:.1f} ms, "
-              f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests)."]
+    lines += [
+        "",
+        f"Single request latency: p50 {single['latency_ms_p50']:.1f} ms, "
+        f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests).",
+    ]
     anchor = report["llmlingua_0_2_2"]
     if anchor and "prompts_per_s" in anchor:
-        lines += [f"llmlingua 0.2.2 (same model, inputs, device): {anchor['prompts_per_s']:.3f} prompts/s, "
-                  f"p50 {anchor['latency_ms_p50']:.0f} ms over {anchor['prompts']} prompts.",
-                  f"Speed-up at the best batch size: {report['speedup_best_batch_vs_llmlingua']:.1f}x."]
+        lines += [
+            f"llmlingua 0.2.2 (same model, inputs, device): {anchor['prompts_per_s']:.3f} prompts/s, "
+            f"p50 {anchor['latency_ms_p50']:.0f} ms over {anchor['prompts']} prompts.",
+            f"Speed-up at the best batch size: {report['speedup_best_batch_vs_llmlingua']:.1f}x.",
+        ]
     elif anchor:
         lines.append(f"llmlingua 0.2.2 failed: {anchor.get('error')}")
     return "\n".join(lines) + "\n"

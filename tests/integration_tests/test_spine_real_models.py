@@ -46,6 +46,20 @@ def test_answer_survives_2x_compression_for_most(long_results, rows):
     assert kept >= 4, kept
 
 
+def test_batching_does_not_change_outputs_beyond_float_noise(real_compressor, rows, long_results):
+    """The batched path (all prompts' windows in lock-step, padded batches) against one request at a time."""
+    import difflib
+
+    for row, batched in zip(rows[:3], long_results, strict=False):
+        alone = real_compressor.compress({"method": "longllmlingua", "documents": nq_documents(row),
+                                          "question": row["question"], "budget": {"rate": 0.5}})
+        assert alone.ranking == batched.ranking
+        kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
+        assert kept[0] == kept[1]
+        words = alone.prompt.split(), batched.prompt.split()
+        assert difflib.SequenceMatcher(a=words[0], b=words[1], autojunk=False).ratio() >= 0.98
+
+
 def test_llmlingua_meets_budget_on_real_model(real_compressor, rows):
     result = real_compressor.compress({"method": "llmlingua", "documents": nq_documents(rows[0]),
                                        "question": rows[0]["question"], "budget": {"max_tokens": 500}})
