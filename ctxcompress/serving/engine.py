@@ -454,19 +454,36 @@ def _compress_isolated(
 ) -> list[CompressionResult | CtxCompressError | None]:
     """``compress_batch`` on the worker thread, for the entries whose caller is still waiting (``None`` in place
     of the others: a batch prefetched while the device was busy can lose callers). A failure shared by a whole
-    method group is retried request by request, so one bad request (e.g. an unknown model name in its options)
-    cannot fail its batch-mates."""
+    method group, or a crash of the whole batch, is retried request by request, so one bad request (e.g. an
+    unknown model name in its options, or input that crashes a model) cannot fail its batch-mates."""
     live = [i for i, e in enumerate(batch) if not e.future.done()]  # a read of a flag set on the loop thread
     outputs: list[CompressionResult | CtxCompressError | None] = [None] * len(batch)
     if not live:
         return outputs
-    results = compressor.compress_batch([batch[i].request for i in live], return_exceptions=True)
+    try:
+        results = compressor.compress_batch([batch[i].request for i in live], return_exceptions=True)
+    except Exception:  # a crash (not a request error) takes the whole batch: find the culprit one by one
+        if len(live) == 1:
+            raise
+        logger.exception(
+            "batch of %d crashed on %s; retrying its requests one by one", len(live), compressor.pool.device
+        )
+        results = [_compress_alone(compressor, batch[i].request) for i in live]
     shared = {id(o) for o in results if isinstance(o, CtxCompressError) and sum(x is o for x in results) > 1}
     for i, out in zip(live, results, strict=True):
         if id(out) in shared:
-            out = compressor.compress_batch([batch[i].request], return_exceptions=True)[0]
+            out = _compress_alone(compressor, batch[i].request)
         outputs[i] = out
     return outputs
+
+
+def _compress_alone(compressor: Compressor, request: CompressionRequest) -> CompressionResult | CtxCompressError:
+    """One request on its own; a crash becomes its :class:`ModelError` (500) instead of escaping."""
+    try:
+        return compressor.compress_batch([request], return_exceptions=True)[0]
+    except Exception as exc:
+        logger.exception("request crashed on %s", compressor.pool.device)
+        return ModelError(f"compression failed on {compressor.pool.device}: {type(exc).__name__}")
 
 
 def _request_chars(request: RequestLike) -> int:

@@ -3,11 +3,15 @@
 Which text is context: by default the last user message. Its final part (split on the configured separator,
 a blank line by default) is the question, the other parts are the documents; system messages and earlier turns
 pass untouched. The request's optional ``ctxcompress`` field overrides method, budget, options, documents and
-question and is removed before forwarding. Streaming (SSE) responses are passed through as they arrive.
+question and is removed before forwarding. Streaming (SSE) responses are passed through as they arrive; if the
+upstream fails mid-stream (after the 200 status went out), the stream ends with one SSE error event,
+``data: {"error": {"type": "UpstreamError", ...}}``, and a proper end of body instead of a torn connection.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,9 +26,12 @@ from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
 from ctxcompress_service.settings import Settings
 
-__all__ = ["ChatProxy", "message_text"]
+__all__ = ["ChatProxy", "message_text", "upstream_error_event"]
 
-_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive"}
+logger = logging.getLogger("ctxcompress.service")
+
+# Hop-by-hop headers, and those our own server sets (passing the upstream's would send them twice).
+_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive", "date", "server"}
 
 
 def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
@@ -126,9 +133,22 @@ class ChatProxy:
 
 
 async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
-    """Pass the upstream's (SSE) body through chunk by chunk; always close the upstream response."""
+    """Pass the upstream's (SSE) body through chunk by chunk; always close the upstream response.
+
+    An upstream that fails mid-stream ends the relayed stream with an SSE error event (the status line has been
+    sent, so the error travels in the body, as OpenAI's streaming errors do).
+    """
     try:
         async for chunk in upstream.aiter_bytes():
             yield chunk
+    except httpx.HTTPError as exc:
+        logger.warning("upstream failed mid-stream", extra={"error": type(exc).__name__})
+        yield upstream_error_event(f"upstream failed mid-stream: {type(exc).__name__}: {exc}")
     finally:
         await upstream.aclose()
+
+
+def upstream_error_event(message: str) -> bytes:
+    """One SSE event carrying the service's error shape (blank lines around it end any partial event)."""
+    error = {"error": {"type": "UpstreamError", "message": message, "field": None}}
+    return f"\n\ndata: {json.dumps(error)}\n\n".encode()

@@ -1,14 +1,46 @@
-"""Run an app on a real loopback port in a background thread (tests, load tests, notebooks)."""
+"""Test hooks: run an app on a real loopback port in a background thread (tests, load tests, notebooks), and a
+Compressor that crashes on demand (fault drills).
+
+Nothing here is reachable from a request: the app only uses these when code builds it with
+``build_app(settings, engine_factory=...)``; ``ctxcompress serve`` never does.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
 
-__all__ = ["ServiceThread"]
+from ctxcompress.compressor import Compressor, RequestLike
+from ctxcompress.errors import CtxCompressError
+from ctxcompress.types import CompressionRequest, CompressionResult
+
+__all__ = ["FAULT_MARKER", "FaultInjectingCompressor", "InjectedFault", "ServiceThread"]
+
+FAULT_MARKER = "ctxcompress-injected-fault"
+
+
+class InjectedFault(RuntimeError):
+    """The exception :class:`FaultInjectingCompressor` raises: an unexpected crash inside a model worker."""
+
+
+class FaultInjectingCompressor(Compressor):
+    """A real Compressor whose ``compress_batch`` raises :class:`InjectedFault` (not a ``CtxCompressError``: a
+    crash, like a CUDA error) whenever a request's question contains :data:`FAULT_MARKER`. Requests without the
+    marker compress normally. Use through ``build_app(settings, engine_factory=lambda s: build_engine(s, [c]))``.
+    """
+
+    def compress_batch(
+        self, requests: Sequence[RequestLike], *, return_exceptions: bool = False
+    ) -> list[CompressionResult | CtxCompressError]:
+        for request in requests:
+            question = request.question if isinstance(request, CompressionRequest) else request.get("question")
+            if FAULT_MARKER in str(question or ""):
+                raise InjectedFault("injected model worker failure")
+        return super().compress_batch(requests, return_exceptions=return_exceptions)
 
 
 class ServiceThread:
@@ -20,7 +52,11 @@ class ServiceThread:
 
     def __init__(self, app: Any, *, port: int = 0, graceful_s: int = 30) -> None:
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
             timeout_graceful_shutdown=graceful_s,
         )
         self.server = uvicorn.Server(config)

@@ -17,7 +17,15 @@ __all__ = ["router", "with_defaults"]
 
 router = APIRouter(tags=["compress"], dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
 
-_BATCH_SCHEMA = {"type": "array", "items": {"$ref": "#/components/schemas/CompressionRequest"}}
+# Items are validated one by one: an item that is not a valid CompressionRequest gets its own error in the
+# results (the batch is still 200), so the body schema admits any item and says so.
+_BATCH_SCHEMA = {
+    "type": "array",
+    "items": {
+        "anyOf": [{"$ref": "#/components/schemas/CompressionRequest"}, {}],
+        "description": "a CompressionRequest; an item that is not a valid one gets its own error in `results`",
+    },
+}
 
 
 def with_defaults(item: Any, settings: Settings) -> Any:

@@ -10,7 +10,14 @@ from ctxcompress.methods import method_class, method_names
 from ctxcompress.serving.errors import EngineUnavailable
 from ctxcompress_service.auth import require_api_key
 from ctxcompress_service.errors import ERROR_RESPONSES
-from ctxcompress_service.protocol import HealthResponse, MethodInfo, MethodsResponse, ModelInfo, ModelsResponse
+from ctxcompress_service.protocol import (
+    ErrorResponse,
+    HealthResponse,
+    MethodInfo,
+    MethodsResponse,
+    ModelInfo,
+    ModelsResponse,
+)
 
 __all__ = ["router", "ops_router"]
 
@@ -48,7 +55,12 @@ async def healthz() -> HealthResponse:
     return HealthResponse()
 
 
-@ops_router.get("/readyz", response_model=HealthResponse, summary="Readiness: engine running, models loaded")
+@ops_router.get(
+    "/readyz",
+    response_model=HealthResponse,
+    summary="Readiness: engine running, models loaded",
+    responses={503: {"model": ErrorResponse, "description": "not ready (loading, failed, shutting down)"}},
+)
 async def readyz(request: Request) -> HealthResponse:
     state = request.app.state
     state.engine.check_health()

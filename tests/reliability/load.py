@@ -1,0 +1,203 @@
+"""Load generator that accounts for every request (loopback only, bounded by count and time).
+
+Each request carries a unique id, both as ``x-request-id`` (the server logs it) and inside its question (the
+result's prompt ends with the question, so a result delivered to the wrong caller is caught). Arrivals are
+open-loop at a fixed rate (``rate``) or closed-loop (``concurrency`` callers); nothing is retried, so every
+429/503 is counted as rejected. :func:`reconcile` compares the client's record with the server's access log:
+an id the server answered 200 that the client never received is *lost*; an id logged twice is *duplicated*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+NQ = ROOT.parent / "shared" / "data" / "nq_multidoc" / "20docs" / "gold_at_9.jsonl.gz"
+
+__all__ = ["Outcome", "Phase", "make_requests", "reconcile", "run_phase", "summarize"]
+
+
+@dataclass
+class Outcome:
+    id: str
+    sent_at: float
+    status: int | None = None  # None: no HTTP response (transport error or client timeout)
+    latency_s: float = 0.0
+    retry_after: str | None = None
+    error: str | None = None  # transport error class, or "mismatch" for a result of another request
+    error_type: str | None = None  # the service's error type for 4xx/5xx
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    rate: float | None = None  # open loop: arrivals per second
+    concurrency: int | None = None  # closed loop: callers
+    outcomes: list[Outcome] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def make_requests(n: int = 64, docs: int = 5, rate: float = 0.4) -> list[dict[str, Any]]:
+    """Request templates: NQ rows (``docs`` documents each) when ../shared/data is there, else synthetic."""
+    templates = []
+    if NQ.exists():
+        with gzip.open(NQ, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                documents = [f"Document [{i}](Title: {c['title']}) {c['text']}" for i, c in enumerate(row["ctxs"], 1)]
+                templates.append({"documents": documents[:docs], "question": row["question"]})
+                if len(templates) == n:
+                    break
+    while len(templates) < n:
+        k = len(templates)
+        documents = [
+            f"Record {k}.{j}: the river number {j} flows {k + j} km north into lake {j}. " * 6 for j in range(docs)
+        ]
+        templates.append({"documents": documents, "question": f"Which river flows {k} km?"})
+    return [{"method": "llmlingua", "budget": {"rate": rate}} | t for t in templates]
+
+
+async def _one(client: httpx.AsyncClient, template: dict[str, Any], rid: str, timeout_s: float) -> Outcome:
+    body = template | {"question": f"{template['question']} [{rid}]"}
+    outcome = Outcome(rid, time.monotonic())
+    try:
+        response = await client.post("/v1/compress", json=body, headers={"x-request-id": rid}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        outcome.error = type(exc).__name__
+        outcome.latency_s = time.monotonic() - outcome.sent_at
+        return outcome
+    outcome.latency_s = time.monotonic() - outcome.sent_at
+    outcome.status = response.status_code
+    outcome.retry_after = response.headers.get("retry-after")
+    try:
+        payload = response.json()
+    except ValueError:
+        outcome.error = "not-json"
+        return outcome
+    if response.status_code == 200:
+        if not str(payload.get("prompt", "")).endswith(f"[{rid}]"):
+            outcome.error = "mismatch"
+    else:
+        outcome.error_type = (payload.get("error") or {}).get("type")
+    return outcome
+
+
+async def run_phase(
+    url: str,
+    phase: Phase,
+    requests: list[dict[str, Any]],
+    *,
+    start_index: int = 0,
+    max_outstanding: int = 1024,
+    timeout_s: float = 120.0,
+    on_tick: Callable[[float], None] | None = None,
+) -> Phase:
+    """Run one phase for ``phase.seconds``; in-flight requests are awaited (never abandoned) before returning."""
+    limits = httpx.Limits(max_connections=max_outstanding, max_keepalive_connections=max_outstanding)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+        started = time.monotonic()
+        counter = start_index
+        tasks: set[asyncio.Task[Outcome]] = set()
+        done: list[Outcome] = []
+
+        def spawn() -> None:
+            nonlocal counter
+            rid = f"{phase.name}-{counter:08d}"
+            task = asyncio.create_task(_one(client, requests[counter % len(requests)], rid, timeout_s))
+            counter += 1
+            tasks.add(task)
+            task.add_done_callback(lambda t: (tasks.discard(t), done.append(t.result())))
+
+        if phase.rate:
+            interval, next_at, last_tick = 1.0 / phase.rate, started, started
+            while (now := time.monotonic()) - started < phase.seconds:
+                while next_at <= now and len(tasks) < max_outstanding:
+                    spawn()
+                    next_at += interval
+                if on_tick and now - last_tick >= 1.0:
+                    on_tick(now - started)
+                    last_tick = now
+                await asyncio.sleep(min(max(next_at - time.monotonic(), 0.0), 0.05))
+        else:
+
+            async def caller() -> None:
+                nonlocal counter
+                while time.monotonic() - started < phase.seconds:
+                    rid = f"{phase.name}-{counter:08d}"
+                    template = requests[counter % len(requests)]
+                    counter += 1
+                    done.append(await _one(client, template, rid, timeout_s))
+
+            await asyncio.gather(*(caller() for _ in range(phase.concurrency or 1)))
+        if tasks:
+            await asyncio.gather(*list(tasks), return_exceptions=True)
+        phase.wall_s = time.monotonic() - started
+        phase.outcomes = sorted(done, key=lambda o: o.id)
+    return phase
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarize(phase: Phase) -> dict[str, Any]:
+    """Counts by outcome, latency of served requests (ms) and served throughput."""
+    outcomes = phase.outcomes
+    served = [o for o in outcomes if o.status == 200 and o.error is None]
+    rejected = [o for o in outcomes if o.status in (429, 503)]
+    latencies = [o.latency_s for o in served]
+    return {
+        "phase": phase.name,
+        "offered": f"{phase.rate:g} req/s open loop" if phase.rate else f"{phase.concurrency} callers closed loop",
+        "seconds": round(phase.wall_s, 1),
+        "sent": len(outcomes),
+        "served": len(served),
+        "rejected": len(rejected),
+        "rejected_without_retry_after": sum(o.retry_after is None for o in rejected),
+        "client_errors_other": sum(
+            o.status is not None and 400 <= o.status < 500 and o.status != 429 for o in outcomes
+        ),
+        "server_errors": sum(o.status is not None and o.status >= 500 and o.status != 503 for o in outcomes),
+        "no_response": sum(o.status is None for o in outcomes),
+        "mismatched": sum(o.error == "mismatch" for o in outcomes),
+        "throughput_rps": round(len(served) / phase.wall_s, 2) if phase.wall_s else 0.0,
+        "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1) if latencies else None,
+        "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
+        "statuses": dict(Counter(str(o.status) for o in outcomes)),
+    }
+
+
+def reconcile(outcomes: list[Outcome], access_log: list[dict[str, Any]]) -> dict[str, int]:
+    """Cross-check client outcomes with the server's access log (``request_id`` → status)."""
+    logged = Counter(r["request_id"] for r in access_log if r.get("route") == "/v1/compress")
+    status = {r["request_id"]: r["status"] for r in access_log if r.get("route") == "/v1/compress"}
+    client = {o.id: o for o in outcomes}
+    accepted = [rid for rid, s in status.items() if rid in client and s not in (429, 503)]
+    lost = [rid for rid in accepted if client[rid].status != status[rid]]
+    return {
+        "server_logged": sum(1 for rid in status if rid in client),
+        "accepted": len(accepted),
+        "lost": len(lost),
+        "duplicated": sum(n - 1 for rid, n in logged.items() if rid in client and n > 1),
+        "unlogged_responses": sum(1 for o in outcomes if o.status is not None and o.id not in status),
+    }
+
+
+def outcomes_json(outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    return [asdict(o) for o in outcomes]

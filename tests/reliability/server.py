@@ -1,0 +1,197 @@
+"""The service as a subprocess on loopback, on a tiny random model (SmolLM2's tokenizer, 2 layers, width 64).
+
+``python -m tests.reliability.server --port P [--fault-injection] [--max-concurrent-requests N] ...`` serves;
+:class:`ServerProcess` starts one, waits for ``/readyz``, samples its RSS, sends signals and reads back its JSON
+access log (one line per request, with the ``x-request-id`` the client sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = ["ServerProcess", "free_port", "main", "tiny_scorer"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tiny_scorer(max_batch_tokens: int = 4096) -> Any:
+    """The unit tests' tiny random Llama with the embedded SmolLM2 tokenizer (fast; mechanics only)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from ctxcompress.engines.scorer import CausalLMScorer
+    from ctxcompress.models import default_registry
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(default_registry().resolve("smollm2-135m"))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return CausalLMScorer(LlamaForCausalLM(config).eval(), tokenizer, max_batch_tokens=max_batch_tokens)
+
+
+def serve(args: argparse.Namespace) -> None:
+    import torch
+    import uvicorn
+    from ctxcompress_service import Settings, build_app, build_engine
+    from ctxcompress_service.logs import configure_logging
+    from ctxcompress_service.testing import FaultInjectingCompressor
+
+    from ctxcompress import Compressor
+    from ctxcompress.pool import ModelPool
+
+    torch.set_num_threads(args.threads)
+    settings = Settings(
+        _env_file=None,
+        device=["cpu"],
+        preload_models=[],
+        warmup=False,
+        default_method="llmlingua",
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_batch_requests=args.max_batch_requests,
+        max_wait_ms=args.max_wait_ms,
+        request_timeout_s=args.request_timeout_s,
+        graceful_shutdown_s=args.graceful_shutdown_s,
+        upstream_url=args.upstream_url,
+    )
+    pool = ModelPool(device="cpu")
+    pool.register("scorer", "smollm2-135m", tiny_scorer())
+    compressor = (FaultInjectingCompressor if args.fault_injection else Compressor)(pool=pool)
+    app = build_app(settings, engine_factory=lambda s: build_engine(s, [compressor]))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_config=configure_logging("info"),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+    )
+
+
+class ServerProcess:
+    """A served subprocess: ``start()`` waits for ``/readyz``; the JSON log goes to ``log_path``."""
+
+    def __init__(self, log_path: Path, **options: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.options = options
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 180.0) -> ServerProcess:
+        command = [sys.executable, "-m", "tests.reliability.server", "--port", str(self.port)]
+        for key, value in self.options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                command.append(flag)
+            elif value not in (None, False):
+                command += [flag, str(value)]
+        env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited during startup; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not become ready")
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_mb(self) -> float:
+        """Resident set size of the server process, MiB (Linux ``/proc``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def wait(self, timeout_s: float = 120.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after 60 s; the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return None if self.process is None else self.process.returncode
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The server's per-request log lines (``msg == "request"``)."""
+        lines = []
+        for raw in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if raw.startswith("{"):
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if record.get("msg") == "request":
+                    lines.append(record)
+        return lines
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serve ctxcompress on a tiny random model (loopback)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--max-concurrent-requests", type=int, default=64)
+    parser.add_argument("--max-batch-requests", type=int, default=16)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--request-timeout-s", type=float, default=60.0)
+    parser.add_argument("--graceful-shutdown-s", type=float, default=30.0)
+    parser.add_argument("--upstream-url", default=None)
+    parser.add_argument("--fault-injection", action="store_true", help="FaultInjectingCompressor (test hook)")
+    serve(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
