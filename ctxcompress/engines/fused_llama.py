@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ctxcompress.engines.decoder import AttentionPlan, additive_mask
+from ctxcompress.engines.decoder import AttentionPlan, additive_mask, attention_backends
 from ctxcompress.engines.kv_buffer import KVBuffer
 
 __all__ = ["FusedLlamaDecoder"]
@@ -102,24 +102,31 @@ class FusedLlamaDecoder:
         # One mask per pass: query rows repeated per head of a KV group (see _attend).
         mask = None if causal else additive_mask(plan.allowed.repeat(1, self.group, 1), self.dtype)
         n_qk = (self.num_heads + self.num_kv_heads) * self.head_dim
-        for index, layer in enumerate(self.layers):
-            qkv, qk = self._pre_attention(
-                hidden,
-                layer.attn_norm,
-                layer.qkv_weight,
-                layer.qkv_bias,
-                cos,
-                sin,
-                self.eps,
-                self.num_heads + self.num_kv_heads,
-            )
-            keys = qk[:, :, self.num_heads :].transpose(1, 2)
-            values = qkv[..., n_qk:].unflatten(-1, (self.num_kv_heads, self.head_dim)).transpose(1, 2)
-            keys, values = cache.update(keys, values, index)
-            attended = self._attend(qk[:, :, : self.num_heads], keys, values, mask)
-            hidden = self._post_attention(
-                hidden, attended, layer.o_weight_t, layer.mlp_norm, layer.gate_up_weight, layer.down_weight_t, self.eps
-            )
+        with attention_backends():  # never cuDNN: it plans per shape
+            for index, layer in enumerate(self.layers):
+                qkv, qk = self._pre_attention(
+                    hidden,
+                    layer.attn_norm,
+                    layer.qkv_weight,
+                    layer.qkv_bias,
+                    cos,
+                    sin,
+                    self.eps,
+                    self.num_heads + self.num_kv_heads,
+                )
+                keys = qk[:, :, self.num_heads :].transpose(1, 2)
+                values = qkv[..., n_qk:].unflatten(-1, (self.num_kv_heads, self.head_dim)).transpose(1, 2)
+                keys, values = cache.update(keys, values, index)
+                attended = self._attend(qk[:, :, : self.num_heads], keys, values, mask)
+                hidden = self._post_attention(
+                    hidden,
+                    attended,
+                    layer.o_weight_t,
+                    layer.mlp_norm,
+                    layer.gate_up_weight,
+                    layer.down_weight_t,
+                    self.eps,
+                )
         return F.rms_norm(hidden, (self.hidden_size,), self.final_norm, self.eps)
 
     def _rotary(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
