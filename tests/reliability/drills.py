@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,17 +93,22 @@ def drill_sigterm_under_load(workdir: Path, *, concurrency: int = 24, sigterm_af
     requests = make_requests(docs=3)
     phase = Phase("sigterm", sigterm_after_s + 15, concurrency=concurrency)
 
+    exited: list[float] = []
+
     async def load_then_signal() -> float:
         task = asyncio.create_task(run_phase(server.url, phase, requests, timeout_s=120))
         await asyncio.sleep(sigterm_after_s)
         signalled = time.monotonic()
         server.signal(signal.SIGTERM)
+        waiter = threading.Thread(target=lambda: (server.wait(120), exited.append(time.monotonic())), daemon=True)
+        waiter.start()
         await task
+        waiter.join(120)
         return signalled
 
     signalled = asyncio.run(load_then_signal())
     code = server.wait(120)
-    exited_s = time.monotonic() - signalled
+    exited_s = (exited[0] if exited else time.monotonic()) - signalled
     access = server.access_log()
     stopped = any(r.get("msg") == "stopped" for r in _records(server.log_path))
     after = [o for o in phase.outcomes if o.sent_at > signalled + 1.0]
@@ -114,6 +120,7 @@ def drill_sigterm_under_load(workdir: Path, *, concurrency: int = 24, sigterm_af
     return {"drill": "SIGTERM under load", "concurrency": concurrency, "sigterm_after_s": sigterm_after_s,
             "served": summary["served"], "statuses": summary["statuses"], "reconcile": rec,
             "sent_before_sigterm": len(before), "answered_200_of_those": sum(o.status == 200 for o in before),
+            "in_flight_at_sigterm": sum(o.sent_at + o.latency_s > signalled for o in before),
             "sent_1s_after_sigterm": len(after), "refused_1s_after_sigterm": sum(o.status is None for o in after),
             "engine_drained_and_stopped": stopped,
             "exit_code": code, "seconds_to_exit": round(exited_s, 1), "passed": passed}  # fmt: skip

@@ -138,7 +138,10 @@ async def run_phase(
                     rid = f"{phase.name}-{counter:08d}"
                     template = requests[counter % len(requests)]
                     counter += 1
-                    done.append(await _one(client, template, rid, timeout_s))
+                    outcome = await _one(client, template, rid, timeout_s)
+                    done.append(outcome)
+                    if outcome.status is None:  # refused (e.g. the server is stopping): do not spin
+                        await asyncio.sleep(0.1)
 
             await asyncio.gather(*(caller() for _ in range(phase.concurrency or 1)))
         if tasks:
