@@ -13,8 +13,11 @@ from typing import Any
 
 __all__ = ["Settings", "build_app", "build_engine"]
 
-_WHERE = {"Settings": "ctxcompress_service.settings", "build_app": "ctxcompress_service.app",
-          "build_engine": "ctxcompress_service.app"}
+_WHERE = {
+    "Settings": "ctxcompress_service.settings",
+    "build_app": "ctxcompress_service.app",
+    "build_engine": "ctxcompress_service.app",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -66,8 +66,12 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompres
         await engine.run_on_devices(preload)
         if settings.warmup:
             question = "Which river flows into the Mediterranean?"
-            request = {"method": settings.default_method, "documents": _WARMUP_DOCUMENTS, "question": question,
-                       "budget": {"rate": 0.5}}
+            request = {
+                "method": settings.default_method,
+                "documents": _WARMUP_DOCUMENTS,
+                "question": question,
+                "budget": {"rate": 0.5},
+            }
             await engine.warmup([request])
         app.state.ready = True
         logger.info("ready", extra={"devices": engine.devices, "models": names})

@@ -45,4 +45,3 @@ def configure_logging(level: str = "info") -> dict[str, Any]:
     }
     logging.config.dictConfig(config)
     return config
-

@@ -64,9 +64,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.tokens = Counter(
-            "ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=self.registry
-        )
+        self.tokens = Counter("ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=self.registry)
         self.registry.register(_EngineCollector(engine_getter))
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
