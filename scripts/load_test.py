@@ -43,8 +43,13 @@ def serve(args: argparse.Namespace) -> None:
     from ctxcompress.pool import ModelPool
 
     settings = Settings(
-        _env_file=None, device=[args.device], preload_models=[], warmup=False, max_wait_ms=args.max_wait_ms,
-        max_batch_requests=args.max_batch_requests, request_timeout_s=600,
+        _env_file=None,
+        device=[args.device],
+        preload_models=[],
+        warmup=False,
+        max_wait_ms=args.max_wait_ms,
+        max_batch_requests=args.max_batch_requests,
+        request_timeout_s=600,
         batches_per_device=args.batches_per_device,
     )
     pool = ModelPool(device=args.device)
@@ -73,9 +78,15 @@ def random_scorer(kind: str, model_dir: str | None, pool: object) -> object:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if kind == "tiny":
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
     else:
         config = AutoConfig.from_pretrained(model_dir)
@@ -174,9 +185,23 @@ def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     import httpx
 
     port = free_port()
-    command = [sys.executable, __file__, "--serve", "--port", str(port), "--model", args.model, "--device", args.device,
-               "--max-wait-ms", str(args.max_wait_ms), "--max-batch-requests", str(args.max_batch_requests),
-               "--batches-per-device", str(args.batches_per_device)]
+    command = [
+        sys.executable,
+        __file__,
+        "--serve",
+        "--port",
+        str(port),
+        "--model",
+        args.model,
+        "--device",
+        args.device,
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-batch-requests",
+        str(args.max_batch_requests),
+        "--batches-per-device",
+        str(args.batches_per_device),
+    ]
     if args.model_dir:
         command += ["--model-dir", args.model_dir]
     process = subprocess.Popen(command, cwd=ROOT)
@@ -198,7 +223,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a running service on loopback (default: start one)")
     parser.add_argument(
-        "--model", choices=["tiny", "random", "real"], default="tiny",
+        "--model",
+        choices=["tiny", "random", "real"],
+        default="tiny",
         help="tiny: 2-layer random model (mechanics); random: SmolLM2-135M architecture, random weights; real",
     )
     parser.add_argument("--model-dir", help="SmolLM2 folder (default: the converted embedded model)")

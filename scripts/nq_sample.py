@@ -18,6 +18,11 @@ if __name__ == "__main__":
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         row = json.loads(handle.readline())
     documents = [f"Document [{i}](Title: {c['title']}) {c['text']}" for i, c in enumerate(row["ctxs"], 1)]
-    request = {"method": "longllmlingua", "documents": documents, "question": row["question"],
-               "instruction": INSTRUCTION, "budget": {"rate": 0.25}}
+    request = {
+        "method": "longllmlingua",
+        "documents": documents,
+        "question": row["question"],
+        "instruction": INSTRUCTION,
+        "budget": {"rate": 0.25},
+    }
     print(json.dumps(request))

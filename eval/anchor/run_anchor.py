@@ -203,37 +203,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=["llmlingua", "longllmlingua"], required=True)
     ap.add_argument("--input", required=True, type=Path)
     ap.add_argument("--output", required=True, type=Path)
-    ap.add_argument("--compat-dir", type=Path, default=None,
-                    help="where to build the compatibility copy (default <model-dir>.anchor-tf446)")
-    ap.add_argument("--tiktoken-cache", type=Path, default=None,
-                    help="TIKTOKEN_CACHE_DIR to seed (default <venv>/tiktoken-cache)")
+    ap.add_argument(
+        "--compat-dir",
+        type=Path,
+        default=None,
+        help="where to build the compatibility copy (default <model-dir>.anchor-tf446)",
+    )
+    ap.add_argument(
+        "--tiktoken-cache", type=Path, default=None, help="TIKTOKEN_CACHE_DIR to seed (default <venv>/tiktoken-cache)"
+    )
     args = ap.parse_args(argv)
 
     setup_offline_env(args.tiktoken_cache or Path(sys.prefix) / "tiktoken-cache")
 
     model_dir = args.model_dir.resolve()
-    compat = make_compat_dir(
-        model_dir, args.compat_dir or model_dir.with_name(model_dir.name + ".anchor-tf446")
-    )
+    compat = make_compat_dir(model_dir, args.compat_dir or model_dir.with_name(model_dir.name + ".anchor-tf446"))
 
     import llmlingua
     import transformers
     from llmlingua import PromptCompressor
 
-    log(f"llmlingua {llmlingua.__version__} transformers {transformers.__version__} "
-        f"mode={args.mode} device={args.device} model={compat}")
+    log(
+        f"llmlingua {llmlingua.__version__} transformers {transformers.__version__} "
+        f"mode={args.mode} device={args.device} model={compat}"
+    )
     t0 = time.perf_counter()
     compressor = PromptCompressor(model_name=str(compat), device_map=args.device)
     log(f"model loaded in {time.perf_counter() - t0:.1f}s")
 
-    requests = [json.loads(line) for line in args.input.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+    requests = [json.loads(line) for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     n_err = 0
     with args.output.open("w", encoding="utf-8") as out:
         for i, req in enumerate(requests, 1):
-            rec = {"id": req.get("id"), "compressed_prompt": None, "origin_tokens": None,
-                   "compressed_tokens": None, "latency_ms": None, "error": None}
+            rec = {
+                "id": req.get("id"),
+                "compressed_prompt": None,
+                "origin_tokens": None,
+                "compressed_tokens": None,
+                "latency_ms": None,
+                "error": None,
+            }
             t = time.perf_counter()
             try:
                 kw = compress_kwargs(args.mode, req)
@@ -248,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                 n_err += 1
             out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             out.flush()
-            status = ("ERROR " + rec["error"][:200]) if rec["error"] else (
-                f"{rec['origin_tokens']}->{rec['compressed_tokens']} tokens")
+            status = (
+                ("ERROR " + rec["error"][:200])
+                if rec["error"]
+                else (f"{rec['origin_tokens']}->{rec['compressed_tokens']} tokens")
+            )
             log(f"{i}/{len(requests)} id={rec['id']} {status} {rec['latency_ms'] / 1000:.2f}s")
     log(f"done: {len(requests)} requests, {n_err} errors -> {args.output}")
     return 0

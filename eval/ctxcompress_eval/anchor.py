@@ -51,8 +51,12 @@ def default_venv() -> Path:
 
 def anchor_info(venv: Path) -> dict[str, Any]:
     """How the anchor runs: venv, pins and the installed versions (from the venv's freeze file)."""
-    info: dict[str, Any] = {"venv": str(venv), "runner": str(RUNNER.relative_to(REPO_ROOT)), "unmodified": True,
-                            "ready": (venv / "bin" / "python").is_file() and (venv / ".anchor-pins").is_file()}
+    info: dict[str, Any] = {
+        "venv": str(venv),
+        "runner": str(RUNNER.relative_to(REPO_ROOT)),
+        "unmodified": True,
+        "ready": (venv / "bin" / "python").is_file() and (venv / ".anchor-pins").is_file(),
+    }
     if (pins := venv / ".anchor-pins").is_file():
         info["pins"] = pins.read_text().split()
     if (freeze := venv / ".anchor-freeze.txt").is_file():
@@ -123,8 +127,16 @@ class AnchorRunner:
         venv: the anchor venv (default ``$ANCHOR_VENV`` or ``<repo>/.venv-anchor``).
     """
 
-    def __init__(self, name: str, mode: str, model_dir: str, *, device: str = "cpu", venv: Path | None = None,
-                 timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        mode: str,
+        model_dir: str,
+        *,
+        device: str = "cpu",
+        venv: Path | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
         self.name = name
         self.mode = mode
         self.model_dir = model_dir
@@ -150,15 +162,42 @@ class AnchorRunner:
             requests, outputs = Path(tmp) / "requests.jsonl", Path(tmp) / "results.jsonl"
             with requests.open("w", encoding="utf-8") as handle:
                 for ex in examples:
-                    handle.write(json.dumps({"id": ex.id, "documents": ex.documents, "question": ex.question,
-                                             "instruction": ex.instruction, "budget": {"rate": rate}},
-                                            ensure_ascii=False) + "\n")
-            command = [str(self.venv / "bin" / "python"), str(RUNNER), "--model-dir", self.model_dir,
-                       "--device", "cuda" if self.device.startswith("cuda") else "cpu", "--mode", self.mode,
-                       "--input", str(requests), "--output", str(outputs)]
+                    handle.write(
+                        json.dumps(
+                            {
+                                "id": ex.id,
+                                "documents": ex.documents,
+                                "question": ex.question,
+                                "instruction": ex.instruction,
+                                "budget": {"rate": rate},
+                            },
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
+            command = [
+                str(self.venv / "bin" / "python"),
+                str(RUNNER),
+                "--model-dir",
+                self.model_dir,
+                "--device",
+                "cuda" if self.device.startswith("cuda") else "cpu",
+                "--mode",
+                self.mode,
+                "--input",
+                str(requests),
+                "--output",
+                str(outputs),
+            ]
             started = time.perf_counter()
-            proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                    env=self._env(), cwd=str(REPO_ROOT))
+            proc = subprocess.Popen(
+                command,
+                stderr=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                text=True,
+                env=self._env(),
+                cwd=str(REPO_ROOT),
+            )
             assert proc.stderr is not None
             tail: list[str] = []
             for line in proc.stderr:
@@ -180,8 +219,9 @@ class AnchorRunner:
         if row is None:
             return Output(id=example.id, method=self.name, rate=rate, error="anchor returned no result")
         if row.get("error"):
-            return Output(id=example.id, method=self.name, rate=rate, error=str(row["error"]),
-                          latency_ms=row.get("latency_ms"))
+            return Output(
+                id=example.id, method=self.name, rate=rate, error=str(row["error"]), latency_ms=row.get("latency_ms")
+            )
         try:
             request = CompressionRequest.model_validate(example.request("anchor", rate))
             prepared = prepare(request, BaseOptions)
@@ -202,8 +242,11 @@ class AnchorRunner:
             compressed_tokens=prepared.target.count(prompt),
             target_tokens=prepared.target_tokens,
             latency_ms=row.get("latency_ms"),
-            extra={"anchor_origin_tokens": row.get("origin_tokens"),
-                   "anchor_compressed_tokens": row.get("compressed_tokens"),
-                   "wall_ms_with_load": round(wall_ms, 1), "mode": self.mode,
-                   "python": sys.version.split()[0]},
+            extra={
+                "anchor_origin_tokens": row.get("origin_tokens"),
+                "anchor_compressed_tokens": row.get("compressed_tokens"),
+                "wall_ms_with_load": round(wall_ms, 1),
+                "mode": self.mode,
+                "python": sys.version.split()[0],
+            },
         )

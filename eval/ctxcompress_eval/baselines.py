@@ -98,8 +98,9 @@ class Baseline(ABC):
         self.seed = seed
 
     @abstractmethod
-    def select(self, example: Example, prepared: PreparedRequest, rate: float) -> tuple[list[KeptDocument],
-                                                                                          list[int] | None]:
+    def select(
+        self, example: Example, prepared: PreparedRequest, rate: float
+    ) -> tuple[list[KeptDocument], list[int] | None]:
         """Kept documents (output order) and the ranking of all document indices (None: does not rank)."""
 
     def run(self, examples: list[Example], rate: float) -> list[Output]:
@@ -181,8 +182,7 @@ class _Ranker(Baseline):
     def scores(self, query: str, documents: list[str]) -> np.ndarray:
         """Relevance of each document to ``query`` (higher = better)."""
 
-    def select(self, example: Example, prepared: PreparedRequest, rate: float) -> tuple[list[KeptDocument],
-                                                                                          list[int]]:
+    def select(self, example: Example, prepared: PreparedRequest, rate: float) -> tuple[list[KeptDocument], list[int]]:
         indices = prepared.nonempty_indices
         scores = self.scores(query_of(example), [prepared.documents[i] for i in indices])
         ranking = [indices[j] for j in np.argsort(-scores, kind="stable")]
@@ -227,5 +227,3 @@ BASELINES: dict[str, type[Baseline]] = {
 
 def make_baseline(name: str, pool: ModelPool | None = None, *, seed: int = 0) -> Baseline:
     return BASELINES[name](pool, seed=seed)
-
-

@@ -31,31 +31,48 @@ def _csv(kind: type) -> object:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.splitlines()[0]
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CTXCOMPRESS_DATA", DEFAULT_DATA_DIR)),
-                        help="folder laid out like ../shared/data (default: %(default)s or $CTXCOMPRESS_DATA)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("CTXCOMPRESS_DATA", DEFAULT_DATA_DIR)),
+        help="folder laid out like ../shared/data (default: %(default)s or $CTXCOMPRESS_DATA)",
+    )
     parser.add_argument("--datasets", type=_csv(str), default=["nq20"], help="nq20,nq10,longbench,gsm8k")
-    parser.add_argument("--positions", type=_csv(int), default=None,
-                        help="NQ gold positions (0-based; default all: 0,4,9,14,19 for nq20, 0,4,9 for nq10)")
+    parser.add_argument(
+        "--positions",
+        type=_csv(int),
+        default=None,
+        help="NQ gold positions (0-based; default all: 0,4,9,14,19 for nq20, 0,4,9 for nq10)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N examples of each file (each position)")
     parser.add_argument("--longbench-tasks", type=_csv(str), default=None, help="only these LongBench tasks")
-    parser.add_argument("--methods", type=_csv(str), default=["all"],
-                        help="ctxcompress methods, baselines (none,truncate,random,bm25,minilm) and anchor modes "
-                             "(anchor-llmlingua,anchor-longllmlingua); aliases: all, methods, baselines, anchor")
+    parser.add_argument(
+        "--methods",
+        type=_csv(str),
+        default=["all"],
+        help="ctxcompress methods, baselines (none,truncate,random,bm25,minilm) and anchor modes "
+        "(anchor-llmlingua,anchor-longllmlingua); aliases: all, methods, baselines, anchor",
+    )
     parser.add_argument("--rates", type=_csv(float), default=[0.5, 0.25], help="budget rates (kept fraction)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (results, plots, cache)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (methods, baselines, anchor)")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="requests per compress_batch call (latency is reported per prompt)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="requests per compress_batch call (latency is reported per prompt)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--fresh", action="store_true", help="ignore cached outputs in --out/cache")
     parser.add_argument("--anchor-venv", type=Path, default=None, help="default $ANCHOR_VENV or <repo>/.venv-anchor")
     parser.add_argument("--reader-url", default=None, help="OpenAI-compatible base URL (e.g. http://host:8000/v1)")
     parser.add_argument("--reader-model", default=None, help="model name for --reader-url")
-    parser.add_argument("--reader-api-key-env", default="OPENAI_API_KEY",
-                        help="environment variable holding the reader's API key (optional)")
+    parser.add_argument(
+        "--reader-api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the reader's API key (optional)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--report-only", action="store_true",
-                        help="re-render results.md and plots from --out/results.json; run nothing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="re-render results.md and plots from --out/results.json; run nothing"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,18 +100,33 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         methods = expand_methods(args.methods)
-        datasets = load_datasets(args.datasets, args.data_dir, positions=args.positions, limit=args.limit,
-                                 longbench_tasks=args.longbench_tasks)
+        datasets = load_datasets(
+            args.datasets,
+            args.data_dir,
+            positions=args.positions,
+            limit=args.limit,
+            longbench_tasks=args.longbench_tasks,
+        )
         reader = None
         if args.reader_url:
             reader = Reader(args.reader_url, args.reader_model, api_key=os.environ.get(args.reader_api_key_env))
-        config = EvalConfig(methods=methods, rates=args.rates, out=args.out, device=args.device,
-                            batch_size=args.batch_size, seed=args.seed, fresh=args.fresh,
-                            anchor_venv=args.anchor_venv, reader=reader,
-                            extra_meta={"datasets": {k: len(v) for k, v in datasets.items()},
-                                        "positions": args.positions, "limit": args.limit,
-                                        "reader": {"url": args.reader_url, "model": args.reader_model}
-                                        if reader else None})
+        config = EvalConfig(
+            methods=methods,
+            rates=args.rates,
+            out=args.out,
+            device=args.device,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            fresh=args.fresh,
+            anchor_venv=args.anchor_venv,
+            reader=reader,
+            extra_meta={
+                "datasets": {k: len(v) for k, v in datasets.items()},
+                "positions": args.positions,
+                "limit": args.limit,
+                "reader": {"url": args.reader_url, "model": args.reader_model} if reader else None,
+            },
+        )
         log(f"{sum(len(v) for v in datasets.values())} examples, methods: {', '.join(methods)}, rates: {args.rates}")
         results = evaluate(datasets, config)
     except CtxCompressError as exc:

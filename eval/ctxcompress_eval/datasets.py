@@ -81,8 +81,9 @@ class Example:
 
 def _read_jsonl_gz(path: Path, limit: int | None) -> Iterator[dict[str, Any]]:
     if not path.is_file():
-        raise InvalidInput(f"dataset file not found: {path} (is --data-dir a copy of ../shared/data?)",
-                           field="data_dir")
+        raise InvalidInput(
+            f"dataset file not found: {path} (is --data-dir a copy of ../shared/data?)", field="data_dir"
+        )
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         for n, line in enumerate(handle):
             if limit is not None and n >= limit:
@@ -116,8 +117,9 @@ def load_nq(
     available = NQ_POSITIONS[docs]
     wanted = list(available) if positions is None else [p for p in positions if p in available]
     if not wanted:
-        raise InvalidInput(f"none of positions {positions} exists for nq{docs} (available: {list(available)})",
-                           field="positions")
+        raise InvalidInput(
+            f"none of positions {positions} exists for nq{docs} (available: {list(available)})", field="positions"
+        )
     instruction, question_template = _nq_prompt_parts(data_dir)
     examples = []
     for position in wanted:

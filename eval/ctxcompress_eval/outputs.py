@@ -56,9 +56,7 @@ class Output:
         return cls(**data)
 
 
-def from_result(
-    example_id: str, method: str, rate: float, result: CompressionResult, latency_ms: float
-) -> Output:
+def from_result(example_id: str, method: str, rate: float, result: CompressionResult, latency_ms: float) -> Output:
     """An Output from a ctxcompress result (kept document indices as the library reports them)."""
     return Output(
         id=example_id,

@@ -38,8 +38,9 @@ class Reader:
         timeout_s: per-request timeout.
     """
 
-    def __init__(self, url: str, model: str, *, api_key: str | None = None, max_tokens: int = 64,
-                 timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, url: str, model: str, *, api_key: str | None = None, max_tokens: int = 64, timeout_s: float = 120.0
+    ) -> None:
         self.url = chat_url(url)
         self.model = model
         self.max_tokens = max_tokens
@@ -48,10 +49,15 @@ class Reader:
 
     def complete(self, prompt: str) -> str:
         """The reply text (raises httpx.HTTPError or ValueError on a failed or malformed response)."""
-        response = self._client.post(self.url, json={
-            "model": self.model, "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0.0, "max_tokens": self.max_tokens,
-        })
+        response = self._client.post(
+            self.url,
+            json={
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0.0,
+                "max_tokens": self.max_tokens,
+            },
+        )
         response.raise_for_status()
         try:
             return str(response.json()["choices"][0]["message"]["content"] or "")
@@ -62,8 +68,9 @@ class Reader:
         model = re.sub(r"[^A-Za-z0-9._-]+", "_", self.model)
         return out / "cache" / "reader" / model / dataset / method / f"rate-{rate:g}.jsonl"
 
-    def judge(self, dataset: str, method: str, rate: float, outputs: list[Output], examples: dict[str, Example],
-              out: Path) -> None:
+    def judge(
+        self, dataset: str, method: str, rate: float, outputs: list[Output], examples: dict[str, Example], out: Path
+    ) -> None:
         """Set ``extra["reader_response"]`` and ``extra["reader_correct"]`` on every successful output."""
         path = self._cache_path(out, dataset, method, rate)
         cached: dict[str, dict[str, Any]] = {}

@@ -14,15 +14,27 @@ from typing import Any
 __all__ = ["load_results", "markdown_report", "plot_all", "write_report"]
 
 _COLUMNS = (
-    ("method", "method"), ("rate", "rate"), ("n", "n"), ("ratio", "ratio"),
-    ("answer_retention", "answer ret."), ("gold_answer_retention", "gold-doc ret."),
-    ("recall_at_1", "R@1"), ("recall_at_3", "R@3"), ("budget_error_median", "budget err. med."),
-    ("budget_error_worst", "budget err. worst"), ("latency_ms_p50", "latency p50 ms"),
-    ("latency_ms_p90", "latency p90 ms"), ("tokens_per_s", "tokens/s"),
+    ("method", "method"),
+    ("rate", "rate"),
+    ("n", "n"),
+    ("ratio", "ratio"),
+    ("answer_retention", "answer ret."),
+    ("gold_answer_retention", "gold-doc ret."),
+    ("recall_at_1", "R@1"),
+    ("recall_at_3", "R@3"),
+    ("budget_error_median", "budget err. med."),
+    ("budget_error_worst", "budget err. worst"),
+    ("latency_ms_p50", "latency p50 ms"),
+    ("latency_ms_p90", "latency p90 ms"),
+    ("tokens_per_s", "tokens/s"),
 )
 _MARKERS = "osD^v<>phX*"
-_OPTIONAL = (("demo_conclusion_retention", "demo concl. ret."), ("reader_accuracy", "reader acc."),
-             ("attribution_agreement", "attrib. agree"), ("n_errors", "errors"))
+_OPTIONAL = (
+    ("demo_conclusion_retention", "demo concl. ret."),
+    ("reader_accuracy", "reader acc."),
+    ("attribution_agreement", "attrib. agree"),
+    ("n_errors", "errors"),
+)
 
 
 def _fmt(value: Any) -> str:
@@ -70,9 +82,13 @@ def markdown_report(results: dict[str, Any]) -> str:
         positional = [r for r in rows if r.get("by_position")]
         if positional:
             positions = sorted({int(p) for r in positional for p in r["by_position"]})
-            out += ["", f"### {dataset}: answer retention by gold position (0-based)", "",
-                    "| method | rate | " + " | ".join(str(p) for p in positions) + " |",
-                    "|---|---|" + "---|" * len(positions)]
+            out += [
+                "",
+                f"### {dataset}: answer retention by gold position (0-based)",
+                "",
+                "| method | rate | " + " | ".join(str(p) for p in positions) + " |",
+                "|---|---|" + "---|" * len(positions),
+            ]
             for r in positional:
                 cells = [_fmt(r["by_position"].get(str(p), {}).get("answer_retention")) for p in positions]
                 out.append(f"| {r['method']} | {_fmt(r['rate'])} | " + " | ".join(cells) + " |")
@@ -103,12 +119,19 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
         rows = [r for r in records if r["dataset"] == dataset]
         key = _retention_key(rows)
         for k, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
-            points = sorted((r["ratio"], r[key]) for r in rows
-                            if r["method"] == method and r.get("ratio") and r.get(key) is not None)
+            points = sorted(
+                (r["ratio"], r[key])
+                for r in rows
+                if r["method"] == method and r.get("ratio") and r.get(key) is not None
+            )
             if points:
                 ax.plot(*zip(*points, strict=True), marker=_MARKERS[k % len(_MARKERS)], label=method, alpha=0.8)
-        ax.set(title=dataset, xlabel="compression ratio (origin / compressed tokens)",
-               ylabel=key.replace("_", " "), ylim=(-0.05, 1.05))
+        ax.set(
+            title=dataset,
+            xlabel="compression ratio (origin / compressed tokens)",
+            ylabel=key.replace("_", " "),
+            ylim=(-0.05, 1.05),
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -124,13 +147,25 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
             for k, r in enumerate(positional):
                 if r["rate"] not in (rate, 1.0):
                     continue
-                points = sorted((int(p), a["answer_retention"]) for p, a in r["by_position"].items()
-                                if a.get("answer_retention") is not None)
+                points = sorted(
+                    (int(p), a["answer_retention"])
+                    for p, a in r["by_position"].items()
+                    if a.get("answer_retention") is not None
+                )
                 if points:
-                    ax.plot(*zip(*points, strict=True), marker=_MARKERS[k % len(_MARKERS)], alpha=0.8,
-                            label=f"{r['dataset']} {r['method']}", linestyle="--" if r["rate"] == 1.0 else "-")
-            ax.set(title=f"rate {rate:g}", xlabel="gold document position (0-based)", ylabel="answer retention",
-                   ylim=(-0.05, 1.05))
+                    ax.plot(
+                        *zip(*points, strict=True),
+                        marker=_MARKERS[k % len(_MARKERS)],
+                        alpha=0.8,
+                        label=f"{r['dataset']} {r['method']}",
+                        linestyle="--" if r["rate"] == 1.0 else "-",
+                    )
+            ax.set(
+                title=f"rate {rate:g}",
+                xlabel="gold document position (0-based)",
+                ylabel="answer retention",
+                ylim=(-0.05, 1.05),
+            )
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
@@ -142,8 +177,12 @@ def plot_all(results: dict[str, Any], out: Path) -> list[Path]:
     for ax, dataset in zip(axes[0], datasets, strict=True):
         rows = [r for r in records if r["dataset"] == dataset and r.get("latency_ms_p50")]
         labels = [f"{r['method']}\n@{r['rate']:g}" for r in rows]
-        ax.bar(range(len(rows)), [r["latency_ms_p50"] for r in rows],
-               yerr=[[0] * len(rows), [r["latency_ms_p90"] - r["latency_ms_p50"] for r in rows]], capsize=3)
+        ax.bar(
+            range(len(rows)),
+            [r["latency_ms_p50"] for r in rows],
+            yerr=[[0] * len(rows), [r["latency_ms_p90"] - r["latency_ms_p50"] for r in rows]],
+            capsize=3,
+        )
         ax.set_xticks(range(len(rows)), labels, rotation=70, fontsize=7)
         ax.set(title=f"{dataset}: latency per prompt (p50, bar to p90)", ylabel="ms", yscale="log")
         ax.grid(alpha=0.3, axis="y")
@@ -158,8 +197,11 @@ def load_results(out: Path) -> dict[str, Any]:
     """Read back what :func:`write_report` wrote (to re-render tables and plots without re-running)."""
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     rows_path = out / "per_prompt.jsonl"
-    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if rows_path.is_file() else []
+    rows = (
+        [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if rows_path.is_file()
+        else []
+    )
     return {"meta": data["meta"], "records": data["records"], "rows": rows}
 
 
@@ -168,7 +210,8 @@ def write_report(results: dict[str, Any], out: Path, *, plots: bool = True) -> l
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(
         json.dumps({"meta": results["meta"], "records": results["records"]}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     with (out / "per_prompt.jsonl").open("w", encoding="utf-8") as handle:
         for row in results["rows"]:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

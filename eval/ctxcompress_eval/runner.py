@@ -80,8 +80,9 @@ class MethodSystem:
         for start in range(0, len(examples), self.batch_size):
             chunk = examples[start : start + self.batch_size]
             started = time.perf_counter()
-            results = self.compressor.compress_batch([ex.request(self.name, rate) for ex in chunk],
-                                                     return_exceptions=True)
+            results = self.compressor.compress_batch(
+                [ex.request(self.name, rate) for ex in chunk], return_exceptions=True
+            )
             per_prompt = (time.perf_counter() - started) * 1000 / len(chunk)
             for ex, result in zip(chunk, results, strict=True):
                 if isinstance(result, CtxCompressError):
@@ -125,8 +126,11 @@ def expand_methods(spec: Sequence[str]) -> list[str]:
     valid = set(aliases["all"])
     unknown = [n for n in names if n not in valid]
     if unknown:
-        raise InvalidInput(f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}, "
-                           "or the aliases all, methods, baselines, anchor", field="methods")
+        raise InvalidInput(
+            f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}, "
+            "or the aliases all, methods, baselines, anchor",
+            field="methods",
+        )
     return names
 
 
@@ -139,8 +143,9 @@ def build_systems(config: EvalConfig, compressor: Compressor) -> tuple[list[Any]
         if name in BASELINES:
             systems.append(BaselineSystem(name, compressor, config.seed))
         elif name in ANCHOR_MODES:
-            runner = AnchorRunner(name, ANCHOR_MODES[name], "", device=str(compressor.pool.device),
-                                  venv=config.anchor_venv)
+            runner = AnchorRunner(
+                name, ANCHOR_MODES[name], "", device=str(compressor.pool.device), venv=config.anchor_venv
+            )
             if not runner.ready:
                 skipped[name] = f"anchor venv {runner.venv} not set up (bash eval/anchor/setup_anchor.sh)"
                 continue
@@ -159,22 +164,42 @@ def _answers(example: Example) -> list[str]:
 
 def prompt_row(example: Example, output: Output) -> dict[str, Any]:
     """Per-prompt metrics row (no prompt text)."""
-    row: dict[str, Any] = {"id": example.id, "dataset": example.dataset, "method": output.method,
-                           "rate": output.rate, "position": example.position, "task": example.meta.get("task"),
-                           "error": output.error}
+    row: dict[str, Any] = {
+        "id": example.id,
+        "dataset": example.dataset,
+        "method": output.method,
+        "rate": output.rate,
+        "position": example.position,
+        "task": example.meta.get("task"),
+        "error": output.error,
+    }
     if output.error:
         return row
     answers = _answers(example)
     gold_text = output.kept_text(example.gold_index) if example.gold_index is not None else None
-    row.update(prompt_metrics(context=output.context, gold_text=gold_text, answers=answers,
-                              gold_index=example.gold_index, ranking=output.ranking,
-                              origin_tokens=output.origin_tokens, compressed_tokens=output.compressed_tokens,
-                              target_tokens=output.target_tokens))
-    row.update(origin_tokens=output.origin_tokens, compressed_tokens=output.compressed_tokens,
-               target_tokens=output.target_tokens, latency_ms=output.latency_ms, kept_source=output.kept_source)
+    row.update(
+        prompt_metrics(
+            context=output.context,
+            gold_text=gold_text,
+            answers=answers,
+            gold_index=example.gold_index,
+            ranking=output.ranking,
+            origin_tokens=output.origin_tokens,
+            compressed_tokens=output.compressed_tokens,
+            target_tokens=output.target_tokens,
+        )
+    )
+    row.update(
+        origin_tokens=output.origin_tokens,
+        compressed_tokens=output.compressed_tokens,
+        target_tokens=output.target_tokens,
+        latency_ms=output.latency_ms,
+        kept_source=output.kept_source,
+    )
     if demo_answers := example.meta.get("demo_answers"):
         row["demo_conclusions_kept"] = sum(contains_answer(output.context, [a]) for a in demo_answers) / len(
-            demo_answers)
+            demo_answers
+        )
     if output.kept_source == "index" and example.gold_index is not None and answers and output.kept:
         # Check the anchor's text-to-document attribution where the truth is known.
         pieces = attribute_documents(output.context, example.documents)
@@ -211,16 +236,29 @@ def run_metadata(config: EvalConfig, compressor: Compressor, skipped: dict[str, 
     device = compressor.pool.device
     commit = os.environ.get("CTXCOMPRESS_GIT_COMMIT")
     try:
-        commit = commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+        commit = (
+            commit
+            or subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).resolve().parent,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "ctxcompress eval " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:]),
         "git_commit": commit,
-        "machine": {"host": platform.node(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "machine": {
+            "host": platform.node(),
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        },
         "device": str(device),
         "models": {"scorer": SCORER_MODEL, "encoder (minilm baseline)": ENCODER_MODEL},
         "versions": _versions(),
@@ -229,8 +267,8 @@ def run_metadata(config: EvalConfig, compressor: Compressor, skipped: dict[str, 
         "batch_size": config.batch_size,
         "seed": config.seed,
         "latency_note": "latency_ms is per prompt: a batch's wall time divided by its size (batch_size above), "
-                        "after one untimed warm-up prompt per system (model loading excluded); the anchor's is "
-                        "llmlingua's compress_prompt wall time per prompt (model load excluded)",
+        "after one untimed warm-up prompt per system (model loading excluded); the anchor's is "
+        "llmlingua's compress_prompt wall time per prompt (model load excluded)",
         "skipped": skipped,
         **config.extra_meta,
     }
@@ -240,8 +278,9 @@ def _rates_for(system: Any, rates: list[float]) -> list[float]:
     return [1.0] if getattr(system, "name", "") == "none" else rates
 
 
-def evaluate(datasets: dict[str, list[Example]], config: EvalConfig,
-             compressor: Compressor | None = None) -> dict[str, Any]:
+def evaluate(
+    datasets: dict[str, list[Example]], config: EvalConfig, compressor: Compressor | None = None
+) -> dict[str, Any]:
     """Run (or resume) every dataset × system × rate; returns ``{"meta", "records", "rows"}``."""
     compressor = compressor or Compressor(device=config.device)
     systems, skipped = build_systems(config, compressor)
@@ -264,22 +303,31 @@ def evaluate(datasets: dict[str, list[Example]], config: EvalConfig,
                     for row, out in zip(group, outputs, strict=True):
                         row["reader_correct"] = out.extra.get("reader_correct")
                 rows += group
-                record = {"dataset": dataset, "method": system.name, "kind": getattr(system, "kind", "anchor"),
-                          "rate": rate, **_group_aggregate(group)}
+                record = {
+                    "dataset": dataset,
+                    "method": system.name,
+                    "kind": getattr(system, "kind", "anchor"),
+                    "rate": rate,
+                    **_group_aggregate(group),
+                }
                 positions = sorted({r["position"] for r in group if r["position"] is not None})
                 if positions:
-                    record["by_position"] = {str(p): _group_aggregate([r for r in group if r["position"] == p])
-                                             for p in positions}
+                    record["by_position"] = {
+                        str(p): _group_aggregate([r for r in group if r["position"] == p]) for p in positions
+                    }
                 records.append(record)
-                log(f"{dataset} {system.name} rate={rate:g}: n={record['n']} errors={record['n_errors']} "
+                log(
+                    f"{dataset} {system.name} rate={rate:g}: n={record['n']} errors={record['n_errors']} "
                     f"ratio={record['ratio']} answer_retention={record['answer_retention']} "
-                    f"latency_p50={record['latency_ms_p50']}ms")
+                    f"latency_p50={record['latency_ms_p50']}ms"
+                )
     meta = run_metadata(config, compressor, skipped)
     return {"meta": meta, "records": records, "rows": rows}
 
 
-def _run_cached(system: Any, dataset: str, examples: list[Example], rate: float,
-                config: EvalConfig) -> list[Output] | None:
+def _run_cached(
+    system: Any, dataset: str, examples: list[Example], rate: float, config: EvalConfig
+) -> list[Output] | None:
     cache = OutputCache(config.out, dataset, system.name, rate)
     if config.fresh:
         cache.clear()
@@ -293,8 +341,14 @@ def _run_cached(system: Any, dataset: str, examples: list[Example], rate: float,
         except CtxCompressError:
             pass
         system.warmed = True
-    with tqdm(total=len(examples), initial=len(examples) - len(pending), desc=f"{dataset} {system.name} {rate:g}",
-              file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(examples),
+        initial=len(examples) - len(pending),
+        desc=f"{dataset} {system.name} {rate:g}",
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    ) as bar:
         for start in range(0, len(pending), chunk):
             batch = pending[start : start + chunk]
             try:
@@ -307,5 +361,3 @@ def _run_cached(system: Any, dataset: str, examples: list[Example], rate: float,
     return [done[ex.id] for ex in examples if ex.id in done] + [
         Output(id=ex.id, method=system.name, rate=rate, error="no output") for ex in examples if ex.id not in done
     ]
-
-

@@ -22,16 +22,24 @@ def main(n: int = 5) -> None:
             errors, kept, cpu, wall = [], 0, 0.0, 0.0
             for row in rows:
                 c0, w0 = time.process_time(), time.perf_counter()
-                result = compressor.compress({"method": method, "documents": nq_documents(row),
-                                              "question": row["question"], "budget": {"rate": rate}})
+                result = compressor.compress(
+                    {
+                        "method": method,
+                        "documents": nq_documents(row),
+                        "question": row["question"],
+                        "budget": {"rate": rate},
+                    }
+                )
                 cpu += time.process_time() - c0
                 wall += time.perf_counter() - w0
                 errors.append(result.compressed_tokens / result.target_tokens - 1)
                 kept += any(a.lower() in result.prompt.lower() for a in row["answers"])
             mean_abs = sum(abs(e) for e in errors) / len(errors)
             worst = max(errors, key=abs)
-            print(f"{method:<14} {rate:<5} {mean_abs:8.2%}  {worst:+8.2%}   {kept}/{len(rows)}"
-                  f"          {cpu / len(rows):8.2f}      {wall / len(rows):8.2f}")
+            print(
+                f"{method:<14} {rate:<5} {mean_abs:8.2%}  {worst:+8.2%}   {kept}/{len(rows)}"
+                f"          {cpu / len(rows):8.2f}      {wall / len(rows):8.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -85,8 +85,12 @@ def test_ray_engine_parquet(tmp_path, local_ray):
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"pid": [1, 2, 3], "passage": [r["text"] for r in rows] + [""]}), src)
     job = CorpusJob.build(
-        input=src, output=tmp_path / "out.parquet", method="llmlingua", budget={"max_tokens": 48},
-        text_field="passage", id_field="pid",
+        input=src,
+        output=tmp_path / "out.parquet",
+        method="llmlingua",
+        budget={"max_tokens": 48},
+        text_field="passage",
+        id_field="pid",
     )
     summary = run_ray(job, concurrency=1, progress=False)
     out = pq.read_table(tmp_path / "out.parquet")
@@ -101,11 +105,30 @@ def test_killed_cli_run_resumes_without_duplicates_or_loss(tmp_path, real_compre
     rows = nq_passages(8, skip=6)
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    argv = ["corpus", "-i", str(src), "-o", str(out), "-m", "llmlingua", "--rate", "0.5",
-            "--batch-size", "2", "--shard-size", "2", "--no-progress"]
+    argv = [
+        "corpus",
+        "-i",
+        str(src),
+        "-o",
+        str(out),
+        "-m",
+        "llmlingua",
+        "--rate",
+        "0.5",
+        "--batch-size",
+        "2",
+        "--shard-size",
+        "2",
+        "--no-progress",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ctxcompress.cli", *argv], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctxcompress.cli", *argv],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     parts = tmp_path / "out.jsonl.parts"
     deadline = time.monotonic() + 240
     try:

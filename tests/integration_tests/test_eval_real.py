@@ -22,8 +22,16 @@ def test_minilm_ranks_gold_document_high_and_keeps_the_answer():
 @pytest.mark.skipif(not (default_venv() / ".anchor-pins").is_file(), reason=".venv-anchor not set up")
 def test_anchor_runs_unmodified_and_its_text_is_attributed(smollm2_dir):
     (row,) = load_nq(DATA_DIR, docs=20, positions=[0], limit=1)
-    short = Example(id="a0", dataset="nq20", documents=row.documents[:3], question=row.question,
-                    instruction=row.instruction, answers=row.answers, gold_index=0, position=0)
+    short = Example(
+        id="a0",
+        dataset="nq20",
+        documents=row.documents[:3],
+        question=row.question,
+        instruction=row.instruction,
+        answers=row.answers,
+        gold_index=0,
+        position=0,
+    )
     (out,) = AnchorRunner("anchor-llmlingua", "llmlingua", smollm2_dir, device="cpu").run([short], 0.5)
     assert out.error is None, out.error
     assert 0 < out.compressed_tokens < out.origin_tokens

@@ -39,10 +39,19 @@ def service_url(tmp_path_factory):
     """``python -m ctxcompress.cli serve`` on a free loopback port (CPU); waits for /readyz, stops with SIGTERM."""
     port = free_port()
     log = (tmp_path_factory.mktemp("service") / "serve.log").open("w")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CTXCOMPRESS_DEVICE": "cpu",
-           "CTXCOMPRESS_REQUEST_TIMEOUT_S": str(TIMEOUT_S)}
-    proc = subprocess.Popen([sys.executable, "-m", "ctxcompress.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "CTXCOMPRESS_DEVICE": "cpu",
+        "CTXCOMPRESS_REQUEST_TIMEOUT_S": str(TIMEOUT_S),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ctxcompress.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -101,8 +110,9 @@ def test_llamaindex_remote_async_gather_and_sync(service_url, rows):
     retrieved = [retriever.retrieve(row["question"]) for row in rows]
 
     async def both() -> list:
-        return await asyncio.gather(*(post.apostprocess_nodes(retrieved[q], query_str=rows[q]["question"])
-                                      for q in (1, 2)))
+        return await asyncio.gather(
+            *(post.apostprocess_nodes(retrieved[q], query_str=rows[q]["question"]) for q in (1, 2))
+        )
 
     kept = 0
     for q, out in zip((1, 2), asyncio.run(both()), strict=True):

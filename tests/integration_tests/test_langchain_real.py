@@ -50,9 +50,13 @@ def build_store(rows: list[dict]) -> InMemoryVectorStore:
     """All passages of ``rows`` (20 each) in one store, each with its own metadata."""
     store = InMemoryVectorStore(MiniLMEmbeddings())
     docs = [
-        Document(page_content=f"(Title: {c['title']}) {c['text']}", id=f"q{q}-p{p}",
-                 metadata={"title": c["title"], "question": q, "passage": p, "hasanswer": bool(c.get("hasanswer"))})
-        for q, row in enumerate(rows) for p, c in enumerate(row["ctxs"])
+        Document(
+            page_content=f"(Title: {c['title']}) {c['text']}",
+            id=f"q{q}-p{p}",
+            metadata={"title": c["title"], "question": q, "passage": p, "hasanswer": bool(c.get("hasanswer"))},
+        )
+        for q, row in enumerate(rows)
+        for p, c in enumerate(row["ctxs"])
     ]
     store.add_documents(docs)
     return store
@@ -63,8 +67,9 @@ def lc_store(nq3) -> InMemoryVectorStore:
     return build_store(nq3)
 
 
-def check_output(store: InMemoryVectorStore, retrieved: list[Document], out: list[Document], question: str,
-                 target: int) -> None:
+def check_output(
+    store: InMemoryVectorStore, retrieved: list[Document], out: list[Document], question: str, target: int
+) -> None:
     """Budget met (±5%), one output per kept input with its stored metadata, ids and record intact."""
     assert out, "something is kept"
     prompt = assemble_prompt(None, [d.page_content for d in out], question)
@@ -97,7 +102,8 @@ def test_contextual_compression_retriever_in_process(real_compressor, lc_store, 
 
     base = lc_store.as_retriever(search_kwargs={"k": TOP_K})
     retriever = ContextualCompressionRetriever(
-        base_compressor=CtxCompressDocumentCompressor(compressor=real_compressor, rate=RATE), base_retriever=base)
+        base_compressor=CtxCompressDocumentCompressor(compressor=real_compressor, rate=RATE), base_retriever=base
+    )
     kept = 0
     for row in nq3:
         retrieved = base.invoke(row["question"])

@@ -61,11 +61,15 @@ def nq3_rows() -> list[dict]:
 def build_index(rows: list[dict]) -> VectorStoreIndex:
     """All passages of ``rows`` (20 each) as nodes with their own metadata (title embedded with the text)."""
     nodes = [
-        TextNode(text=c["text"], id_=f"q{q}-p{p}",
-                 metadata={"title": c["title"], "question": q, "passage": p, "hasanswer": bool(c.get("hasanswer"))},
-                 excluded_embed_metadata_keys=["question", "passage", "hasanswer"],
-                 excluded_llm_metadata_keys=["question", "passage", "hasanswer"])
-        for q, row in enumerate(rows) for p, c in enumerate(row["ctxs"])
+        TextNode(
+            text=c["text"],
+            id_=f"q{q}-p{p}",
+            metadata={"title": c["title"], "question": q, "passage": p, "hasanswer": bool(c.get("hasanswer"))},
+            excluded_embed_metadata_keys=["question", "passage", "hasanswer"],
+            excluded_llm_metadata_keys=["question", "passage", "hasanswer"],
+        )
+        for q, row in enumerate(rows)
+        for p, c in enumerate(row["ctxs"])
     ]
     return VectorStoreIndex(nodes, embed_model=MiniLMEmbedding())
 
@@ -79,8 +83,9 @@ def text_of(node: NodeWithScore) -> str:
     return node.node.get_content(MetadataMode.NONE)
 
 
-def check_output(index: VectorStoreIndex, retrieved: list[NodeWithScore], out: list[NodeWithScore],
-                 question: str, target: int) -> None:
+def check_output(
+    index: VectorStoreIndex, retrieved: list[NodeWithScore], out: list[NodeWithScore], question: str, target: int
+) -> None:
     """Budget met (±5%); each output is a kept retrieved node with its metadata, id, score and record."""
     assert out, "something is kept"
     prompt = assemble_prompt(None, [text_of(n) for n in out], question)

@@ -29,8 +29,10 @@ def answered(row: dict, text: str) -> bool:
 
 
 def test_cpc_meets_budget_keeps_answers_and_ranks_gold_high(real_compressor, rows):
-    requests = [{"method": "cpc", "documents": nq_documents(r), "question": r["question"],
-                 "budget": {"rate": 0.25}} for r in rows]
+    requests = [
+        {"method": "cpc", "documents": nq_documents(r), "question": r["question"], "budget": {"rate": 0.25}}
+        for r in rows
+    ]
     results = real_compressor.compress_batch(requests)
     for result in results:
         assert 0.95 * result.target_tokens <= result.compressed_tokens <= result.target_tokens
@@ -40,8 +42,9 @@ def test_cpc_meets_budget_keeps_answers_and_ranks_gold_high(real_compressor, row
 
 def test_tcra_semantic_meets_budget_and_protects_numbers(real_compressor, rows):
     docs = nq_documents(rows[0])[:5]  # leave-one-out embeddings cost ~n^2 per sentence: keep it small
-    result = real_compressor.compress({"method": "tcra-semantic", "documents": docs,
-                                       "question": rows[0]["question"], "budget": {"rate": 0.5}})
+    result = real_compressor.compress(
+        {"method": "tcra-semantic", "documents": docs, "question": rows[0]["question"], "budget": {"rate": 0.5}}
+    )
     assert 0.95 * result.target_tokens <= result.compressed_tokens <= result.target_tokens
     kept = " ".join(d.text for d in result.documents)
     for number in ("1901", "1903"):
@@ -50,26 +53,44 @@ def test_tcra_semantic_meets_budget_and_protects_numbers(real_compressor, rows):
 
 
 def test_tcra_summary_summarizes_within_budget(real_compressor):
-    docs = ["Marie Curie was a Polish and naturalised-French physicist and chemist who conducted pioneering "
-            "research on radioactivity. She was the first woman to win a Nobel Prize, in 1903.",
-            "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
-            "after the engineer Gustave Eiffel, whose company built it from 1887 to 1889."]
-    result = real_compressor.compress({"method": "tcra-summary", "documents": docs,
-                                       "question": "When did Marie Curie win her first Nobel Prize?",
-                                       "budget": {"max_tokens": 45}, "options": {"max_new_tokens": 16}})
+    docs = [
+        "Marie Curie was a Polish and naturalised-French physicist and chemist who conducted pioneering "
+        "research on radioactivity. She was the first woman to win a Nobel Prize, in 1903.",
+        "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris, France. It is named "
+        "after the engineer Gustave Eiffel, whose company built it from 1887 to 1889.",
+    ]
+    result = real_compressor.compress(
+        {
+            "method": "tcra-summary",
+            "documents": docs,
+            "question": "When did Marie Curie win her first Nobel Prize?",
+            "budget": {"max_tokens": 45},
+            "options": {"max_new_tokens": 16},
+        }
+    )
     assert result.compressed_tokens <= 45
     assert result.documents, "the generator must produce something"
     assert all(d.text.strip() and d.text not in docs for d in result.documents)  # generated, not copied
 
 
 def test_cli_runs_cpc_offline(rows, tmp_path):
-    request = {"method": "cpc", "documents": nq_documents(rows[1]), "question": rows[1]["question"],
-               "budget": {"rate": 0.5}}
+    request = {
+        "method": "cpc",
+        "documents": nq_documents(rows[1]),
+        "question": rows[1]["question"],
+        "budget": {"rate": 0.5},
+    }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(path),
-                           "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(path), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert result["method"] == "cpc"

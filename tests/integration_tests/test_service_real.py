@@ -62,8 +62,12 @@ def nq_request(row: dict, docs: int = 4) -> dict:
     gold = gold_index(row)
     documents = nq_documents(row)
     keep = sorted({gold, *range(docs - 1)})[:docs]
-    return {"method": "longllmlingua", "documents": [documents[i] for i in keep], "question": row["question"],
-            "budget": {"rate": 0.4}}
+    return {
+        "method": "longllmlingua",
+        "documents": [documents[i] for i in keep],
+        "question": row["question"],
+        "budget": {"rate": 0.4},
+    }
 
 
 def test_real_model_compress_then_graceful_sigterm(served) -> None:  # noqa: ANN001

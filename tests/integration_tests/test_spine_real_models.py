@@ -23,8 +23,10 @@ def rows():
 
 @pytest.fixture(scope="module")
 def long_results(real_compressor, rows):
-    requests = [{"method": "longllmlingua", "documents": nq_documents(r), "question": r["question"],
-                 "budget": {"rate": 0.5}} for r in rows]
+    requests = [
+        {"method": "longllmlingua", "documents": nq_documents(r), "question": r["question"], "budget": {"rate": 0.5}}
+        for r in rows
+    ]
     return real_compressor.compress_batch(requests)
 
 
@@ -40,8 +42,7 @@ def test_question_aware_ranking_puts_gold_in_top3_for_most(long_results, rows):
 
 def test_answer_survives_2x_compression_for_most(long_results, rows):
     kept = sum(
-        any(a.lower() in res.prompt.lower() for a in r["answers"])
-        for r, res in zip(rows, long_results, strict=True)
+        any(a.lower() in res.prompt.lower() for a in r["answers"]) for r, res in zip(rows, long_results, strict=True)
     )
     assert kept >= 4, kept
 
@@ -51,8 +52,14 @@ def test_batching_does_not_change_outputs_beyond_float_noise(real_compressor, ro
     import difflib
 
     for row, batched in zip(rows[:3], long_results, strict=False):
-        alone = real_compressor.compress({"method": "longllmlingua", "documents": nq_documents(row),
-                                          "question": row["question"], "budget": {"rate": 0.5}})
+        alone = real_compressor.compress(
+            {
+                "method": "longllmlingua",
+                "documents": nq_documents(row),
+                "question": row["question"],
+                "budget": {"rate": 0.5},
+            }
+        )
         assert alone.ranking == batched.ranking
         kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
         assert kept[0] == kept[1]
@@ -61,20 +68,36 @@ def test_batching_does_not_change_outputs_beyond_float_noise(real_compressor, ro
 
 
 def test_llmlingua_meets_budget_on_real_model(real_compressor, rows):
-    result = real_compressor.compress({"method": "llmlingua", "documents": nq_documents(rows[0]),
-                                       "question": rows[0]["question"], "budget": {"max_tokens": 500}})
+    result = real_compressor.compress(
+        {
+            "method": "llmlingua",
+            "documents": nq_documents(rows[0]),
+            "question": rows[0]["question"],
+            "budget": {"max_tokens": 500},
+        }
+    )
     assert abs(result.compressed_tokens / 500 - 1) <= 0.05
     assert result.prompt.endswith(rows[0]["question"])
 
 
 def test_cli_compresses_an_nq_20doc_request_offline(rows, tmp_path):
-    request = {"method": "longllmlingua", "documents": nq_documents(rows[1]), "question": rows[1]["question"],
-               "budget": {"rate": 0.25}}
+    request = {
+        "method": "longllmlingua",
+        "documents": nq_documents(rows[1]),
+        "question": rows[1]["question"],
+        "budget": {"rate": 0.25},
+    }
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(path),
-                           "--device", "cpu"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(path), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert abs(result["compressed_tokens"] / result["target_tokens"] - 1) <= 0.05

@@ -33,10 +33,21 @@ def test_random_is_seeded_and_within_budget():
 
 
 def test_bm25_ranks_the_document_that_matches_the_query_first():
-    docs = ["Document [1] Cats sleep a lot.", "Document [2] The Eiffel Tower is in Paris, France.",
-            "Document [3] Dogs bark at night. " * 3]
-    ex = Example(id="t", dataset="t", documents=docs, question="Question: where is the eiffel tower?\nAnswer:",
-                 instruction=None, answers=["Paris"], gold_index=1, meta={"question": "where is the eiffel tower"})
+    docs = [
+        "Document [1] Cats sleep a lot.",
+        "Document [2] The Eiffel Tower is in Paris, France.",
+        "Document [3] Dogs bark at night. " * 3,
+    ]
+    ex = Example(
+        id="t",
+        dataset="t",
+        documents=docs,
+        question="Question: where is the eiffel tower?\nAnswer:",
+        instruction=None,
+        answers=["Paris"],
+        gold_index=1,
+        meta={"question": "where is the eiffel tower"},
+    )
     (out,) = make_baseline("bm25").run([ex], 0.5)
     assert out.ranking[0] == 1
     assert out.kept[0][0] == 1 and "Paris" in out.context

@@ -23,29 +23,66 @@ def test_short_answers_keep_at_most_five_words():
 
 
 def test_prompt_metrics_rank_budget_and_gold_document():
-    m = prompt_metrics(context="Doc A says Paris. Doc B.", gold_text="Doc B.", answers=["paris"], gold_index=1,
-                       ranking=[2, 0, 1], origin_tokens=400, compressed_tokens=105, target_tokens=100)
+    m = prompt_metrics(
+        context="Doc A says Paris. Doc B.",
+        gold_text="Doc B.",
+        answers=["paris"],
+        gold_index=1,
+        ranking=[2, 0, 1],
+        origin_tokens=400,
+        compressed_tokens=105,
+        target_tokens=100,
+    )
     assert m["answer_retained"] is True
     assert m["gold_answer_retained"] is False  # the answer survived, but not in the gold document
     assert m["gold_rank"] == 2
     assert m["budget_error"] == pytest.approx(0.05)
     assert m["ratio"] == pytest.approx(400 / 105)
-    dropped = prompt_metrics(context="", gold_text=None, answers=["x"], gold_index=5, ranking=[0, 1],
-                             origin_tokens=10, compressed_tokens=5, target_tokens=5)
+    dropped = prompt_metrics(
+        context="",
+        gold_text=None,
+        answers=["x"],
+        gold_index=5,
+        ranking=[0, 1],
+        origin_tokens=10,
+        compressed_tokens=5,
+        target_tokens=5,
+    )
     assert dropped["gold_rank"] == 2 and dropped["gold_answer_retained"] is False
-    unranked = prompt_metrics(context="a", gold_text=None, answers=[], gold_index=None, ranking=None,
-                              origin_tokens=10, compressed_tokens=5, target_tokens=5)
+    unranked = prompt_metrics(
+        context="a",
+        gold_text=None,
+        answers=[],
+        gold_index=None,
+        ranking=None,
+        origin_tokens=10,
+        compressed_tokens=5,
+        target_tokens=5,
+    )
     assert unranked["gold_rank"] is None and unranked["answer_retained"] is None
 
 
 def _row(rank, err, ret, latency, origin=1000, error=None):
-    return {"gold_rank": rank, "budget_error": err, "answer_retained": ret, "gold_answer_retained": ret,
-            "ratio": 4.0, "origin_tokens": origin, "compressed_tokens": 250, "latency_ms": latency, "error": error}
+    return {
+        "gold_rank": rank,
+        "budget_error": err,
+        "answer_retained": ret,
+        "gold_answer_retained": ret,
+        "ratio": 4.0,
+        "origin_tokens": origin,
+        "compressed_tokens": 250,
+        "latency_ms": latency,
+        "error": error,
+    }
 
 
 def test_aggregate_recall_worst_error_latency_and_errors():
-    rows = [_row(0, 0.01, True, 100), _row(2, -0.04, False, 200), _row(5, 0.02, True, 300),
-            _row(0, 9.0, True, 1, error="boom")]
+    rows = [
+        _row(0, 0.01, True, 100),
+        _row(2, -0.04, False, 200),
+        _row(5, 0.02, True, 300),
+        _row(0, 9.0, True, 1, error="boom"),
+    ]
     agg = aggregate(rows)
     assert agg["n"] == 4 and agg["n_errors"] == 1
     assert agg["recall_at_1"] == pytest.approx(1 / 3, abs=1e-4)
@@ -67,13 +104,15 @@ DOCS = [
 
 
 def test_attribution_uses_markers_then_word_overlap():
-    context = ("Document [3](Title: Rome) Rome capital Italy seven hills\n\nDocument [1] Paris capital France"
-               "\n\nBerlin Germany river Spree\n\nzebra quantum xylophone")
+    context = (
+        "Document [3](Title: Rome) Rome capital Italy seven hills\n\nDocument [1] Paris capital France"
+        "\n\nBerlin Germany river Spree\n\nzebra quantum xylophone"
+    )
     pieces = attribute_documents(context, DOCS)
     assert [i for i, _ in pieces] == [2, 0, 1, -1]
     assert pieces[0][1].startswith("Document [3]")
     # A marker whose text belongs to another document is not trusted; overlap decides.
-    (index, _), = attribute_documents("Document [2] Rome Italy seven hills", DOCS)
+    ((index, _),) = attribute_documents("Document [2] Rome Italy seven hills", DOCS)
     assert index == 2
 
 

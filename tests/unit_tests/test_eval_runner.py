@@ -40,8 +40,14 @@ def test_two_example_run_writes_records_reports_and_resumes(tiny_compressor, dat
     assert "[eval] nq20 longllmlingua rate=0.5: n=2" in err
 
     written = write_report(results, tmp_path)
-    for name in ("results.json", "results.md", "per_prompt.jsonl", "tradeoff.png", "retention_by_position.png",
-                 "latency.png"):
+    for name in (
+        "results.json",
+        "results.md",
+        "per_prompt.jsonl",
+        "tradeoff.png",
+        "retention_by_position.png",
+        "latency.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["records"]) == 6 and saved["meta"]["rates"] == [0.5]

@@ -57,8 +57,11 @@ def row() -> dict:
 
 def documents_of(row: dict, n: int = 5) -> list[Document]:
     return [
-        Document(page_content=f"(Title: {c['title']}) {c['text']}", id=f"doc-{i}",
-                 metadata={"title": c["title"], "source": "nq", "position": i})
+        Document(
+            page_content=f"(Title: {c['title']}) {c['text']}",
+            id=f"doc-{i}",
+            metadata={"title": c["title"], "source": "nq", "position": i},
+        )
         for i, c in enumerate(row["ctxs"][:n])
     ]
 
@@ -72,8 +75,11 @@ def check_mapping(inputs: list[Document], outputs: list[Document], result: Compr
         assert doc.id == source.id
         assert {k: v for k, v in doc.metadata.items() if k != "ctxcompress"} == source.metadata
         assert doc.metadata["ctxcompress"] == {
-            "index": kept.index, "rank": rank_of.get(kept.index, position), "method": result.method,
-            "tokens_before": COUNT(source.page_content), "tokens_after": COUNT(kept.text),
+            "index": kept.index,
+            "rank": rank_of.get(kept.index, position),
+            "method": result.method,
+            "tokens_before": COUNT(source.page_content),
+            "tokens_after": COUNT(kept.text),
         }
     assert all("ctxcompress" not in d.metadata for d in inputs), "inputs are not modified"
 
@@ -81,8 +87,9 @@ def check_mapping(inputs: list[Document], outputs: list[Document], result: Compr
 @pytest.mark.parametrize(("method", "budget"), [("llmlingua", {"rate": 0.3}), ("longllmlingua", {"max_tokens": 300})])
 def test_compressor_maps_the_core_result(recorder, row, method, budget):
     docs = documents_of(row)
-    compressor = CtxCompressDocumentCompressor(compressor=recorder, method=method, instruction="Answer briefly.",
-                                               options={"window": 64}, **budget)
+    compressor = CtxCompressDocumentCompressor(
+        compressor=recorder, method=method, instruction="Answer briefly.", options={"window": 64}, **budget
+    )
     out = list(compressor.compress_documents(docs, row["question"]))
     (result,) = recorder.results
     check_mapping(docs, out, result)
@@ -110,7 +117,8 @@ def test_bad_options_and_settings_raise_clear_errors(tiny_compressor, row):
         bad.compress_documents(documents_of(row, 2), row["question"])
     with pytest.raises(InvalidInput, match="unknown method 'nope'"):
         CtxCompressDocumentCompressor(compressor=tiny_compressor, method="nope").compress_documents(
-            documents_of(row, 2), row["question"])
+            documents_of(row, 2), row["question"]
+        )
     with pytest.raises(ValidationError, match="exactly one of compressor"):
         CtxCompressDocumentCompressor(rate=0.5)
     with pytest.raises(ValidationError, match="at most one of rate"):
@@ -154,7 +162,8 @@ def test_composes_in_contextual_compression_retriever_and_pipeline(recorder, row
 
     # A query-free transformer, then the query-aware compressor over the transformer's output.
     pipeline = DocumentCompressorPipeline(
-        transformers=[CtxCompressDocumentTransformer(compressor=recorder, rate=0.8), compressor])
+        transformers=[CtxCompressDocumentTransformer(compressor=recorder, rate=0.8), compressor]
+    )
     out = pipeline.compress_documents(docs, row["question"])
     first, second = recorder.results[-2:]
     assert (first.method, second.method) == ("llmlingua", "longllmlingua")
@@ -163,15 +172,15 @@ def test_composes_in_contextual_compression_retriever_and_pipeline(recorder, row
         source = docs[int(doc.id.split("-")[1])]
         assert doc.metadata["title"] == source.metadata["title"]
         assert doc.metadata["ctxcompress"]["index"] == [k.index for k in first.documents].index(
-            source.metadata["position"])
+            source.metadata["position"]
+        )
 
 
 @pytest.mark.asyncio
 async def test_async_paths_map_results_and_do_not_block_the_loop(recorder, row):
     docs = documents_of(row)
     compressor = CtxCompressDocumentCompressor(compressor=recorder, max_tokens=300)
-    retriever = CtxCompressRetriever(base_retriever=ListRetriever(documents=docs), compressor=recorder,
-                                     max_tokens=300)
+    retriever = CtxCompressRetriever(base_retriever=ListRetriever(documents=docs), compressor=recorder, max_tokens=300)
     transformer = CtxCompressDocumentTransformer(compressor=recorder, max_tokens=250)
     ticks = 0
 

@@ -42,9 +42,14 @@ def row() -> dict:
 
 def nodes_of(row: dict, n: int = 5) -> list[NodeWithScore]:
     return [
-        NodeWithScore(node=TextNode(text=f"(Title: {c['title']}) {c['text']}", id_=f"node-{i}",
-                                    metadata={"title": c["title"], "position": i}),
-                      score=1.0 - i / 10)
+        NodeWithScore(
+            node=TextNode(
+                text=f"(Title: {c['title']}) {c['text']}",
+                id_=f"node-{i}",
+                metadata={"title": c["title"], "position": i},
+            ),
+            score=1.0 - i / 10,
+        )
         for i, c in enumerate(row["ctxs"][:n])
     ]
 
@@ -60,8 +65,11 @@ def check_mapping(inputs: list[NodeWithScore], outputs: list[NodeWithScore], res
         assert out.score == source.score
         assert {k: v for k, v in out.node.metadata.items() if k != "ctxcompress"} == source.node.metadata
         assert out.node.metadata["ctxcompress"] == {
-            "index": kept.index, "rank": rank_of.get(kept.index, position), "method": result.method,
-            "tokens_before": COUNT(source.node.get_content(MetadataMode.NONE)), "tokens_after": COUNT(kept.text),
+            "index": kept.index,
+            "rank": rank_of.get(kept.index, position),
+            "method": result.method,
+            "tokens_before": COUNT(source.node.get_content(MetadataMode.NONE)),
+            "tokens_after": COUNT(kept.text),
         }
         assert "ctxcompress" not in out.node.get_content(MetadataMode.LLM)
         assert "title: " in out.node.get_content(MetadataMode.LLM), "the node's own metadata is still shown"
@@ -71,8 +79,9 @@ def check_mapping(inputs: list[NodeWithScore], outputs: list[NodeWithScore], res
 @pytest.mark.parametrize(("method", "budget"), [("llmlingua", {"rate": 0.3}), ("longllmlingua", {"max_tokens": 300})])
 def test_postprocessor_maps_the_core_result(recorder, row, method, budget):
     nodes = nodes_of(row)
-    post = CtxCompressNodePostprocessor(compressor=recorder, method=method, instruction="Answer briefly.",
-                                        options={"window": 64}, **budget)
+    post = CtxCompressNodePostprocessor(
+        compressor=recorder, method=method, instruction="Answer briefly.", options={"window": 64}, **budget
+    )
     out = post.postprocess_nodes(nodes, query_str=row["question"])
     (result,) = recorder.results
     check_mapping(nodes, out, result)

@@ -50,8 +50,9 @@ async def test_remote_sync_and_async_equal_in_process(service_url, local):
     nodes = nodes_of(row)
     settings = {"max_tokens": 300, "instruction": "Answer briefly.", "options": {"window": 64}}
     remote = CtxCompressNodePostprocessor(base_url=service_url, api_key=API_KEY, **settings)
-    expected = as_tuples(CtxCompressNodePostprocessor(compressor=local, **settings).postprocess_nodes(
-        nodes, query_str=row["question"]))
+    expected = as_tuples(
+        CtxCompressNodePostprocessor(compressor=local, **settings).postprocess_nodes(nodes, query_str=row["question"])
+    )
     try:
         assert expected and as_tuples(remote.postprocess_nodes(nodes, query_str=row["question"])) == expected
         assert as_tuples(await remote.apostprocess_nodes(nodes, query_str=row["question"])) == expected

@@ -47,8 +47,14 @@ def nq():
 
 def request(row: dict, method: str, **budget) -> dict:
     options = {"classifier": CLASSIFIER} if method == "llmlingua2" else {}
-    return {"method": method, "documents": nq_documents(row), "question": row["question"],
-            "instruction": "Answer the question.", "budget": budget or {"rate": 0.25}, "options": options}
+    return {
+        "method": method,
+        "documents": nq_documents(row),
+        "question": row["question"],
+        "instruction": "Answer the question.",
+        "budget": budget or {"rate": 0.25},
+        "options": options,
+    }
 
 
 def is_subsequence(small: str, big: str) -> bool:
@@ -133,11 +139,19 @@ def test_encoder_windows_cover_every_piece_and_match_a_single_pass(tiny_encoder,
 
 # ----------------------------------------------------------------------------------------------- tcra-semantic
 def test_tcra_semantic_never_drops_numbers_or_question_names(compressor):
-    docs = ["In 1903 Marie Curie and Pierre Curie shared the physics prize with Henri Becquerel for their "
-            "joint research on the radiation phenomena that had been discovered earlier. " * 3,
-            "The committee met 27 times that year, and the ceremony in Stockholm was attended by 1,200 guests. " * 3]
-    result = compressor.compress({"method": "tcra-semantic", "documents": docs,
-                                  "question": "What did Becquerel share with Curie?", "budget": {"rate": 0.5}})
+    docs = [
+        "In 1903 Marie Curie and Pierre Curie shared the physics prize with Henri Becquerel for their "
+        "joint research on the radiation phenomena that had been discovered earlier. " * 3,
+        "The committee met 27 times that year, and the ceremony in Stockholm was attended by 1,200 guests. " * 3,
+    ]
+    result = compressor.compress(
+        {
+            "method": "tcra-semantic",
+            "documents": docs,
+            "question": "What did Becquerel share with Curie?",
+            "budget": {"rate": 0.5},
+        }
+    )
     text = " ".join(d.text for d in result.documents)
     for must in ("1903", "27", "1,200", "Becquerel", "Curie"):
         assert must in text
@@ -161,8 +175,9 @@ def test_word_spans_cover_the_text():
 def test_llmlingua2_threshold_is_global_over_the_request(compressor, bert_tokenizer):
     vocab = sorted(w for w in bert_tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 3)[:240]
     docs = [" ".join(vocab[i : i + 60]) + "." for i in range(0, 240, 60)]  # distinct words: unambiguous
-    result = compressor.compress({"method": "llmlingua2", "documents": docs, "budget": {"rate": 0.4},
-                                  "options": {"classifier": CLASSIFIER}})
+    result = compressor.compress(
+        {"method": "llmlingua2", "documents": docs, "budget": {"rate": 0.4}, "options": {"classifier": CLASSIFIER}}
+    )
     classifier = compressor.pool.classifier(CLASSIFIER)
     kept_words = {w for d in result.documents for w in d.text.split()}
     kept_probs, dropped_probs = [], []
@@ -204,16 +219,29 @@ def test_llmlingua2_coarse_filter_ranks_documents(compressor, nq):
 )
 def test_llmlingua2_refuses_missing_or_unknown_classifier(compressor, options, question, error, field):
     with pytest.raises(error) as info:
-        compressor.compress({"method": "llmlingua2", "documents": ["a b c d e"] * 20, "question": question,
-                             "budget": {"rate": 0.5}, "options": options})
+        compressor.compress(
+            {
+                "method": "llmlingua2",
+                "documents": ["a b c d e"] * 20,
+                "question": question,
+                "budget": {"rate": 0.5},
+                "options": options,
+            }
+        )
     assert info.value.field == field
 
 
 def test_unknown_encoder_and_generator_names_are_refused(compressor):
     for method, option in (("cpc", "encoder"), ("tcra-semantic", "encoder"), ("tcra-summary", "generator")):
         with pytest.raises(UnknownModel) as info:
-            compressor.compress({"method": method, "documents": ["a b c d e"] * 20, "budget": {"rate": 0.5},
-                                 "options": {option: "tiny-classifier"}})
+            compressor.compress(
+                {
+                    "method": method,
+                    "documents": ["a b c d e"] * 20,
+                    "budget": {"rate": 0.5},
+                    "options": {option: "tiny-classifier"},
+                }
+            )
         assert info.value.field == f"options.{option}"
 
 
@@ -221,8 +249,15 @@ def test_unknown_encoder_and_generator_names_are_refused(compressor):
 def test_tcra_summary_never_exceeds_the_budget(compressor, nq):
     docs = nq_documents(nq[0])[:3]
     for budget in ({"rate": 0.3}, {"max_tokens": 60}):
-        result = compressor.compress({"method": "tcra-summary", "documents": docs, "question": nq[0]["question"],
-                                      "budget": budget, "options": {"max_new_tokens": 24}})
+        result = compressor.compress(
+            {
+                "method": "tcra-summary",
+                "documents": docs,
+                "question": nq[0]["question"],
+                "budget": budget,
+                "options": {"max_new_tokens": 24},
+            }
+        )
         assert result.compressed_tokens <= result.target_tokens
         assert result.prompt.endswith(nq[0]["question"])
 
@@ -259,8 +294,15 @@ def test_blank_cjk_emoji_and_json_documents_give_valid_output(compressor, method
     options = {"classifier": CLASSIFIER} if method == "llmlingua2" else {}
     if method == "tcra-summary":
         options = {"max_new_tokens": 8}
-    result = compressor.compress({"method": method, "documents": docs, "question": "What is the capital?",
-                                  "budget": {"rate": 0.5}, "options": options})
+    result = compressor.compress(
+        {
+            "method": method,
+            "documents": docs,
+            "question": "What is the capital?",
+            "budget": {"rate": 0.5},
+            "options": options,
+        }
+    )
     assert "\ufffd" not in result.prompt
     result.prompt.encode("utf-8")
     assert result.compressed_tokens <= result.target_tokens

@@ -18,8 +18,13 @@ def nq():
 
 
 def request(row: dict, method: str, **budget) -> dict:
-    return {"method": method, "documents": nq_documents(row), "question": row["question"],
-            "instruction": "Answer the question.", "budget": budget or {"rate": 0.25}}
+    return {
+        "method": method,
+        "documents": nq_documents(row),
+        "question": row["question"],
+        "instruction": "Answer the question.",
+        "budget": budget or {"rate": 0.25},
+    }
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -78,8 +83,15 @@ def test_budget_at_or_above_input_returns_input_unchanged(tiny_compressor):
         ({"documents": ["a b c"], "method": "nope"}, "method", "valid methods: "),
         ({"documents": ["a b c"], "method": "llmlingua", "options": {"windw": 3}}, "options.windw", "window"),
         ({"documents": ["a b c"], "method": "longllmlingua"}, "question", "needs a question"),
-        ({"documents": ["a b c d e f g h"] * 3, "question": "what is the meaning of all these letters here?",
-          "budget": {"max_tokens": 3}}, "budget", "cannot hold"),
+        (
+            {
+                "documents": ["a b c d e f g h"] * 3,
+                "question": "what is the meaning of all these letters here?",
+                "budget": {"max_tokens": 3},
+            },
+            "budget",
+            "cannot hold",
+        ),
         ({"documents": ["x"], "budget": {"rate": 0}}, "budget.rate", "greater than"),
     ],
 )
@@ -92,8 +104,14 @@ def test_bad_input_is_a_clear_error(tiny_compressor, payload, field, message):
 
 def test_unknown_scorer_model_is_refused_by_name(tiny_compressor):
     with pytest.raises(UnknownModel, match="configured models"):
-        tiny_compressor.compress({"method": "llmlingua", "documents": ["a b c"] * 50,
-                                  "budget": {"rate": 0.5}, "options": {"scorer": "/etc/passwd"}})
+        tiny_compressor.compress(
+            {
+                "method": "llmlingua",
+                "documents": ["a b c"] * 50,
+                "budget": {"rate": 0.5},
+                "options": {"scorer": "/etc/passwd"},
+            }
+        )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -105,8 +123,9 @@ def test_multilingual_json_and_code_survive_as_valid_text(tiny_compressor, metho
         json.dumps(payload, ensure_ascii=False),
         "```python\ndef add(a, b):\n    return a + b\n```\nThe function add returns the sum of two numbers. " * 2,
     ]
-    result = tiny_compressor.compress({"method": method, "documents": docs, "question": "What is the capital?",
-                                       "budget": {"rate": 0.5}})
+    result = tiny_compressor.compress(
+        {"method": method, "documents": docs, "question": "What is the capital?", "budget": {"rate": 0.5}}
+    )
     assert "\ufffd" not in result.prompt
     result.prompt.encode("utf-8")  # no lone surrogates
     by_index = {d.index: d.text for d in result.documents}

@@ -58,8 +58,13 @@ def proxy(tiny_scorer, upstream):  # noqa: ANN001, ANN201
     pool = ModelPool(device="cpu")
     pool.register("scorer", "smollm2-135m", tiny_scorer)
     settings = Settings(
-        _env_file=None, device=["cpu"], preload_models=[], warmup=False, default_method="llmlingua",
-        upstream_url=f"{upstream[0].url}/v1/", upstream_api_key="sk-upstream",
+        _env_file=None,
+        device=["cpu"],
+        preload_models=[],
+        warmup=False,
+        default_method="llmlingua",
+        upstream_url=f"{upstream[0].url}/v1/",
+        upstream_api_key="sk-upstream",
     )
     upstream[1].clear()
     app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
