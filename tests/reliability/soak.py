@@ -47,9 +47,8 @@ def run_soak(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        calibration = asyncio.run(
-            run_phase(server.url, Phase("calibrate", calibrate_s, concurrency=max_batch_requests), requests)
-        )
+        callers = min(max_batch_requests, max_concurrent_requests)  # a full batch, never over the queue bound
+        calibration = asyncio.run(run_phase(server.url, Phase("calibrate", calibrate_s, concurrency=callers), requests))
         capacity = max(summarize(calibration)["throughput_rps"], 0.5)
         phases = [
             Phase("at", seconds / 2, rate=round(capacity * at_factor, 2)),

@@ -1,0 +1,20 @@
+"""A short soak (CI size; the 10-minute run is ``scripts/soak_test.py``): a service process on the tiny model at
+1x then 2x its measured capacity, queue bound 8. Overload is refused with 429 + Retry-After, nothing accepted is
+lost or duplicated, no 5xx, and results reach their own callers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.reliability.soak import run_soak
+
+
+def test_short_soak_at_and_above_saturation(tmp_path: Path) -> None:
+    report = run_soak(tmp_path, seconds=16, calibrate_s=6, max_concurrent_requests=8, rss_every_s=2)
+    total, above = report["total"], report["phases"][1]
+    assert total["served"] > 0 and above["rejected"] > 0, report
+    assert total["rejected_without_retry_after"] == 0 and set(total["statuses"]) <= {"200", "429"}, report
+    assert total["server_errors"] == total["no_response"] == total["mismatched"] == 0, report
+    assert report["reconcile"]["lost"] == report["reconcile"]["duplicated"] == 0, report
+    assert report["reconcile"]["server_logged"] == total["sent"], report
+    assert 0 < report["rss_mb"]["peak"] < 4096
