@@ -5,11 +5,13 @@ What it computes:
 * ``token_nll(sequences, prefix)``: ``-log p(x_t | prefix, x_<t)`` for every token of every sequence. A shared
   prefix (e.g. the question, for LongLLMLingua's question-conditioned scores) is run once and its KV cache is
   reused by the whole batch.
-* ``iterative_nll(prompts, window, select)``: LLMLingua's iterative scoring. All prompts advance window by window
-  in lock-step; each step is one batched forward pass over the next window of every stream, attending to that
-  stream's KV cache of the tokens *kept so far*. After ``select`` chooses which window tokens survive, only their
-  keys/values are appended to the cache, so later windows are conditioned on the compressed prefix. Kept keys
-  retain their original rotary positions.
+* ``iterative_nll(prompts, window)``: LLMLingua's iterative scoring. All prompts advance window by window in
+  lock-step; each step is one batched forward pass over the next window of every stream, attending to that
+  stream's KV cache of the tokens *kept so far*. Which window tokens are kept is decided on the device by each
+  prompt's :class:`KeepRule` (per group, the highest-scoring tokens up to a quota), and only their keys/values
+  are appended to the cache, so later windows are conditioned on the compressed prefix. Kept keys retain their
+  original rotary positions. The host never waits for the device inside the loop: kept counts follow from the
+  rules alone, and scores are copied back once per group of prompts.
 
 How: sequences are bucketed by length into batches capped by padded tokens (``ctxcompress.batching``). Each
 forward pass is described by an ``AttentionPlan`` (which cache slots each query sees: plain causal for fresh
@@ -23,7 +25,7 @@ vocabulary projection runs on chunks of hidden states and only the target token'
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,21 +37,63 @@ from ctxcompress.engines.device import default_dtype, is_oom, resolve_device
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.errors import ModelError
 
-__all__ = ["CausalLMScorer", "IterativePrompt", "SelectFn"]
-
-# select(prompt_index, window_start, nll[n_streams, window_len]) -> keep mask[window_len]
-SelectFn = Callable[[int, int, np.ndarray], np.ndarray]
+__all__ = ["CausalLMScorer", "IterativePrompt", "IterativeScores", "KeepRule"]
 
 # Prefixes up to this many tokens are prepended to every row rather than cached once (keeps passes causal).
 INLINE_PREFIX_TOKENS = 16
 
 
 @dataclass
+class KeepRule:
+    """Which tokens of each window join the KV cache that conditions the later windows.
+
+    Per token of the stream: its ``group`` (e.g. its document), whether it is ``pinned`` (always kept), and
+    ``take``: how many *free* (unpinned) tokens of its group the window it falls in keeps, highest score first
+    (ties: the earlier token). ``take`` must be the same for all tokens of one group inside one window.
+    """
+
+    group: np.ndarray  # int64 [n]
+    pinned: np.ndarray  # bool [n]
+    take: np.ndarray  # int64 [n]
+
+    @classmethod
+    def keep_all(cls, n_tokens: int) -> KeepRule:
+        return cls(np.zeros(n_tokens, np.int64), np.ones(n_tokens, bool), np.zeros(n_tokens, np.int64))
+
+    def kept_per_window(self, window: int) -> np.ndarray:
+        """Number of tokens each window keeps (known before scoring: the rule fixes the counts)."""
+        n = len(self.group)
+        windows = np.arange(n) // window
+        kept = np.bincount(windows[self.pinned], minlength=-(-n // window)).astype(np.int64)
+        free = ~self.pinned
+        if free.any():
+            span = int(self.group.max()) - int(self.group.min()) + 1
+            key = windows[free] * span + (self.group[free] - int(self.group.min()))
+            unique, first, counts = np.unique(key, return_index=True, return_counts=True)
+            np.add.at(kept, unique // span, np.minimum(self.take[free][first], counts))
+        return kept
+
+
+@dataclass
 class IterativePrompt:
-    """A token stream to score iteratively, once per conditioning prefix (one scoring *stream* per prefix)."""
+    """A token stream to score iteratively, once per conditioning prefix (one scoring *stream* per prefix).
+
+    A token's ranking score is ``sum(weights[s] * nll[s])`` over the streams (default: the first stream's NLL;
+    ``(1, -1)`` gives LongLLMLingua's contrastive score). ``rule`` picks the kept tokens (default: all).
+    """
 
     tokens: list[int]
     prefixes: list[list[int]] = field(default_factory=list)
+    weights: tuple[float, ...] = (1.0,)
+    rule: KeepRule | None = None
+
+
+@dataclass
+class IterativeScores:
+    """Per prompt: ``nll`` ``[n_streams, n]`` and the ranking ``score`` ``[n]`` (+inf where no NLL exists)."""
+
+    nll: np.ndarray
+    score: np.ndarray
 
 
 @dataclass
@@ -184,18 +228,22 @@ class CausalLMScorer:
             return results
         prefix_state = self._prefix_state(prefix_ids) if prefix_ids and not inline else None
         budget = max(1, self.max_batch_tokens)
+        scored: list[tuple[list[int], torch.Tensor]] = []
         for batch in plan_batches([len(p[2]) for p in pieces], max_batch_tokens=budget):
             seqs = [pieces[b][2] for b in batch]
-            for idx, nll in self._score_with_retry(seqs, [first_scored[b] for b in batch], prefix_state, batch):
+            scored += self._score_with_retry(seqs, [first_scored[b] for b in batch], prefix_state, batch)
+        for batch, nll_dev in scored:  # copied back only after every batch is queued (no waits in between)
+            nll = nll_dev.cpu().numpy()
+            for row, idx in enumerate(batch):
                 seq_index, start, ids = pieces[idx]
-                results[seq_index][start : start + len(ids) - len(inline)] = nll[len(inline) :]
+                results[seq_index][start : start + len(ids) - len(inline)] = nll[row, len(inline) : len(ids)]
         return results
 
     def _score_with_retry(
         self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None, ids: list[int]
-    ) -> list[tuple[int, np.ndarray]]:
+    ) -> list[tuple[list[int], torch.Tensor]]:
         try:
-            return list(zip(ids, self._score_batch(seqs, firsts, prefix_state), strict=True))
+            return [(ids, self._score_batch(seqs, firsts, prefix_state))]
         except Exception as exc:
             if not is_oom(exc):
                 raise
@@ -212,58 +260,55 @@ class CausalLMScorer:
         state.uniform = True  # one fully kept prefix, shared by every row it is expanded to
         return state
 
-    def _score_batch(
-        self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None
-    ) -> list[np.ndarray]:
+    def _score_batch(self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None) -> torch.Tensor:
+        """``[len(seqs), width]`` NLL on the device (NaN where not scored)."""
         batch = len(seqs)
-        lengths = torch.tensor([len(s) for s in seqs], device=self.device)
-        width = int(lengths.max())
+        lengths_host = np.array([len(s) for s in seqs], dtype=np.int64)
+        width = int(lengths_host.max())
         ids = self._padded(seqs, width)
-        token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-        if prefix_state is not None:
-            state = _expand_state(prefix_state, batch, width)
-        else:
-            state = None
-        hidden = self._forward(ids, token_valid, state, sum(len(s) for s in seqs))
-        # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0.
+        token_valid = torch.arange(width, device=self.device)[None, :] < self._to_device(lengths_host)[:, None]
+        state = _expand_state(prefix_state, batch, width) if prefix_state is not None else None
+        hidden = self._forward(ids, token_valid, state, int(lengths_host.sum()))
+        # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0 (without a
+        # cached prefix, token 0 has no prediction).
         if state is not None:
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
-            target_valid = token_valid
+            starts = np.array(firsts, dtype=np.int64)
         else:
             predictors = torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
-            target_valid = token_valid.clone()
-            target_valid[:, 0] = False
-        first = torch.tensor(firsts, device=self.device)
-        target_valid = target_valid & (torch.arange(width, device=self.device)[None, :] >= first[:, None])
-        nll = torch.full((batch, width), float("nan"), device=self.device, dtype=torch.float32)
-        nll[target_valid] = self._nll(predictors[target_valid], ids[target_valid])
-        nll_cpu = nll.cpu().numpy()
-        return [nll_cpu[row, : len(seq)] for row, seq in enumerate(seqs)]
+            starts = np.maximum(np.array(firsts, dtype=np.int64), 1)
+        return self._nll_rows(predictors, ids, lengths_host, starts)
 
     # ------------------------------------------------------------------ iterative scoring
     @torch.inference_mode()
-    def iterative_nll(self, prompts: Sequence[IterativePrompt], *, window: int, select: SelectFn) -> None:
-        """Score ``prompts`` window by window, conditioned on the tokens ``select`` keeps.
+    def iterative_nll(self, prompts: Sequence[IterativePrompt], *, window: int) -> list[IterativeScores]:
+        """Score ``prompts`` window by window, each window conditioned on the tokens its rule kept before it.
 
-        For each window of each prompt, ``select(prompt_index, window_start, nll)`` receives the NLL of the
-        window's tokens under each of the prompt's prefixes (shape ``[n_prefixes, window_len]``) and returns a
-        boolean keep mask; the kept tokens extend every stream's KV cache for the next window.
+        Returns, per prompt, every stream's NLL and the ranking score the rule used.
         """
         if window <= 0:
             raise ValueError("window must be positive")
-        prompts = [p if p.prefixes else IterativePrompt(p.tokens, [list(self.bos_ids)]) for p in prompts]
+        bos = [list(self.bos_ids)]
+        prompts = [p if p.prefixes else IterativePrompt(p.tokens, bos, p.weights, p.rule) for p in prompts]
         for p in prompts:
             if any(not prefix for prefix in p.prefixes):
                 raise ModelError("iterative scoring needs a non-empty prefix (the model has no BOS token)")
+            if not 0 < len(p.weights) <= len(p.prefixes):
+                raise ValueError(f"{len(p.weights)} score weights for {len(p.prefixes)} streams")
+            if p.rule is not None and not len(p.rule.group) == len(p.rule.pinned) == len(p.rule.take) == len(p.tokens):
+                raise ValueError("keep rule arrays must have one entry per token")
+        results: list[IterativeScores | None] = [None] * len(prompts)
         costs = [len(p.prefixes) * (len(p.tokens) + max(len(x) for x in p.prefixes)) for p in prompts]
         for group in plan_batches(costs, max_batch_tokens=4 * max(self.max_batch_tokens, 1)):
-            self._iterate_group_with_retry([prompts[i] for i in group], group, window, select)
+            for index, scores in self._iterate_group_with_retry([prompts[i] for i in group], group, window):
+                results[index] = scores
+        return results  # type: ignore[return-value]
 
     def _iterate_group_with_retry(
-        self, prompts: list[IterativePrompt], ids: list[int], window: int, select: SelectFn
-    ) -> None:
+        self, prompts: list[IterativePrompt], ids: list[int], window: int
+    ) -> list[tuple[int, IterativeScores]]:
         try:
-            self._iterate_group(prompts, ids, window, select)
+            return list(zip(ids, self._iterate_group(prompts, window), strict=True))
         except Exception as exc:
             if not is_oom(exc):
                 raise
@@ -271,43 +316,67 @@ class CausalLMScorer:
                 raise ModelError("out of memory scoring a single prompt; lower max_batch_tokens") from exc
             _empty_cache(self.device)
             half = len(prompts) // 2
-            self._iterate_group_with_retry(prompts[:half], ids[:half], window, select)
-            self._iterate_group_with_retry(prompts[half:], ids[half:], window, select)
+            return self._iterate_group_with_retry(prompts[:half], ids[:half], window) + self._iterate_group_with_retry(
+                prompts[half:], ids[half:], window
+            )
 
-    def _iterate_group(self, prompts: list[IterativePrompt], ids: list[int], window: int, select: SelectFn) -> None:
+    def _iterate_group(self, prompts: list[IterativePrompt], window: int) -> list[IterativeScores]:
         owners = [(p_i, s_i) for p_i, p in enumerate(prompts) for s_i in range(len(p.prefixes))]
-        longest = max(len(p.tokens) for p in prompts)
+        n_prompts, longest = len(prompts), max(len(p.tokens) for p in prompts)
+        rules = [p.rule or KeepRule.keep_all(len(p.tokens)) for p in prompts]
+        kept_host = np.zeros((n_prompts, -(-longest // window)), dtype=np.int64)
+        for p_i, rule in enumerate(rules):
+            counts = rule.kept_per_window(window)
+            kept_host[p_i, : len(counts)] = counts
+        group, pinned, take = (
+            self._to_device(_stack([getattr(r, name) for r in rules], longest, fill))
+            for name, fill in (("group", -1), ("pinned", False), ("take", 0))
+        )
+        weights = np.zeros((n_prompts, max(len(p.prefixes) for p in prompts)), dtype=np.float32)
+        stream_rows = np.zeros(weights.shape, dtype=np.int64)
+        for row, (p_i, s_i) in enumerate(owners):
+            stream_rows[p_i, s_i] = row
+            weights[p_i, s_i] = prompts[p_i].weights[s_i] if s_i < len(prompts[p_i].weights) else 0.0
+        weights_dev, stream_rows_dev = self._to_device(weights), self._to_device(stream_rows)
+        prompt_of_row = self._to_device(np.array([p_i for p_i, _ in owners], dtype=np.int64))
+
         state = self._start_streams([prompts[p].prefixes[s] for p, s in owners], extra_capacity=longest)
-        for start in range(0, longest, window):
+        nll_all = torch.full((len(owners), longest), float("nan"), device=self.device)
+        score_all = torch.full((n_prompts, longest), float("nan"), device=self.device)
+        for step, start in enumerate(range(0, longest, window)):
             chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
             width = max(len(c) for c in chunks)
-            lengths = torch.tensor([len(c) for c in chunks], device=self.device)
+            lengths_host = np.array([len(c) for c in chunks], dtype=np.int64)
             tokens = self._padded(chunks, width)
+            lengths = self._to_device(lengths_host)
             token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-            hidden = self._forward(tokens, token_valid, state, sum(len(c) for c in chunks))
+            hidden = self._forward(tokens, token_valid, state, int(lengths_host.sum()))
             predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
-            nll = torch.full(tokens.shape, float("nan"), device=self.device, dtype=torch.float32)
-            nll[token_valid] = self._nll(predictors[token_valid], tokens[token_valid])
-            nll_cpu = nll.cpu().numpy()
-            keep = torch.zeros(tokens.shape, dtype=torch.bool)
-            row = 0
-            for p_i, prompt in enumerate(prompts):
-                n_streams = len(prompt.prefixes)
-                size = len(chunks[row])
-                if size:
-                    mask = np.asarray(select(ids[p_i], start, nll_cpu[row : row + n_streams, :size]), dtype=bool)
-                    if mask.shape != (size,):
-                        raise ValueError(f"select returned shape {mask.shape}, expected ({size},)")
-                    keep[row : row + n_streams, :size] = torch.from_numpy(mask)
-                row += n_streams
-            state = self._commit(state, hidden, keep.to(self.device), lengths)
+            nll = self._nll_rows(predictors, tokens, lengths_host)
+            nll_all[:, start : start + width] = nll
+            # Ranking score per prompt: weighted sum of its streams' NLL; tokens without one rank first.
+            score = (nll[stream_rows_dev] * weights_dev[:, :, None]).nan_to_num(nan=0.0).sum(dim=1)
+            prompt_valid = token_valid[stream_rows_dev[:, 0]]
+            score = torch.where(nll[stream_rows_dev[:, 0]].isnan(), float("inf"), score)
+            score_all[:, start : start + width] = torch.where(prompt_valid, score, float("nan"))
+            span = slice(start, start + width)
+            keep = _window_keep(score, group[:, span], pinned[:, span] & prompt_valid, take[:, span], prompt_valid)
+            state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
+        nll_host, score_host = nll_all.cpu().numpy(), score_all.cpu().numpy()
+        results = []
+        row = 0
+        for p_i, prompt in enumerate(prompts):
+            n, streams = len(prompt.tokens), len(prompt.prefixes)
+            results.append(IterativeScores(nll=nll_host[row : row + streams, :n], score=score_host[p_i, :n]))
+            row += streams
+        return results
 
     def _start_streams(self, prefixes: list[list[int]], *, extra_capacity: int) -> _StreamState:
         """Run the prefixes and return a state whose cache holds all of them (room for ``extra_capacity``)."""
         batch = len(prefixes)
         width = max(len(p) for p in prefixes)
         tokens = self._padded(prefixes, width)
-        lengths = torch.tensor([len(p) for p in prefixes], device=self.device)
+        lengths = self._to_device(np.array([len(p) for p in prefixes], dtype=np.int64))
         valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
         empty = _StreamState(
             cache=KVBuffer(self.config.num_hidden_layers, width + extra_capacity),
@@ -317,17 +386,19 @@ class CausalLMScorer:
             last_hidden=torch.zeros((batch, self.config.hidden_size), dtype=self.dtype, device=self.device),
         )
         hidden = self._forward(tokens, valid, empty, sum(len(p) for p in prefixes))
-        return self._commit(empty, hidden, valid, lengths)
+        return self._commit(empty, hidden, valid, lengths, slots=width)
 
     def _commit(
-        self, state: _StreamState, hidden: torch.Tensor, keep: torch.Tensor, lengths: torch.Tensor
+        self, state: _StreamState, hidden: torch.Tensor, keep: torch.Tensor, lengths: torch.Tensor, *, slots: int
     ) -> _StreamState:
-        """Keep the kept window tokens' keys/values in each stream's cache (gather, no recomputation)."""
+        """Keep the kept window tokens' keys/values in each stream's cache (gather, no recomputation).
+
+        ``slots`` is the largest kept count of any row, given by the caller so the host need not wait for it.
+        """
         batch, width = keep.shape
-        kept_counts = keep.sum(dim=1)
-        slots = int(kept_counts.max()) if batch else 0
         if slots == 0:  # nothing kept anywhere: the cache is unchanged, positions move on
             return _StreamState(state.cache, state.valid, state.kv_pos, state.next_pos + lengths, state.last_hidden)
+        kept_counts = keep.sum(dim=1)
         # Stable order of kept positions first: sort by (not kept, position).
         order = torch.argsort((~keep).to(torch.int8) * width + torch.arange(width, device=keep.device), dim=1)
         index = order[:, :slots]  # [B, slots] window positions of kept tokens (padded with dropped ones)
@@ -347,14 +418,18 @@ class CausalLMScorer:
 
     # ------------------------------------------------------------------ model calls
     def _padded(self, rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
-        """Right-padded [len(rows), width] token tensor on the device (pinned host buffer on CUDA)."""
+        """Right-padded [len(rows), width] token tensor on the device."""
         host = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         for row, ids in enumerate(rows):
             host[row, : len(ids)] = ids
-        tensor = torch.from_numpy(host)
-        if self.device.type == "cuda":
-            tensor = tensor.pin_memory()
-        return tensor.to(self.device, non_blocking=True)
+        return self._to_device(host)
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """Host array → device tensor without waiting for the device (pinned staging buffer on CUDA)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.type != "cuda":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _forward(
         self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None, real_tokens: int
@@ -386,6 +461,25 @@ class CausalLMScorer:
             self.tokens_processed += real_tokens
         return hidden
 
+    def _nll_rows(
+        self, predictors: torch.Tensor, targets: torch.Tensor, ends: np.ndarray, starts: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """``[B, W]`` NLL of ``targets[b, t]`` for ``starts[b] <= t < ends[b]`` (NaN elsewhere).
+
+        The scored positions are computed on the host, so no device mask has to be read back.
+        """
+        batch, width = targets.shape
+        starts = np.zeros(batch, dtype=np.int64) if starts is None else starts
+        counts = np.maximum(ends - starts, 0)
+        total = int(counts.sum())
+        out = torch.full((batch * width,), float("nan"), dtype=torch.float32, device=self.device)
+        if total:
+            row_base = np.arange(batch, dtype=np.int64) * width + starts - (np.cumsum(counts) - counts)
+            index = self._to_device(np.repeat(row_base, counts) + np.arange(total, dtype=np.int64))
+            values = self._nll(predictors.reshape(batch * width, -1)[index], targets.reshape(-1)[index])
+            out.index_copy_(0, index, values)
+        return out.view(batch, width)
+
     def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``-log softmax(head(h))[target]`` computed over chunks of rows, in fp32."""
         out = torch.empty(targets.shape[0], dtype=torch.float32, device=self.device)
@@ -401,6 +495,39 @@ class CausalLMScorer:
     def _check_cap(self, tokens: int) -> None:
         if self.oom_token_cap is not None and tokens > self.oom_token_cap:
             raise torch.OutOfMemoryError(f"simulated out of memory: {tokens} tokens > cap {self.oom_token_cap}")
+
+
+def _stack(arrays: list[np.ndarray], width: int, fill: object) -> np.ndarray:
+    out = np.full((len(arrays), width), fill, dtype=arrays[0].dtype)
+    for row, values in enumerate(arrays):
+        out[row, : len(values)] = values
+    return out
+
+
+# Pairwise comparisons per block of rows in _window_keep (bounds the [rows, W, W] temporaries).
+_RANK_BLOCK_ELEMENTS = 1 << 24
+
+
+def _window_keep(
+    score: torch.Tensor, group: torch.Tensor, pinned: torch.Tensor, take: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    """Keep mask ``[P, W]``: pinned tokens, plus in each group the ``take`` best free tokens (ties: earlier).
+
+    A free token's rank in its group is the number of free tokens of the same group that beat it (higher
+    score, or equal score and earlier), counted by pairwise comparison: no sort, no host round trip.
+    """
+    rows, width = score.shape
+    free = valid & ~pinned
+    earlier = torch.ones((width, width), dtype=torch.bool, device=score.device).tril(-1)  # [t, u]: u < t
+    rank = torch.empty((rows, width), dtype=torch.long, device=score.device)
+    block = max(1, _RANK_BLOCK_ELEMENTS // max(width * width, 1))
+    for lo in range(0, rows, block):
+        s, g, f = score[lo : lo + block], group[lo : lo + block], free[lo : lo + block]
+        mine, theirs = s[:, :, None], s[:, None, :]
+        beats = (theirs > mine) | ((theirs == mine) & earlier)
+        beats &= f[:, None, :] & (g[:, None, :] == g[:, :, None])
+        rank[lo : lo + block] = beats.sum(dim=2)
+    return (pinned & valid) | (free & (rank < take))
 
 
 def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> torch.Tensor:

@@ -21,12 +21,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt
+from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt, KeepRule
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.protect import protected_spans
 from ctxcompress.types import CompressionResult, KeptDocument
 
-__all__ = ["PrunableDocument", "PruningPlan", "build_plan", "finish_results", "score_plans", "select_to_budget"]
+__all__ = [
+    "PrunableDocument",
+    "PruningPlan",
+    "build_plan",
+    "finish_results",
+    "keep_rule",
+    "score_plans",
+    "select_to_budget",
+]
 
 
 @dataclass
@@ -112,6 +120,29 @@ def build_plan(scorer: CausalLMScorer, documents: list[PrunableDocument]) -> Pru
     return PruningPlan(documents, stream, np.array(stream_doc), np.array(stream_offset))
 
 
+def keep_rule(plan: PruningPlan, window: int) -> KeepRule:
+    """The scorer's :class:`KeepRule` for ``plan``: separators and protected units always stay; inside each
+    window every document keeps ``floor(rate * its tokens there + carry)`` tokens, the fraction carried to its
+    next window so the document's overall share matches its rate."""
+    n = len(plan.stream)
+    group = plan.stream_doc.astype(np.int64)
+    pinned = group < 0
+    for position, doc in enumerate(plan.documents):
+        here = np.flatnonzero(group == position)
+        pinned[here] = doc.unit_forced[doc.token_unit[plan.stream_offset[here]]]
+    take = np.zeros(n, dtype=np.int64)
+    carries = np.zeros(len(plan.documents))
+    for start in range(0, n, window):
+        docs = group[start : start + window]
+        for position in np.unique(docs[docs >= 0]):
+            here = start + np.flatnonzero(docs == position)
+            wanted = plan.documents[position].rate * len(here) + carries[position]
+            quota = int(np.floor(wanted))
+            carries[position] = wanted - quota
+            take[here] = max(quota - int(pinned[here].sum()), 0)
+    return KeepRule(group=group, pinned=pinned, take=take)
+
+
 def score_plans(
     scorer: CausalLMScorer,
     plans: list[PruningPlan],
@@ -125,36 +156,13 @@ def score_plans(
     ``prefixes[i]`` are plan i's conditioning prefixes: one for plain surprisal, two (without, with the
     question) for contrastive scores.
     """
-    for plan in plans:
-        plan.token_scores = [np.zeros(len(d.token_ids), dtype=np.float32) for d in plan.documents]
-    carries = [np.zeros(len(plan.documents)) for plan in plans]
-
-    def select(prompt_index: int, start: int, nll: np.ndarray) -> np.ndarray:
-        plan = plans[prompt_index]
-        width = nll.shape[1]
-        score = nll[0] - nll[1] if contrastive else nll[0]
-        score = np.where(np.isnan(score), np.inf, score)  # unscorable tokens are kept
-        docs = plan.stream_doc[start : start + width]
-        offsets = plan.stream_offset[start : start + width]
-        keep = docs < 0  # separators always stay
-        for position in np.unique(docs[docs >= 0]):
-            doc = plan.documents[position]
-            here = np.flatnonzero(docs == position)
-            plan.token_scores[position][offsets[here]] = score[here]
-            forced = doc.unit_forced[doc.token_unit[offsets[here]]]
-            wanted = doc.rate * len(here) + carries[prompt_index][position]
-            quota = int(np.floor(wanted))
-            carries[prompt_index][position] = wanted - quota
-            keep[here[forced]] = True
-            free = here[~forced]
-            take = max(quota - int(forced.sum()), 0)
-            if take and len(free):
-                best = free[np.argsort(-score[free], kind="stable")[:take]]
-                keep[best] = True
-        return keep
-
-    prompts = [IterativePrompt(plan.stream, p) for plan, p in zip(plans, prefixes, strict=True)]
-    scorer.iterative_nll(prompts, window=window, select=select)
+    weights = (1.0, -1.0) if contrastive else (1.0,)
+    prompts = [
+        IterativePrompt(plan.stream, p, weights=weights, rule=keep_rule(plan, window))
+        for plan, p in zip(plans, prefixes, strict=True)
+    ]
+    for plan, scores in zip(plans, scorer.iterative_nll(prompts, window=window), strict=True):
+        plan.token_scores = [scores.score[plan.stream_doc == position] for position in range(len(plan.documents))]
 
 
 def _unit_scores(doc: PrunableDocument, token_scores: np.ndarray) -> np.ndarray:

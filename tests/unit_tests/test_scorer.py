@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt
+from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt, KeepRule
 
 
 class _Tok:
@@ -82,17 +82,17 @@ def test_score_last_only_scores_the_tail(model, sequences, decoder):
 def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences, decoder):
     scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
     question = [1, 7, 8, 9]
-    seen: dict[int, dict[int, np.ndarray]] = {}
+    prompts = [IterativePrompt(s, [[1], question], weights=(1.0, -1.0)) for s in sequences]
+    for seq, scores in zip(sequences, scorer.iterative_nll(prompts, window=7), strict=True):
+        plain, with_question = reference_nll(model, [1], seq), reference_nll(model, question, seq)
+        np.testing.assert_allclose(scores.nll[0], plain, atol=1e-4)
+        np.testing.assert_allclose(scores.nll[1], with_question, atol=1e-4)
+        np.testing.assert_allclose(scores.score, plain - with_question, atol=2e-4)
 
-    def keep_all(prompt: int, start: int, nll: np.ndarray) -> np.ndarray:
-        seen.setdefault(prompt, {})[start] = nll.copy()
-        return np.ones(nll.shape[1], dtype=bool)
 
-    scorer.iterative_nll([IterativePrompt(s, [[1], question]) for s in sequences], window=7, select=keep_all)
-    for i, seq in enumerate(sequences):
-        got = np.concatenate([seen[i][k] for k in sorted(seen[i])], axis=1)
-        np.testing.assert_allclose(got[0], reference_nll(model, [1], seq), atol=1e-4)
-        np.testing.assert_allclose(got[1], reference_nll(model, question, seq), atol=1e-4)
+def _pinned_rule(pinned: np.ndarray) -> KeepRule:
+    n = len(pinned)
+    return KeepRule(group=np.zeros(n, np.int64), pinned=pinned, take=np.zeros(n, np.int64))
 
 
 def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, decoder):
@@ -100,20 +100,51 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, 
     the kept tokens at their original positions. (Tokens kept from a partly pruned window keep the keys
     computed with their whole window in view, as in the reference implementation.)"""
     scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
-    seen: dict[tuple[int, int], np.ndarray] = {}
-
-    def drop_odd_windows(prompt: int, start: int, nll: np.ndarray) -> np.ndarray:
-        seen[(prompt, start)] = nll[0].copy()
-        return np.full(nll.shape[1], (start // 10) % 2 == 0)
-
-    scorer.iterative_nll([IterativePrompt(s, [[1]]) for s in sequences], window=10, select=drop_odd_windows)
+    prompts = [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) // 10) % 2 == 0)) for s in sequences]
+    results = scorer.iterative_nll(prompts, window=10)
     seq = sequences[4]  # 64 tokens: windows at 0, 10, ..., 60
     for start in (20, 40, 60):
         kept_index = [j for j in range(start) if (j // 10) % 2 == 0]
         window = seq[start : start + 10]
         positions = [0] + [1 + j for j in kept_index] + [1 + start + j for j in range(len(window))]
         expected = reference_nll(model, [1] + [seq[j] for j in kept_index], window, positions)
-        np.testing.assert_allclose(seen[(4, start)], expected, atol=1e-4)
+        np.testing.assert_allclose(results[4].nll[0, start : start + 10], expected, atol=1e-4)
+
+
+def test_keep_rule_takes_the_best_free_tokens_of_each_group(model, decoder):
+    """Quotas per (window, group), pinned tokens on top: the run conditions on exactly the tokens a plain host
+    loop over its scores picks (a second run that pins those tokens gives the same NLL everywhere)."""
+    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
+    rng = np.random.default_rng(3)
+    seq = rng.integers(3, 300, size=45).tolist()
+    group = np.repeat([0, 1, 2, 3], [12, 9, 14, 10])
+    pinned = rng.random(45) < 0.2
+    take = np.array([3, 0, 5, 2])[group]
+    window = 11
+    [scores] = scorer.iterative_nll([IterativePrompt(seq, [[1]], rule=KeepRule(group, pinned, take))], window=window)
+    kept = np.zeros(45, dtype=bool)
+    for start in range(0, 45, window):
+        span = np.arange(start, min(start + window, 45))
+        kept[span[pinned[span]]] = True
+        for g in np.unique(group[span]):
+            free = span[(group[span] == g) & ~pinned[span]]
+            kept[free[np.argsort(-scores.score[free], kind="stable")[: take[free[0]] if len(free) else 0]]] = True
+    assert kept.sum() == KeepRule(group, pinned, take).kept_per_window(window).sum() < 45
+    [replay] = scorer.iterative_nll([IterativePrompt(seq, [[1]], rule=_pinned_rule(kept))], window=window)
+    np.testing.assert_allclose(replay.nll, scores.nll, atol=1e-5)
+
+
+def test_window_keep_ranks_ties_and_unscorable_tokens_like_a_stable_sort():
+    from ctxcompress.engines.scorer import _window_keep
+
+    score = torch.tensor([[1.0, 3.0, 3.0, float("inf"), 2.0, 5.0, 0.0, 3.0]])
+    group = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    pinned = torch.tensor([[False, False, False, False, False, True, False, False]])
+    take = torch.tensor([[2, 2, 2, 2, 1, 1, 1, 1]])
+    valid = torch.tensor([[True] * 7 + [False]])
+    keep = _window_keep(score, group, pinned, take, valid)
+    # group 0: inf first, then the earlier of the tied 3.0s; group 1: pinned 5.0 plus the best free (2.0)
+    assert keep.tolist() == [[False, True, False, True, True, True, False, False]]
 
 
 def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequences, decoder):
@@ -122,21 +153,14 @@ def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequenc
     for a, b in zip(roomy.token_nll(sequences), capped.token_nll(sequences), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
-    def collect(store):
-        def select(prompt, start, nll):
-            store[(prompt, start)] = nll.copy()
-            return np.arange(nll.shape[1]) % 3 != 0
+    def prompts():
+        return [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) % 8) % 3 != 0)) for s in sequences]
 
-        return select
-
-    first: dict = {}
-    second: dict = {}
-    roomy.iterative_nll([IterativePrompt(s, [[1]]) for s in sequences], window=8, select=collect(first))
+    first = roomy.iterative_nll(prompts(), window=8)
     capped_iter = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096, oom_token_cap=150)
-    capped_iter.iterative_nll([IterativePrompt(s, [[1]]) for s in sequences], window=8, select=collect(second))
-    assert first.keys() == second.keys()
-    for key in first:
-        np.testing.assert_allclose(first[key], second[key], atol=1e-4)
+    second = capped_iter.iterative_nll(prompts(), window=8)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_allclose(a.nll, b.nll, atol=1e-4)
 
 
 def test_single_sequence_over_cap_is_a_clear_error(model, decoder):
