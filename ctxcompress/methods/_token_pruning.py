@@ -16,6 +16,8 @@ Algorithm (LLMLingua's iterative token-level compression, Jiang et al. 2023, §3
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -53,8 +55,12 @@ class PrunableDocument:
     def n_units(self) -> int:
         return len(self.unit_spans)
 
+    @functools.cached_property
+    def unit_texts(self) -> list[str]:
+        return [self.text[s:e] for s, e in self.unit_spans]
+
     def text_of(self, keep_units: np.ndarray) -> str:
-        return "".join(self.text[s:e] for (s, e), k in zip(self.unit_spans, keep_units, strict=True) if k)
+        return "".join(itertools.compress(self.unit_texts, keep_units.tolist()))
 
 
 @dataclass
@@ -69,17 +75,22 @@ class PruningPlan:
 
 
 def _units(offsets: list[tuple[int, int]], text_len: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Merge tokens whose character spans overlap (a multi-byte character split across byte tokens)."""
-    token_unit = np.zeros(len(offsets), dtype=np.int64)
-    starts: list[int] = []
-    reach = -1
-    for i, (start, end) in enumerate(offsets):
-        if not starts or start >= reach:
-            starts.append(start if starts else 0)
-        token_unit[i] = len(starts) - 1
-        reach = max(reach, end)
-    bounds = starts + [text_len]
-    return token_unit, [(bounds[u], bounds[u + 1]) for u in range(len(starts))]
+    """Merge tokens whose character spans overlap (a multi-byte character split across byte tokens).
+
+    A token starts a new unit when it starts at or after the furthest end reached by the tokens before it.
+    """
+    if not offsets:
+        return np.zeros(0, dtype=np.int64), []
+    spans = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    reach = np.maximum.accumulate(spans[:, 1])
+    opens = np.empty(len(spans), dtype=bool)
+    opens[0] = True
+    opens[1:] = spans[1:, 0] >= reach[:-1]
+    token_unit = np.cumsum(opens) - 1
+    starts = spans[opens, 0]
+    starts[0] = 0
+    bounds = np.append(starts, text_len).tolist()
+    return token_unit, list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def build_document(
