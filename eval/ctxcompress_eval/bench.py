@@ -59,6 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="threads sharing the model: each takes a slice of a batch, so one's host work overlaps another's GPU work",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="engine processes sharing the device (as `ctxcompress serve --workers N`): each loads the model and "
+        "takes a slice of a batch, so one's host work overlaps another's GPU work without sharing a GIL",
+    )
     parser.add_argument("--out", default="bench_out")
 
 
@@ -203,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
 
     compressor.compress_batch(requests[: min(8, len(requests))])  # warm-up (kernels, allocator)
+    engines = _EngineProcesses(args, requests[: min(8, len(requests))]) if args.processes > 1 else None
     table = []
     for batch in batch_sizes:
         count = max(batch, min(args.limit, len(requests)))
@@ -213,12 +221,21 @@ def run(args: argparse.Namespace) -> int:
         sync()
         started = time.perf_counter()
         results = []
-        for start in range(0, count, batch):
-            results += _compress(compressor, requests[start : start + batch], args.workers)
-        sync()
-        wall = time.perf_counter() - started
-        model_tokens = scorer.tokens_processed - tokens_before
-        input_tokens = sum(r.origin_tokens for r in results)
+        peak_gib = None
+        if engines is not None:
+            for start in range(0, count, batch):
+                results += engines.compress(requests[start : start + batch])
+            wall = time.perf_counter() - started
+            model_tokens, peak_gib = engines.collect_stats()
+        else:
+            for start in range(0, count, batch):
+                results += _compress(compressor, requests[start : start + batch], args.workers)
+            sync()
+            wall = time.perf_counter() - started
+            model_tokens = scorer.tokens_processed - tokens_before
+            if device.type == "cuda":
+                peak_gib = torch.cuda.max_memory_allocated() / 2**30
+        input_tokens = sum(r["origin_tokens"] for r in results)
         flops = 2 * params * model_tokens / wall
         table.append(
             {
@@ -229,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
                 "model_tokens_per_s": model_tokens / wall,
                 "achieved_tflops": flops / 1e12,
                 "pct_of_matmul_peak": 100 * flops / peak_flops,
-                "budget_error_max": max(abs(r.compressed_tokens / r.target_tokens - 1) for r in results),
-                "peak_gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
+                "budget_error_max": max(abs(r["compressed_tokens"] / r["target_tokens"] - 1) for r in results),
+                "peak_gpu_mem_gib": peak_gib,
             }
         )
         print(f"[bench] batch {batch}: {table[-1]['prompts_per_s']:.2f} prompts/s", file=sys.stderr, flush=True)
@@ -246,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))],
         "requests": len(latencies),
     }
+    if engines is not None:
+        engines.close()
     if args.profile:
         _profile(compressor, requests, out)
     if args.cprofile:
@@ -264,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         "dtype": str(default_dtype(device)),
         "torch_compile": bool(args.compile),
         "workers": args.workers,
+        "processes": args.processes,
         "decoder": getattr(scorer.decoder, "name", type(scorer.decoder).__name__),
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
@@ -283,16 +303,97 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compress(compressor, requests: list[dict], workers: int) -> list:  # noqa: ANN001
+def _counts(results: list) -> list[dict]:  # noqa: ANN001
+    return [
+        {"origin_tokens": r.origin_tokens, "compressed_tokens": r.compressed_tokens, "target_tokens": r.target_tokens}
+        for r in results
+    ]
+
+
+def _compress(compressor, requests: list[dict], workers: int) -> list[dict]:  # noqa: ANN001
     """``compress_batch`` of ``requests``, split into ``workers`` slices run by concurrent threads."""
     if workers <= 1 or len(requests) < 2 * workers:
-        return compressor.compress_batch(requests)
+        return _counts(compressor.compress_batch(requests))
     from concurrent.futures import ThreadPoolExecutor
 
     size = -(-len(requests) // workers)
     slices = [requests[i : i + size] for i in range(0, len(requests), size)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [result for part in pool.map(compressor.compress_batch, slices) for result in part]
+        return [result for part in pool.map(compressor.compress_batch, slices) for result in _counts(part)]
+
+
+def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:  # noqa: ANN001
+    """One engine process: its own scorer (same seed → same random weights) and Compressor; serves slices."""
+    import torch
+
+    from ctxcompress import Compressor
+    from ctxcompress.engines.device import resolve_device
+    from ctxcompress.pool import ModelPool
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    scorer, _ = _build_scorer(args, device, None)
+    pool = ModelPool(device=str(device))
+    pool.register("scorer", "smollm2-135m", scorer)
+    compressor = Compressor(pool=pool)
+    compressor.compress_batch(warmup)
+    conn.send("ready")
+    while (message := conn.recv()) is not None:
+        if message == "stats":
+            peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+            conn.send((scorer.tokens_processed, peak))
+            scorer.tokens_processed = 0
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            continue
+        results = _counts(compressor.compress_batch(message))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        conn.send(results)
+
+
+class _EngineProcesses:
+    """``--processes N``: N engine processes on one device, each taking a slice of every batch."""
+
+    def __init__(self, args: argparse.Namespace, warmup: list[dict]) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._conns, self._procs = [], []
+        for _ in range(args.processes):
+            parent, child = context.Pipe()
+            proc = context.Process(target=_engine_process, args=(args, warmup, child), daemon=True)
+            proc.start()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        for conn in self._conns:
+            if conn.recv() != "ready":
+                raise RuntimeError("engine process failed to start")
+        self.collect_stats()  # reset counters after warm-up
+
+    def compress(self, requests: list[dict]) -> list[dict]:
+        size = -(-len(requests) // len(self._conns))
+        slices = [requests[i : i + size] for i in range(0, len(requests), size)]
+        for conn, part in zip(self._conns, slices, strict=False):
+            conn.send(part)
+        return [result for conn, _ in zip(self._conns, slices, strict=False) for result in conn.recv()]
+
+    def collect_stats(self) -> tuple[int, float | None]:
+        """Model tokens since the last call, summed; peak device memory summed over processes (GiB)."""
+        tokens, peaks = 0, []
+        for conn in self._conns:
+            conn.send("stats")
+            done, peak = conn.recv()
+            tokens += done
+            peaks.append(peak)
+        return tokens, (sum(peaks) if all(p is not None for p in peaks) else None)
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.send(None)
+        for proc in self._procs:
+            proc.join(timeout=30)
 
 
 def _cprofile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN001
@@ -332,7 +433,8 @@ def _markdown(report: dict) -> str:
         f"# Benchmark: {report['what']}",
         "",
         f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}, "
-        f"decoder {report.get('decoder')}, torch.compile {'on' if report.get('torch_compile') else 'off'}); "
+        f"decoder {report.get('decoder')}, torch.compile {'on' if report.get('torch_compile') else 'off'}, "
+        f"engine processes {report.get('processes', 1)}, threads per engine {report.get('workers', 1)}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
         "| batch | prompts/s | input tok/s | model tok/s | TFLOP/s | % of matmul peak | max budget err | peak GiB |",
