@@ -1,10 +1,20 @@
-"""Device and dtype choice: bf16 on CUDA, fp32 on CPU (bf16 is slower than fp32 on common CPUs)."""
+"""Device and dtype choice.
+
+Models run in bf16 on CUDA and fp32 on CPU, except the causal-LM scorer (``scoring_dtype``), which also runs in
+bf16 on CPUs with AMX tile units (Intel Sapphire Rapids and later): there bf16 matrix products run ~6x faster
+than fp32 (measured on the 2-core dev machine: 1,955 vs 292 GFLOP/s; SmolLM2-135M forward 3.3x faster), and
+the GPU path already scores in bf16. ``CTXCOMPRESS_CPU_DTYPE=float32`` keeps the scorer in fp32.
+Without AMX, bf16 is slower than fp32 on CPU, so fp32 stays.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 
-__all__ = ["resolve_device", "default_dtype", "is_oom"]
+__all__ = ["resolve_device", "default_dtype", "scoring_dtype", "cpu_has_amx", "is_oom"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -19,6 +29,28 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def scoring_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on CUDA and on AMX CPUs (unless ``CTXCOMPRESS_CPU_DTYPE=float32``), else fp32."""
+    if device.type == "cpu":
+        choice = os.environ.get("CTXCOMPRESS_CPU_DTYPE", "auto").lower()
+        if choice not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"CTXCOMPRESS_CPU_DTYPE={choice!r}: use auto, float32 or bfloat16")
+        if choice == "bfloat16" or (choice == "auto" and cpu_has_amx()):
+            return torch.bfloat16
+        return torch.float32
+    return default_dtype(device)
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """True when the CPU has AMX tile units and the OS lets this process use them."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_amx_tile_supported() and cpu._init_amx())  # type: ignore[union-attr]
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -33,7 +33,7 @@ import torch
 
 from ctxcompress.batching import plan_batches
 from ctxcompress.engines.decoder import AttentionPlan, build_decoder
-from ctxcompress.engines.device import default_dtype, is_oom, resolve_device
+from ctxcompress.engines.device import is_oom, resolve_device, scoring_dtype
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.errors import ModelError
 
@@ -167,7 +167,7 @@ class CausalLMScorer:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir,
-                dtype=default_dtype(torch_device),
+                dtype=scoring_dtype(torch_device),
                 attn_implementation="sdpa",
                 trust_remote_code=False,
                 use_safetensors=True,

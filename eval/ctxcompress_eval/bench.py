@@ -106,13 +106,13 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from ctxcompress.engines.device import default_dtype
+    from ctxcompress.engines.device import scoring_dtype
     from ctxcompress.engines.scorer import CausalLMScorer
     from ctxcompress.models import default_registry
 
     model_dir = args.model_dir or default_registry().resolve("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    dtype = default_dtype(device)
+    dtype = scoring_dtype(device)
     if args.random_weights:
         torch.manual_seed(0)
         config = AutoConfig.from_pretrained(model_dir)
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ctxcompress import Compressor
-    from ctxcompress.engines.device import default_dtype, resolve_device
+    from ctxcompress.engines.device import resolve_device, scoring_dtype
     from ctxcompress.pool import ModelPool
 
     if args.threads:
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
-    peak_flops = _matmul_rate(device, default_dtype(device))
+    peak_flops = _matmul_rate(device, scoring_dtype(device))
 
     def sync() -> None:
         if device.type == "cuda":
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         else "real SmolLM2-135M-Instruct weights",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),
-        "dtype": str(default_dtype(device)),
+        "dtype": str(scoring_dtype(device)),
         "torch_compile": bool(args.compile),
         "workers": args.workers,
         "processes": args.processes,

@@ -21,7 +21,7 @@ from ctxcompress_service.proxy import ChatProxy
 from ctxcompress_service.routes import chat, compress, info
 from ctxcompress_service.settings import Settings
 
-__all__ = ["build_app", "build_engine"]
+__all__ = ["app_from_env", "build_app", "build_engine"]
 
 logger = logging.getLogger("ctxcompress.service")
 
@@ -78,6 +78,11 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompres
     except Exception as exc:  # the service stays up (healthz) and reports why it is not ready
         app.state.not_ready_reason = f"model preparation failed: {type(exc).__name__}: {exc}"
         logger.exception("model preparation failed")
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from ``CTXCOMPRESS_*`` alone (each ``--workers`` process calls this)."""
+    return build_app(Settings())
 
 
 def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory | None = None) -> FastAPI:

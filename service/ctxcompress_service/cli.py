@@ -2,6 +2,8 @@
 
 Flags override the ``CTXCOMPRESS_*`` environment (see :mod:`ctxcompress_service.settings`). SIGTERM/SIGINT
 drain gracefully: uvicorn stops accepting, lets in-flight requests finish, then the engine drains and stops.
+``--workers N`` runs N server processes on the port (uvicorn's supervisor), each building the app from the
+environment with :func:`ctxcompress_service.app.app_from_env`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto | cpu | cuda:0,cuda:1 (env CTXCOMPRESS_DEVICE)")
     parser.add_argument("--upstream-url", default=None, help="OpenAI-compatible base URL for the chat proxy")
     parser.add_argument("--log-level", default=None, help="debug | info | warning (env CTXCOMPRESS_LOG_LEVEL)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="server processes, each with its own engine (env CTXCOMPRESS_WORKERS)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,17 +43,24 @@ def run(args: argparse.Namespace) -> int:
             "device": args.device,
             "upstream_url": args.upstream_url,
             "log_level": args.log_level,
+            "workers": args.workers,
         }.items()
         if value is not None
     }
     settings = Settings(**overrides)
     log_config = configure_logging(settings.log_level)
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
-    )
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": log_config,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
+    }
+    if settings.workers == 1:
+        uvicorn.run(build_app(settings), **common)
+        return 0
+    # Worker processes rebuild the settings from the environment, so the flags travel there.
+    for key, value in overrides.items():
+        os.environ[f"CTXCOMPRESS_{key.upper()}"] = str(value)
+    uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=settings.workers, **common)
     return 0

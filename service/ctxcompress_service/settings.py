@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     device: CommaList = Field(default_factory=lambda: ["auto"])
     """Devices, one worker each: ``auto`` (every GPU, else CPU), ``cpu``, ``cuda:0,cuda:1``."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes on the one port, each with its own engine and models. On a GPU, several processes share
+    it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do
+    (measured in eval/results/bench_h100). Metrics are per process."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True

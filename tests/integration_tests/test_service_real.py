@@ -102,3 +102,48 @@ def test_real_model_compress_then_graceful_sigterm(served) -> None:  # noqa: ANN
     assert outcome["r"].json()["compressed_tokens"] <= outcome["r"].json()["target_tokens"]
     log = process.stdout.read() if process.stdout else ""
     assert '"msg": "stopped"' in log and "Application shutdown complete" in log
+
+
+def test_two_worker_processes_serve_one_port(tmp_path) -> None:  # noqa: ANN001
+    """``serve --workers 2``: uvicorn's supervisor runs two server processes (each its own engine and model);
+    concurrent requests on the one port are all answered, and SIGTERM stops the supervisor and both."""
+    port = free_port()
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "CTXCOMPRESS_WARMUP": "false", "CTXCOMPRESS_REQUEST_TIMEOUT_S": "600"}
+    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", "cpu", "--port", str(port)]
+    command += ["--workers", "2"]
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            try:
+                if len(children) == 2 and httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no two ready workers: {(tmp_path / 'serve.log').read_text()[-3000:]}")
+        rows = nq_rows(4, gold=9)
+        results: list[CompressionResult] = []
+
+        def call(row: dict) -> None:
+            with CtxCompressClient(url, timeout=600) as client:
+                results.append(client.compress(nq_request(row, docs=3)))
+
+        threads = [threading.Thread(target=call, args=(row,)) for row in rows]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(600)
+        assert len(results) == 4
+        assert all(r.compressed_tokens <= r.target_tokens < r.origin_tokens for r in results)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("supervisor did not stop on SIGTERM")
