@@ -47,24 +47,53 @@ def test_answer_survives_2x_compression_for_most(long_results, rows):
     assert kept >= 4, kept
 
 
-def test_batching_does_not_change_outputs_beyond_float_noise(real_compressor, rows, long_results):
-    """The batched path (all prompts' windows in lock-step, padded batches) against one request at a time."""
+@pytest.fixture(scope="module")
+def fp32_compressor():
+    """A CPU compressor whose scorer runs in fp32 even on AMX CPUs (where the default is bf16)."""
+    from ctxcompress import Compressor
+
+    previous = os.environ.get("CTXCOMPRESS_CPU_DTYPE")
+    os.environ["CTXCOMPRESS_CPU_DTYPE"] = "float32"
+    try:
+        compressor = Compressor(device="cpu")
+        compressor.pool.scorer("smollm2-135m")  # loaded now, while the setting holds
+    finally:
+        if previous is None:
+            del os.environ["CTXCOMPRESS_CPU_DTYPE"]
+        else:
+            os.environ["CTXCOMPRESS_CPU_DTYPE"] = previous
+    return compressor
+
+
+def _long_request(row: dict) -> dict:
+    documents = nq_documents(row)
+    return {"method": "longllmlingua", "documents": documents, "question": row["question"], "budget": {"rate": 0.5}}
+
+
+def test_batching_does_not_change_outputs_beyond_float_noise(fp32_compressor, rows):
+    """In fp32, the batched path (all prompts' windows in lock-step, padded batches) equals one request at a time
+    up to float noise: same rankings, same answers, >= 98% identical words."""
     import difflib
 
-    for row, batched in zip(rows[:3], long_results, strict=False):
-        alone = real_compressor.compress(
-            {
-                "method": "longllmlingua",
-                "documents": nq_documents(row),
-                "question": row["question"],
-                "budget": {"rate": 0.5},
-            }
-        )
+    batched_results = fp32_compressor.compress_batch([_long_request(row) for row in rows[:3]])
+    for row, batched in zip(rows[:3], batched_results, strict=True):
+        alone = fp32_compressor.compress(_long_request(row))
         assert alone.ranking == batched.ranking
         kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
         assert kept[0] == kept[1]
         words = alone.prompt.split(), batched.prompt.split()
         assert difflib.SequenceMatcher(a=words[0], b=words[1], autojunk=False).ratio() >= 0.98
+
+
+def test_batching_keeps_rankings_and_answers_in_the_default_dtype(real_compressor, rows, long_results):
+    """In the default scoring dtype (bf16 on CUDA and AMX CPUs) batch shapes change bf16 rounding, so token-level
+    choices differ (measured: 73-100% identical words over these rows); the top of the ranking and whether the
+    answer survives must not."""
+    for row, batched in zip(rows, long_results, strict=True):
+        alone = real_compressor.compress(_long_request(row))
+        assert alone.ranking[:3] == batched.ranking[:3]
+        kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
+        assert kept[0] == kept[1]
 
 
 def test_llmlingua_meets_budget_on_real_model(real_compressor, rows):

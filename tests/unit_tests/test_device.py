@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctxcompress.engines.device import cpu_has_amx, scoring_dtype
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_cpu_scoring_dtype_follows_the_setting(monkeypatch, setting, expected):
+    monkeypatch.setenv("CTXCOMPRESS_CPU_DTYPE", setting)
+    assert scoring_dtype(torch.device("cpu")) == expected
+
+
+def test_cpu_scoring_dtype_auto_is_bf16_only_with_amx(monkeypatch):
+    monkeypatch.delenv("CTXCOMPRESS_CPU_DTYPE", raising=False)
+    assert scoring_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+
+
+def test_unknown_cpu_dtype_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("CTXCOMPRESS_CPU_DTYPE", "float16")
+    with pytest.raises(ValueError, match="CTXCOMPRESS_CPU_DTYPE"):
+        scoring_dtype(torch.device("cpu"))
