@@ -50,6 +50,7 @@ class PrunableDocument:
     unit_spans: list[tuple[int, int]]
     unit_forced: np.ndarray  # bool per unit
     rate: float  # planned share of units to keep
+    unit_protected_span: np.ndarray | None = None  # per unit, index of the protected span it overlaps, or -1
 
     @property
     def n_units(self) -> int:
@@ -105,14 +106,16 @@ def build_document(
     """Split ``text`` (tokenized as ``encoding``: ids and character offsets) into units; mark protected ones."""
     ids, offsets = encoding
     token_unit, unit_spans = _units(offsets, len(text))
-    forced = np.zeros(len(unit_spans), dtype=bool)
+    span_of_unit = np.full(len(unit_spans), -1, dtype=np.int64)
     spans = protected_spans(text, kinds=protect, force_tokens=force_tokens)
     if spans:
         starts = np.array([s for s, _ in unit_spans])
         ends = np.array([e for _, e in unit_spans])
-        for p_start, p_end in spans:
-            forced |= (starts < p_end) & (ends > p_start) & (ends > starts)
-    return PrunableDocument(index, text, ids, token_unit, unit_spans, forced, min(max(rate, 0.0), 1.0))
+        for number, (p_start, p_end) in reversed(list(enumerate(spans))):  # a unit over two spans joins the first
+            span_of_unit[(starts < p_end) & (ends > p_start) & (ends > starts)] = number
+    forced = span_of_unit >= 0
+    rate = min(max(rate, 0.0), 1.0)
+    return PrunableDocument(index, text, ids, token_unit, unit_spans, forced, rate, span_of_unit)
 
 
 def build_plan(scorer: CausalLMScorer, documents: list[PrunableDocument]) -> PruningPlan:
@@ -212,7 +215,8 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
     low, high = 0.0, max(1.0 / max(d.rate, 1e-6) for d in docs) if docs else 1.0
     best = texts_at(low)
     low_count = prepared.count_prompt(best)
-    if low_count > budget:  # protected spans alone exceed the budget: best effort
+    if low_count > budget:  # protected spans alone exceed the budget: keep the best whole spans that fit
+        best = _best_protected_spans(prepared, docs, plan.token_scores)
         return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
     high_texts = texts_at(high)
     high_count = prepared.count_prompt(high_texts)
@@ -239,6 +243,39 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
                     f_low /= 2
                 side = -1
     return [KeptDocument(index=doc.index, text=text) for doc, text in zip(docs, best, strict=True)]
+
+
+def _best_protected_spans(
+    prepared: PreparedRequest, docs: list[PrunableDocument], token_scores: list[np.ndarray]
+) -> list[str]:
+    """Texts keeping only whole protected spans, the highest-scoring ones that fit the budget.
+
+    Used when the protected spans alone exceed the budget: a span (a number, URL, code block) is kept whole or
+    dropped whole, never cut. Spans are ranked by their best unit's score across all documents; the number kept
+    is the largest that fits, found by bisection on exact target-token counts.
+    """
+    spans = []  # (score, document position, span id)
+    for position, (doc, scores) in enumerate(zip(docs, token_scores, strict=True)):
+        span_of_unit = doc.unit_protected_span if doc.unit_protected_span is not None else np.full(doc.n_units, -1)
+        unit_scores = _unit_scores(doc, scores)
+        for span in np.unique(span_of_unit[span_of_unit >= 0]):
+            spans.append((float(unit_scores[span_of_unit == span].max()), position, int(span)))
+    spans.sort(key=lambda item: -item[0])  # stable: equal scores keep document order
+
+    def texts_with(count: int) -> list[str]:
+        keep = [np.zeros(d.n_units, dtype=bool) for d in docs]
+        for _, position, span in spans[:count]:
+            keep[position] |= docs[position].unit_protected_span == span
+        return [doc.text_of(mask) for doc, mask in zip(docs, keep, strict=True)]
+
+    low, high = 0, len(spans)  # texts_with(low) fits (nothing kept); find the largest count that fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if prepared.count_prompt(texts_with(middle)) <= prepared.target_tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return texts_with(low)
 
 
 def finish_results(

@@ -13,8 +13,13 @@ def test_cpu_scoring_dtype_follows_the_setting(monkeypatch, setting, expected):
 
 
 def test_cpu_scoring_dtype_auto_is_bf16_only_with_amx(monkeypatch):
-    monkeypatch.delenv("CTXCOMPRESS_CPU_DTYPE", raising=False)
+    monkeypatch.setenv("CTXCOMPRESS_CPU_DTYPE", "auto")
     assert scoring_dtype(torch.device("cpu")) == (torch.bfloat16 if cpu_has_amx() else torch.float32)
+
+
+def test_cpu_scoring_defaults_to_fp32(monkeypatch):
+    monkeypatch.delenv("CTXCOMPRESS_CPU_DTYPE", raising=False)
+    assert scoring_dtype(torch.device("cpu")) == torch.float32
 
 
 def test_unknown_cpu_dtype_is_a_clear_error(monkeypatch):
