@@ -19,41 +19,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-API_KEY = "fuzz-key"
-
 
 def main() -> int:
-    import torch
-    from ctxcompress_service import Settings, build_app, build_engine
-    from ctxcompress_service.testing import ServiceThread
-
-    from ctxcompress import Compressor
-    from ctxcompress.pool import ModelPool
-    from tests.reliability.fuzz import run_fuzz
+    from tests.reliability.fuzz import FUZZ_API_KEY, fuzz_target, run_fuzz
     from tests.reliability.server import tiny_scorer
-    from tests.reliability.upstream import fake_openai
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=200, help="max examples per operation and mode")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    pool = ModelPool(device="cpu")
-    pool.register("scorer", "smollm2-135m", tiny_scorer())
-    with ServiceThread(fake_openai()) as upstream:
-        settings = Settings(
-            _env_file=None,
-            device=["cpu"],
-            preload_models=[],
-            warmup=False,
-            default_method="llmlingua",
-            api_keys=[API_KEY],
-            upstream_url=f"{upstream.url}/v1",
-        )
-        app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
-        with ServiceThread(app) as service:
-            report = run_fuzz(service.url, max_examples=args.examples, seed=args.seed, api_key=API_KEY)
+    with fuzz_target(tiny_scorer()) as url:
+        report = run_fuzz(url, max_examples=args.examples, seed=args.seed, api_key=FUZZ_API_KEY)
     print(f"{'operation':<28} {'mode':<9} {'cases':>6} {'failures':>8}  statuses")
     for op in report.operations:
         statuses = " ".join(f"{s}:{n}" for s, n in sorted(op.statuses.items()))

@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.tiny_models
 DATA = ROOT.parent / "shared" / "data" / "nq_multidoc" / "20docs" / "gold_at_9.jsonl.gz"
 
 
@@ -68,30 +69,20 @@ def random_scorer(kind: str, model_dir: str | None, pool: object) -> object:
     """Random weights with SmolLM2's tokenizer: ``tiny`` (2 layers, width 64: service mechanics) or ``random``
     (SmolLM2-135M's own architecture: the real model's compute, meaningless scores)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ctxcompress.engines.device import default_dtype
     from ctxcompress.engines.scorer import CausalLMScorer
+    from tests.tiny_models import tiny_llama
 
-    torch.manual_seed(0)
     model_dir = model_dir or pool.registry.resolve("smollm2-135m")  # type: ignore[attr-defined]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if kind == "tiny":
-        config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
+        model = tiny_llama(tokenizer, max_positions=4096)
     else:
-        config = AutoConfig.from_pretrained(model_dir)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir), attn_implementation="sdpa")
     device = pool.device  # type: ignore[attr-defined]
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
     model = model.to(device=device, dtype=default_dtype(device)).eval()
     return CausalLMScorer(model, tokenizer, max_batch_tokens=pool.max_batch_tokens)  # type: ignore[attr-defined]
 

@@ -69,25 +69,13 @@ def smollm2_dir() -> str:
 @pytest.fixture(scope="session")
 def tiny_scorer(smollm2_dir: str):
     """A 2-layer randomly initialised Llama with SmolLM2's real tokenizer (fast; mechanics only)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from ctxcompress.engines.scorer import CausalLMScorer
+    from tests.tiny_models import tiny_llama
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return CausalLMScorer(LlamaForCausalLM(config).eval(), tokenizer, max_batch_tokens=2048)
+    return CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, max_batch_tokens=2048)
 
 
 @pytest.fixture()
@@ -168,25 +156,13 @@ def classifier_dir(tmp_path_factory, bert_tokenizer) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_generator(smollm2_dir):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from ctxcompress.engines.generator import Generator
+    from tests.tiny_models import tiny_llama
 
-    torch.manual_seed(2)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return Generator(LlamaForCausalLM(config), tokenizer, max_batch_tokens=4096)
+    return Generator(tiny_llama(tokenizer, seed=2), tokenizer, max_batch_tokens=4096)
 
 
 @pytest.fixture(scope="session")

@@ -355,12 +355,13 @@ class CausalLMScorer:
             nll = self._nll_rows(predictors, tokens, lengths_host)
             nll_all[:, start : start + width] = nll
             # Ranking score per prompt: weighted sum of its streams' NLL; tokens without one rank first.
-            score = (nll[stream_rows_dev] * weights_dev[:, :, None]).nan_to_num(nan=0.0).sum(dim=1)
+            streams = nll[stream_rows_dev]  # [P, S, W]
+            score = (streams * weights_dev[:, :, None]).nan_to_num(nan=0.0).sum(dim=1)
             prompt_valid = token_valid[stream_rows_dev[:, 0]]
-            score = torch.where(nll[stream_rows_dev[:, 0]].isnan(), float("inf"), score)
+            score = torch.where(streams[:, 0].isnan(), float("inf"), score)
             score_all[:, start : start + width] = torch.where(prompt_valid, score, float("nan"))
             span = slice(start, start + width)
-            keep = _window_keep(score, group[:, span], pinned[:, span] & prompt_valid, take[:, span], prompt_valid)
+            keep = _window_keep(score, group[:, span], pinned[:, span], take[:, span], prompt_valid)
             state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
         nll_host, score_host = nll_all.cpu().numpy(), score_all.cpu().numpy()
         results = []

@@ -48,9 +48,13 @@ class PrunableDocument:
     token_ids: list[int]
     token_unit: np.ndarray  # unit index of each token
     unit_spans: list[tuple[int, int]]
-    unit_forced: np.ndarray  # bool per unit
+    unit_protected_span: np.ndarray  # per unit, index of the protected span it overlaps, or -1
     rate: float  # planned share of units to keep
-    unit_protected_span: np.ndarray | None = None  # per unit, index of the protected span it overlaps, or -1
+
+    @functools.cached_property
+    def unit_forced(self) -> np.ndarray:
+        """Units that overlap a protected span (always kept while the spans fit the budget)."""
+        return self.unit_protected_span >= 0
 
     @property
     def n_units(self) -> int:
@@ -113,9 +117,7 @@ def build_document(
         ends = np.array([e for _, e in unit_spans])
         for number, (p_start, p_end) in reversed(list(enumerate(spans))):  # a unit over two spans joins the first
             span_of_unit[(starts < p_end) & (ends > p_start) & (ends > starts)] = number
-    forced = span_of_unit >= 0
-    rate = min(max(rate, 0.0), 1.0)
-    return PrunableDocument(index, text, ids, token_unit, unit_spans, forced, rate, span_of_unit)
+    return PrunableDocument(index, text, ids, token_unit, unit_spans, span_of_unit, min(max(rate, 0.0), 1.0))
 
 
 def build_plan(scorer: CausalLMScorer, documents: list[PrunableDocument]) -> PruningPlan:
@@ -256,7 +258,7 @@ def _best_protected_spans(
     """
     spans = []  # (score, document position, span id)
     for position, (doc, scores) in enumerate(zip(docs, token_scores, strict=True)):
-        span_of_unit = doc.unit_protected_span if doc.unit_protected_span is not None else np.full(doc.n_units, -1)
+        span_of_unit = doc.unit_protected_span
         unit_scores = _unit_scores(doc, scores)
         for span in np.unique(span_of_unit[span_of_unit >= 0]):
             spans.append((float(unit_scores[span_of_unit == span].max()), position, int(span)))

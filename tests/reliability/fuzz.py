@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +21,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Unsatisfiable
 
-__all__ = ["FuzzReport", "run_fuzz"]
+__all__ = ["FUZZ_API_KEY", "FuzzReport", "fuzz_target", "run_fuzz"]
+
+FUZZ_API_KEY = "fuzz-key"
 
 
 @dataclass
@@ -161,3 +165,37 @@ def run_fuzz(
             )
     report.seconds = time.monotonic() - started
     return report
+
+
+@contextmanager
+def fuzz_target(scorer: Any) -> Iterator[str]:
+    """The service on loopback, on ``scorer``, with an API key (``FUZZ_API_KEY``) and a fake OpenAI upstream behind
+    the proxy; yields its base URL. One torch thread while it runs."""
+    import torch
+    from ctxcompress_service import Settings, build_app, build_engine
+    from ctxcompress_service.testing import ServiceThread
+
+    from ctxcompress import Compressor
+    from ctxcompress.pool import ModelPool
+    from tests.reliability.upstream import fake_openai
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ModelPool(device="cpu")
+    pool.register("scorer", "smollm2-135m", scorer)
+    try:
+        with ServiceThread(fake_openai()) as upstream:
+            settings = Settings(
+                _env_file=None,
+                device=["cpu"],
+                preload_models=[],
+                warmup=False,
+                default_method="llmlingua",
+                api_keys=[FUZZ_API_KEY],
+                upstream_url=f"{upstream.url}/v1",
+            )
+            app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
+            with ServiceThread(app) as service:
+                yield service.url
+    finally:
+        torch.set_num_threads(before)

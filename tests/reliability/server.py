@@ -33,26 +33,14 @@ def free_port() -> int:
 
 def tiny_scorer(max_batch_tokens: int = 4096) -> Any:
     """The unit tests' tiny random Llama with the embedded SmolLM2 tokenizer (fast; mechanics only)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from ctxcompress.engines.scorer import CausalLMScorer
     from ctxcompress.models import default_registry
+    from tests.tiny_models import tiny_llama
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(default_registry().resolve("smollm2-135m"))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return CausalLMScorer(LlamaForCausalLM(config).eval(), tokenizer, max_batch_tokens=max_batch_tokens)
+    return CausalLMScorer(tiny_llama(tokenizer, max_positions=4096), tokenizer, max_batch_tokens=max_batch_tokens)
 
 
 def serve(args: argparse.Namespace) -> None:
