@@ -98,9 +98,8 @@ class FusedLlamaDecoder:
     def __call__(self, tokens: torch.Tensor, plan: AttentionPlan, cache: KVBuffer) -> torch.Tensor:
         hidden = F.embedding(tokens, self.embed)
         cos, sin = self._rotary(plan.positions)
-        causal = plan.causal_only and cache.length == 0
         # One mask per pass: query rows repeated per head of a KV group (see _attend).
-        mask = None if causal else additive_mask(plan.allowed.repeat(1, self.group, 1), self.dtype)
+        mask = None if plan.causal_only else additive_mask(plan.allowed.repeat(1, self.group, 1), self.dtype)
         n_qk = (self.num_heads + self.num_kv_heads) * self.head_dim
         with attention_backends():  # never cuDNN: it plans per shape
             for index, layer in enumerate(self.layers):

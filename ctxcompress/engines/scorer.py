@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ctxcompress.batching import plan_batches
+from ctxcompress.engines.cuda_graphs import StaticShapeRunner
 from ctxcompress.engines.decoder import AttentionPlan, build_decoder
 from ctxcompress.engines.device import is_oom, resolve_device, scoring_dtype
 from ctxcompress.engines.kv_buffer import KVBuffer
@@ -123,6 +124,9 @@ class CausalLMScorer:
             ``transformers``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with
             ``ctxcompress bench``).
+        graphs: small passes (up to ``graph_max_tokens`` cache slots) at bucketed static shapes, replayed as
+            CUDA graphs (``engines/cuda_graphs.py``). ``auto``: on CUDA with the fused decoder; ``on``: also on
+            CPU, where the static shapes run eagerly (for tests); ``off``.
     """
 
     def __init__(
@@ -135,6 +139,8 @@ class CausalLMScorer:
         oom_token_cap: int | None = None,
         decoder: str = "auto",
         compile: bool = False,
+        graphs: str = "auto",
+        graph_max_tokens: int = 16384,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -155,6 +161,8 @@ class CausalLMScorer:
         self.bos_ids: list[int] = [] if bos is None else [int(bos)]
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else (bos if bos is not None else 0))
+        self.graphs: StaticShapeRunner | None = None
+        self.set_graphs(graphs, max_tokens=graph_max_tokens)
         self.tokens_processed = 0  # forward-pass tokens (real, not padding), for throughput accounting
         self._counter_lock = threading.Lock()
 
@@ -175,6 +183,31 @@ class CausalLMScorer:
         except Exception as exc:
             raise ModelError(f"could not load causal LM from {model_dir}: {exc}") from exc
         return cls(model, tokenizer, **kwargs)  # type: ignore[arg-type]
+
+    def set_graphs(self, graphs: str, *, max_tokens: int = 16384) -> None:
+        """Turn static-shape passes (CUDA graphs) ``auto``/``on``/``off``; see the constructor's ``graphs``."""
+        from ctxcompress.engines.fused_llama import FusedLlamaDecoder
+
+        if graphs not in ("auto", "on", "off"):
+            raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
+        fused = isinstance(self.decoder, FusedLlamaDecoder)
+        if graphs == "off" or (graphs == "auto" and not (fused and self.device.type == "cuda")):
+            self.graphs = None
+        elif not fused:
+            raise ValueError("static-shape passes (graphs='on') need the fused decoder")
+        else:
+            self.graphs = StaticShapeRunner(
+                self.decoder,
+                num_layers=int(self.config.num_hidden_layers),
+                kv_heads=self.decoder.num_kv_heads,
+                head_dim=self.decoder.head_dim,
+                dtype=self.dtype,
+                device=self.device,
+                pad_id=self.pad_id,
+                max_tokens=max_tokens,
+                capture=self.device.type == "cuda",
+            )
+        self._run_decoder = self.graphs if self.graphs is not None else self.decoder
 
     @property
     def num_parameters(self) -> int:
@@ -256,7 +289,7 @@ class CausalLMScorer:
             ) + self._score_with_retry(seqs[half:], firsts[half:], prefix_state, ids[half:])
 
     def _prefix_state(self, prefix_ids: list[int]) -> _StreamState:
-        state = self._start_streams([prefix_ids], extra_capacity=0)
+        state = self._start_streams([prefix_ids], extra_capacity=0, static=False)
         state.uniform = True  # one fully kept prefix, shared by every row it is expanded to
         return state
 
@@ -267,8 +300,12 @@ class CausalLMScorer:
         width = int(lengths_host.max())
         ids = self._padded(seqs, width)
         token_valid = torch.arange(width, device=self.device)[None, :] < self._to_device(lengths_host)[:, None]
-        state = _expand_state(prefix_state, batch, width) if prefix_state is not None else None
-        hidden = self._forward(ids, token_valid, state, int(lengths_host.sum()))
+        state = self._expand_state(prefix_state, batch, width) if prefix_state is not None else None
+        try:
+            hidden = self._forward(ids, token_valid, state, int(lengths_host.sum()))
+        finally:
+            if state is not None:
+                state.cache.release()
         # The hidden state at t predicts token t+1; the prefix's last hidden state predicts token 0 (without a
         # cached prefix, token 0 has no prediction).
         if state is not None:
@@ -341,28 +378,31 @@ class CausalLMScorer:
         prompt_of_row = self._to_device(np.array([p_i for p_i, _ in owners], dtype=np.int64))
 
         state = self._start_streams([prompts[p].prefixes[s] for p, s in owners], extra_capacity=longest)
-        nll_all = torch.full((len(owners), longest), float("nan"), device=self.device)
-        score_all = torch.full((n_prompts, longest), float("nan"), device=self.device)
-        for step, start in enumerate(range(0, longest, window)):
-            chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
-            width = max(len(c) for c in chunks)
-            lengths_host = np.array([len(c) for c in chunks], dtype=np.int64)
-            tokens = self._padded(chunks, width)
-            lengths = self._to_device(lengths_host)
-            token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
-            hidden = self._forward(tokens, token_valid, state, int(lengths_host.sum()))
-            predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
-            nll = self._nll_rows(predictors, tokens, lengths_host)
-            nll_all[:, start : start + width] = nll
-            # Ranking score per prompt: weighted sum of its streams' NLL; tokens without one rank first.
-            streams = nll[stream_rows_dev]  # [P, S, W]
-            score = (streams * weights_dev[:, :, None]).nan_to_num(nan=0.0).sum(dim=1)
-            prompt_valid = token_valid[stream_rows_dev[:, 0]]
-            score = torch.where(streams[:, 0].isnan(), float("inf"), score)
-            score_all[:, start : start + width] = torch.where(prompt_valid, score, float("nan"))
-            span = slice(start, start + width)
-            keep = _window_keep(score, group[:, span], pinned[:, span], take[:, span], prompt_valid)
-            state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
+        try:
+            nll_all = torch.full((len(owners), longest), float("nan"), device=self.device)
+            score_all = torch.full((n_prompts, longest), float("nan"), device=self.device)
+            for step, start in enumerate(range(0, longest, window)):
+                chunks = [prompts[p].tokens[start : start + window] for p, _ in owners]
+                width = max(len(c) for c in chunks)
+                lengths_host = np.array([len(c) for c in chunks], dtype=np.int64)
+                tokens = self._padded(chunks, width)
+                lengths = self._to_device(lengths_host)
+                token_valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+                hidden = self._forward(tokens, token_valid, state, int(lengths_host.sum()))
+                predictors = torch.cat([state.last_hidden[:, None, :], hidden[:, :-1]], dim=1)
+                nll = self._nll_rows(predictors, tokens, lengths_host)
+                nll_all[:, start : start + width] = nll
+                # Ranking score per prompt: weighted sum of its streams' NLL; tokens without one rank first.
+                streams = nll[stream_rows_dev]  # [P, S, W]
+                score = (streams * weights_dev[:, :, None]).nan_to_num(nan=0.0).sum(dim=1)
+                prompt_valid = token_valid[stream_rows_dev[:, 0]]
+                score = torch.where(streams[:, 0].isnan(), float("inf"), score)
+                score_all[:, start : start + width] = torch.where(prompt_valid, score, float("nan"))
+                span = slice(start, start + width)
+                keep = _window_keep(score, group[:, span], pinned[:, span], take[:, span], prompt_valid)
+                state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
+        finally:
+            state.cache.release()  # a static cache goes back to its runner
         nll_host, score_host = nll_all.cpu().numpy(), score_all.cpu().numpy()
         results = []
         row = 0
@@ -372,22 +412,30 @@ class CausalLMScorer:
             row += streams
         return results
 
-    def _start_streams(self, prefixes: list[list[int]], *, extra_capacity: int) -> _StreamState:
-        """Run the prefixes and return a state whose cache holds all of them (room for ``extra_capacity``)."""
+    def _start_streams(self, prefixes: list[list[int]], *, extra_capacity: int, static: bool = True) -> _StreamState:
+        """Run the prefixes and return a state whose cache holds all of them (room for ``extra_capacity``).
+
+        With ``static`` the cache may be a static one lent by the graph runner: the caller releases it.
+        """
         batch = len(prefixes)
         width = max(len(p) for p in prefixes)
         tokens = self._padded(prefixes, width)
         lengths = self._to_device(np.array([len(p) for p in prefixes], dtype=np.int64))
         valid = torch.arange(width, device=self.device)[None, :] < lengths[:, None]
+        cache = self._new_cache(batch, width + extra_capacity, static=static)
         empty = _StreamState(
-            cache=KVBuffer(self.config.num_hidden_layers, width + extra_capacity),
+            cache=cache,
             valid=torch.zeros((batch, 0), dtype=torch.bool, device=self.device),
             kv_pos=torch.zeros((batch, 0), dtype=torch.long, device=self.device),
             next_pos=torch.zeros(batch, dtype=torch.long, device=self.device),
             last_hidden=torch.zeros((batch, self.config.hidden_size), dtype=self.dtype, device=self.device),
         )
-        hidden = self._forward(tokens, valid, empty, sum(len(p) for p in prefixes))
-        return self._commit(empty, hidden, valid, lengths, slots=width)
+        try:
+            hidden = self._forward(tokens, valid, empty, sum(len(p) for p in prefixes))
+            return self._commit(empty, hidden, valid, lengths, slots=width)
+        except BaseException:
+            cache.release()
+            raise
 
     def _commit(
         self, state: _StreamState, hidden: torch.Tensor, keep: torch.Tensor, lengths: torch.Tensor, *, slots: int
@@ -444,7 +492,7 @@ class CausalLMScorer:
             cache: KVBuffer = state.cache
             kv_pos = torch.cat([state.kv_pos, positions], dim=1)
         else:
-            cache = KVBuffer(self.config.num_hidden_layers, width)
+            cache = self._new_cache(batch, width)
             kv_pos = positions
         old_len = kv_pos.shape[1] - width
         # Causal over physical cache slots (lower-right aligned when a cache precedes the pass).
@@ -457,10 +505,35 @@ class CausalLMScorer:
             kv_valid = torch.cat([state.valid, token_valid], dim=1)
             allowed = (causal[None] & kv_valid[:, None, :]) | _diagonal(batch, width, old_len, self.device)
         plan = AttentionPlan(allowed=allowed, causal_only=state is None, positions=positions, kv_positions=kv_pos)
-        hidden = self.decoder(tokens, plan, cache)
+        try:
+            hidden = self._run_decoder(tokens, plan, cache)
+        finally:
+            if state is None:
+                cache.release()
         with self._counter_lock:  # engines may call one scorer from several threads
             self.tokens_processed += real_tokens
         return hidden
+
+    def _new_cache(self, batch: int, capacity: int, *, static: bool = True) -> KVBuffer:
+        """A KV cache for ``batch`` streams: a static one from the graph runner when it can lend one."""
+        if static and self.graphs is not None:
+            cache = self.graphs.allocate(batch, capacity)
+            if cache is not None:
+                return cache
+        return KVBuffer(self.config.num_hidden_layers, capacity)
+
+    def _expand_state(self, state: _StreamState, batch: int, extra_capacity: int) -> _StreamState:
+        """``state`` (one stream's cached prefix) copied for ``batch`` streams, with room for more slots."""
+        cache = self._new_cache(batch, state.cache.length + extra_capacity)
+        cache.fill_from(state.cache, batch)
+        return _StreamState(
+            cache=cache,
+            valid=state.valid.expand(batch, -1),
+            kv_pos=state.kv_pos.expand(batch, -1),
+            next_pos=state.next_pos.expand(batch),
+            last_hidden=state.last_hidden.expand(batch, -1),
+            uniform=state.uniform,
+        )
 
     def _nll_rows(
         self, predictors: torch.Tensor, targets: torch.Tensor, ends: np.ndarray, starts: np.ndarray | None = None
@@ -535,17 +608,6 @@ def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> tor
     eye = torch.zeros((width, old_len + width), dtype=torch.bool, device=device)
     eye[:, old_len:] = torch.eye(width, dtype=torch.bool, device=device)
     return eye[None].expand(batch, -1, -1)
-
-
-def _expand_state(state: _StreamState, batch: int, extra_capacity: int) -> _StreamState:
-    return _StreamState(
-        cache=state.cache.expanded(batch, extra_capacity),
-        valid=state.valid.expand(batch, -1),
-        kv_pos=state.kv_pos.expand(batch, -1),
-        next_pos=state.next_pos.expand(batch),
-        last_hidden=state.last_hidden.expand(batch, -1),
-        uniform=state.uniform,
-    )
 
 
 def _empty_cache(device: torch.device) -> None:

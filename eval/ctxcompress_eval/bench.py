@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=None)
     parser.add_argument("--decoder", default="auto", choices=["auto", "fused", "transformers"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
+    parser.add_argument(
+        "--graphs", default="auto", choices=["auto", "on", "off"], help="CUDA graphs for small passes (engine flag)"
+    )
     parser.add_argument("--single-requests", type=int, default=20, help="requests timed one by one for p50/p90")
     parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
     parser.add_argument("--anchor-limit", type=int, default=10)
@@ -127,7 +130,7 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
     if args.no_cudnn_attention:
         torch.backends.cuda.enable_cudnn_sdp(False)
-    scorer = CausalLMScorer(model, tokenizer, decoder=args.decoder, compile=args.compile, **kwargs)
+    scorer = CausalLMScorer(model, tokenizer, decoder=args.decoder, compile=args.compile, graphs=args.graphs, **kwargs)
     return scorer, model_dir
 
 
@@ -252,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"[bench] batch {batch}: {table[-1]['prompts_per_s']:.2f} prompts/s", file=sys.stderr, flush=True)
     latencies = []
+    captured_before = scorer.graphs.captured if scorer.graphs is not None else 0
     for request in requests[args.limit : args.limit + args.single_requests]:
         sync()
         started = time.perf_counter()
@@ -262,6 +266,8 @@ def run(args: argparse.Namespace) -> int:
         "latency_ms_p50": statistics.median(latencies),
         "latency_ms_p90": sorted(latencies)[int(0.9 * (len(latencies) - 1))],
         "requests": len(latencies),
+        # CUDA graphs recorded while timing these requests (a new shape is recorded on first use)
+        "graph_captures": (scorer.graphs.captured if scorer.graphs is not None else 0) - captured_before,
     }
     if engines is not None:
         engines.close()
@@ -282,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         "torch_threads": torch.get_num_threads(),
         "dtype": str(scoring_dtype(device)),
         "torch_compile": bool(args.compile),
+        "cuda_graphs": scorer.graphs is not None,
         "workers": args.workers,
         "processes": args.processes,
         "decoder": getattr(scorer.decoder, "name", type(scorer.decoder).__name__),
@@ -434,6 +441,7 @@ def _markdown(report: dict) -> str:
         "",
         f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}, "
         f"decoder {report.get('decoder')}, torch.compile {'on' if report.get('torch_compile') else 'off'}, "
+        f"CUDA graphs {'on' if report.get('cuda_graphs') else 'off'}, "
         f"engine processes {report.get('processes', 1)}, threads per engine {report.get('workers', 1)}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
@@ -451,7 +459,8 @@ def _markdown(report: dict) -> str:
     lines += [
         "",
         f"Single request latency: p50 {single['latency_ms_p50']:.1f} ms, "
-        f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests).",
+        f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests, "
+        f"{single.get('graph_captures', 0)} CUDA graphs recorded meanwhile).",
     ]
     anchor = report["llmlingua_0_2_2"]
     if anchor and "prompts_per_s" in anchor:

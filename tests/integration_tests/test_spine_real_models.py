@@ -102,6 +102,26 @@ def test_batching_keeps_rankings_and_answers_in_bf16(rows):
         assert kept[0] == kept[1]
 
 
+def test_static_shape_passes_give_the_plain_paths_outputs(fp32_compressor, rows):
+    """The CUDA-graph path's static shapes (bucketed rows/widths, masked attention over the whole cache
+    capacity; run eagerly on CPU) change only float rounding: same rankings, answers, >= 98% identical words."""
+    import difflib
+
+    scorer = fp32_compressor.pool.scorer("smollm2-135m")
+    plain = [fp32_compressor.compress(_long_request(row)) for row in rows[:2]]
+    scorer.set_graphs("on")
+    try:
+        static = [fp32_compressor.compress(_long_request(row)) for row in rows[:2]]
+        assert scorer.graphs is not None and scorer.graphs._shapes  # the static passes ran
+    finally:
+        scorer.set_graphs("auto")
+    for row, a, b in zip(rows, plain, static, strict=False):
+        assert a.ranking == b.ranking
+        assert [any(x.lower() in r.prompt.lower() for x in row["answers"]) for r in (a, b)].count(True) in (0, 2)
+        ratio = difflib.SequenceMatcher(a=a.prompt.split(), b=b.prompt.split(), autojunk=False).ratio()
+        assert ratio >= 0.98, ratio
+
+
 def test_llmlingua_meets_budget_on_real_model(real_compressor, rows):
     result = real_compressor.compress(
         {

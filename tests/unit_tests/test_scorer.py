@@ -29,10 +29,17 @@ def model():
     return LlamaForCausalLM(config).eval()
 
 
-@pytest.fixture(params=["fused", "transformers"])
+@pytest.fixture(params=["fused", "fused-static", "transformers"])
 def decoder(request) -> str:
-    """Every scorer test runs on both decoders (engines/decoder.py)."""
+    """Every scorer test runs on both decoders (engines/decoder.py), and on the fused decoder's static-shape
+    path (engines/cuda_graphs.py: bucketed shapes over a lent KV arena; run eagerly on CPU)."""
     return request.param
+
+
+def _scorer(model, decoder: str, **kwargs) -> CausalLMScorer:
+    if decoder == "fused-static":
+        return CausalLMScorer(model, _Tok(), decoder="fused", graphs="on", **kwargs)
+    return CausalLMScorer(model, _Tok(), decoder=decoder, graphs="off", **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -52,27 +59,27 @@ def reference_nll(model, context: list[int], targets: list[int], positions: list
 
 
 def test_token_nll_matches_one_shot_forward(model, sequences, decoder):
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=100, head_chunk_tokens=7)
+    scorer = _scorer(model, decoder, max_batch_tokens=100, head_chunk_tokens=7)
     for seq, nll in zip(sequences, scorer.token_nll(sequences), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, [1], seq), atol=1e-4)
 
 
 def test_short_prefix_inlined_in_rows_matches_one_shot(model, sequences, decoder):
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=128)
+    scorer = _scorer(model, decoder, max_batch_tokens=128)
     prefix = [1, 7, 8, 9, 10]
     for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
 
 
 def test_long_prefix_is_cached_once_and_matches_one_shot(model, sequences, decoder):
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=128)
+    scorer = _scorer(model, decoder, max_batch_tokens=128)
     prefix = [1] + list(range(40, 70))  # longer than INLINE_PREFIX_TOKENS: run once, KV cache shared by rows
     for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
 
 
 def test_score_last_only_scores_the_tail(model, sequences, decoder):
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder)
+    scorer = _scorer(model, decoder)
     nll = scorer.token_nll(sequences, score_last=[3] * len(sequences))
     for seq, values in zip(sequences, nll, strict=True):
         assert np.isnan(values[:-3]).all()
@@ -80,7 +87,7 @@ def test_score_last_only_scores_the_tail(model, sequences, decoder):
 
 
 def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences, decoder):
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_batch_tokens=4096)
     question = [1, 7, 8, 9]
     prompts = [IterativePrompt(s, [[1], question], weights=(1.0, -1.0)) for s in sequences]
     for seq, scores in zip(sequences, scorer.iterative_nll(prompts, window=7), strict=True):
@@ -99,7 +106,7 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, 
     """A window dropped whole disappears from the cache: the next window's NLL equals a fresh forward over
     the kept tokens at their original positions. (Tokens kept from a partly pruned window keep the keys
     computed with their whole window in view, as in the reference implementation.)"""
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_batch_tokens=4096)
     prompts = [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) // 10) % 2 == 0)) for s in sequences]
     results = scorer.iterative_nll(prompts, window=10)
     seq = sequences[4]  # 64 tokens: windows at 0, 10, ..., 60
@@ -114,7 +121,7 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, 
 def test_keep_rule_takes_the_best_free_tokens_of_each_group(model, decoder):
     """Quotas per (window, group), pinned tokens on top: the run conditions on exactly the tokens a plain host
     loop over its scores picks (a second run that pins those tokens gives the same NLL everywhere)."""
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_batch_tokens=4096)
     rng = np.random.default_rng(3)
     seq = rng.integers(3, 300, size=45).tolist()
     group = np.repeat([0, 1, 2, 3], [12, 9, 14, 10])
@@ -148,8 +155,8 @@ def test_window_keep_ranks_ties_and_unscorable_tokens_like_a_stable_sort():
 
 
 def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequences, decoder):
-    roomy = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096)
-    capped = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096, oom_token_cap=70)
+    roomy = _scorer(model, decoder, max_batch_tokens=4096)
+    capped = _scorer(model, decoder, max_batch_tokens=4096, oom_token_cap=70)
     for a, b in zip(roomy.token_nll(sequences), capped.token_nll(sequences), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -157,7 +164,7 @@ def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequenc
         return [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) % 8) % 3 != 0)) for s in sequences]
 
     first = roomy.iterative_nll(prompts(), window=8)
-    capped_iter = CausalLMScorer(model, _Tok(), decoder=decoder, max_batch_tokens=4096, oom_token_cap=150)
+    capped_iter = _scorer(model, decoder, max_batch_tokens=4096, oom_token_cap=150)
     second = capped_iter.iterative_nll(prompts(), window=8)
     for a, b in zip(first, second, strict=True):
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-4)
@@ -166,6 +173,6 @@ def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequenc
 def test_single_sequence_over_cap_is_a_clear_error(model, decoder):
     from ctxcompress.errors import ModelError
 
-    scorer = CausalLMScorer(model, _Tok(), decoder=decoder, oom_token_cap=10)
+    scorer = _scorer(model, decoder, oom_token_cap=10)
     with pytest.raises(ModelError, match="out of memory"):
         scorer.token_nll([list(range(3, 40))])
