@@ -42,6 +42,8 @@ __all__ = ["CausalLMScorer", "IterativePrompt", "IterativeScores", "KeepRule"]
 
 # Prefixes up to this many tokens are prepended to every row rather than cached once (keeps passes causal).
 INLINE_PREFIX_TOKENS = 16
+# Largest magnitude the fp16 vocabulary head may reach (fp16 max is 65504; the margin covers rounding).
+FP16_SAFE_MAGNITUDE = 30000.0
 
 
 @dataclass
@@ -153,6 +155,7 @@ class CausalLMScorer:
         self.oom_token_cap = oom_token_cap
         self.decoder = build_decoder(model, decoder, compile=compile)
         self._head = model.get_output_embeddings()
+        self._head_fp16 = self._fp16_head_weight()
         self._softcap = getattr(self.config, "final_logit_softcapping", None)
         self.max_positions = int(getattr(self.config, "max_position_embeddings", 8192) or 8192)
         bos = getattr(tokenizer, "bos_token_id", None)
@@ -165,6 +168,26 @@ class CausalLMScorer:
         self.set_graphs(graphs, max_tokens=graph_max_tokens)
         self.tokens_processed = 0  # forward-pass tokens (real, not padding), for throughput accounting
         self._counter_lock = threading.Lock()
+
+    def _fp16_head_weight(self) -> torch.Tensor | None:
+        """An fp16 copy of the vocabulary projection, for bf16 models on CUDA when no logit can overflow fp16.
+
+        fp16 logits carry more mantissa than bf16 ones and feed the one-pass log-softmax kernel. Overflow is ruled
+        out by a bound, not hoped away: the fused decoder's hidden states leave RMSNorm with weight ``g``, so
+        ``||h|| <= sqrt(H) * max|g|`` and ``|logit| <= ||h|| * max_v ||w_v||`` (Cauchy-Schwarz).
+        """
+        from ctxcompress.engines.fused_llama import FusedLlamaDecoder
+
+        head = self._head
+        if not (
+            self.device.type == "cuda" and self.dtype == torch.bfloat16 and isinstance(self.decoder, FusedLlamaDecoder)
+        ):
+            return None
+        if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+            return None
+        if fp16_logit_bound(self.decoder.final_norm, head.weight) > FP16_SAFE_MAGNITUDE:
+            return None
+        return head.weight.detach().half()
 
     @classmethod
     def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: int | None) -> CausalLMScorer:
@@ -559,16 +582,33 @@ class CausalLMScorer:
         out = torch.empty(targets.shape[0], dtype=torch.float32, device=self.device)
         for start in range(0, targets.shape[0], self.head_chunk_tokens):
             stop = start + self.head_chunk_tokens
-            logits = self._head(predictors[start:stop]).float()
+            if self._head_fp16 is not None:
+                logits = torch.nn.functional.linear(predictors[start:stop].half(), self._head_fp16)
+            else:
+                logits = self._head(predictors[start:stop])
             if self._softcap:
                 logits = torch.tanh(logits / self._softcap) * self._softcap
-            target_logit = logits.gather(1, targets[start:stop, None])[:, 0]
-            out[start:stop] = torch.logsumexp(logits, dim=-1) - target_logit
+            out[start:stop] = -_log_softmax_fp32(logits).gather(1, targets[start:stop, None])[:, 0]
         return out
 
     def _check_cap(self, tokens: int) -> None:
         if self.oom_token_cap is not None and tokens > self.oom_token_cap:
             raise torch.OutOfMemoryError(f"simulated out of memory: {tokens} tokens > cap {self.oom_token_cap}")
+
+
+def fp16_logit_bound(norm_weight: torch.Tensor, head_weight: torch.Tensor) -> float:
+    """Upper bound on any hidden entry or logit after ``rms_norm(x, norm_weight)`` and ``head_weight`` ``[V, H]``."""
+    hidden_bound = norm_weight.shape[0] ** 0.5 * float(norm_weight.detach().float().abs().max())
+    return hidden_bound * max(1.0, float(torch.linalg.vector_norm(head_weight.detach().float(), dim=1).max()))
+
+
+def _log_softmax_fp32(logits: torch.Tensor) -> torch.Tensor:
+    """fp32 log-softmax over the vocabulary. On CUDA, fp16 logits are read once by a kernel that converts as it
+    goes (``_log_softmax(..., half_to_float=True)``; torch has it for fp16 only): far less memory traffic than
+    ``.float()`` followed by ``logsumexp`` (max, subtract, exp, sum: each a pass over the fp32 copy)."""
+    if logits.is_cuda and logits.dtype == torch.float16:
+        return torch._log_softmax(logits, -1, True)
+    return torch.log_softmax(logits.float(), dim=-1)
 
 
 def _stack(arrays: list[np.ndarray], width: int, fill: object) -> np.ndarray:

@@ -136,3 +136,16 @@ def test_cuda_graph_replays_equal_the_recorded_pass_and_the_plain_path(model, se
     for a, b, c in zip(first, again, plain.iterative_nll(_prompts(sequences), window=24), strict=True):
         np.testing.assert_array_equal(a.nll, b.nll)
         np.testing.assert_allclose(a.nll, c.nll, atol=1e-4)
+
+
+@needs_cuda
+def test_bf16_scorer_uses_the_fp16_head_and_matches_fp32(model, sequences):
+    """On a GPU the bf16 scorer projects onto the vocabulary in fp16 (the bound allows it) and gets the fp32
+    model's NLL up to bf16 noise."""
+    import copy
+
+    reference = CausalLMScorer(copy.deepcopy(model), _Tok(), graphs="off").token_nll(sequences)
+    scorer = CausalLMScorer(copy.deepcopy(model).to("cuda", torch.bfloat16), _Tok())
+    assert scorer._head_fp16 is not None
+    for got, want in zip(scorer.token_nll(sequences), reference, strict=True):
+        assert np.abs(got[1:] - want[1:]).max() < 0.1

@@ -176,3 +176,18 @@ def test_single_sequence_over_cap_is_a_clear_error(model, decoder):
     scorer = _scorer(model, decoder, oom_token_cap=10)
     with pytest.raises(ModelError, match="out of memory"):
         scorer.token_nll([list(range(3, 40))])
+
+
+def test_fp16_logit_bound_holds_for_extreme_hidden_states():
+    """The bound that allows the fp16 vocabulary head (CUDA) is never below a real logit, even for inputs whose
+    RMS-normalised direction lines up with a head row."""
+    from ctxcompress.engines.scorer import fp16_logit_bound
+
+    torch.manual_seed(0)
+    norm, head = torch.rand(64) * 3, torch.randn(300, 64)
+    x = torch.cat([torch.randn(1000, 64) * 50, head[:5] / norm, torch.eye(64) * 1e4])  # incl. near-worst cases
+    hidden = torch.nn.functional.rms_norm(x, (64,), norm, 1e-6)
+    logits = hidden @ head.T
+    bound = fp16_logit_bound(norm, head)
+    assert hidden.abs().max() <= bound and logits.abs().max() <= bound
+    assert logits.abs().max() > bound / 20  # and not uselessly loose for aligned inputs
