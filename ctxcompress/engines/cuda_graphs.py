@@ -71,6 +71,7 @@ class _ShapeRunner:
     offset: torch.Tensor  # [] first slot the pass writes
     output: torch.Tensor | None = None
     graph: torch.cuda.CUDAGraph | None = None
+    capturable: bool = True  # False after a failed recording (e.g. out of memory): the shape then runs eagerly
 
 
 class StaticShapeRunner:
@@ -153,7 +154,7 @@ class StaticShapeRunner:
         shape.offset.fill_(cache.length)
         if shape.graph is not None:
             shape.graph.replay()
-        elif self.capture and self.captured < self.max_graphs:
+        elif self.capture and shape.capturable and self.captured < self.max_graphs:
             self._capture(shape, cache.storage, causal)
         else:
             shape.output = self._pass(shape, cache.storage, causal)
@@ -196,8 +197,12 @@ class StaticShapeRunner:
             shape.output = self._pass(shape, storage, causal)
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-            output = self._pass(shape, storage, causal)
+        try:
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                output = self._pass(shape, storage, causal)
+        except RuntimeError:  # the warm-up result stands; this shape stays eager rather than fail the request
+            shape.capturable = False
+            return
         # Recording ran nothing; the warm-up already wrote this pass's keys/values and output. Point the shape at
         # the graph's output buffer only after copying the warm-up result into it.
         output.copy_(shape.output)

@@ -31,6 +31,8 @@ from pathlib import Path
 __all__ = ["configure", "run"]
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nq_multidoc" / "20docs"
+# Share of the GPU's memory divided among --processes engine processes (the rest: the main process's scorer).
+ENGINE_MEMORY_SHARE = 0.85
 ANCHOR_SCRIPT = Path(__file__).resolve().parents[1] / "anchor" / "run_anchor.py"
 
 
@@ -220,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
 
     compressor.compress_batch(requests[: min(8, len(requests))])  # warm-up (kernels, allocator)
+    if args.processes > 1 and device.type == "cuda":
+        torch.cuda.empty_cache()  # the engine processes need the memory the warm-up left cached here
     engines = _EngineProcesses(args, requests[: min(8, len(requests))]) if args.processes > 1 else None
     table = []
     for batch in batch_sizes:
@@ -350,6 +354,10 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if device.type == "cuda":
+        # A share of the GPU per process: past it, this process's allocator frees its own cached blocks and the
+        # scorer splits the batch, instead of one process starving another (6 processes OOMed at batch 512).
+        torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / args.processes, device)
     scorer, _ = _build_scorer(args, device, None)
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
@@ -364,9 +372,13 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             continue
-        results = _counts(compressor.compress_batch(message))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        try:
+            results = _counts(compressor.compress_batch(message))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        except Exception as exc:  # reported to the parent, which stops the run with it; the process stays up
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            continue
         conn.send(results)
 
 
@@ -394,7 +406,11 @@ class _EngineProcesses:
         slices = [requests[i : i + size] for i in range(0, len(requests), size)]
         for conn, part in zip(self._conns, slices, strict=False):
             conn.send(part)
-        return [result for conn, _ in zip(self._conns, slices, strict=False) for result in conn.recv()]
+        replies = [conn.recv() for conn, _ in zip(self._conns, slices, strict=False)]
+        for reply in replies:
+            if isinstance(reply, tuple):  # ("error", message) in place of the results
+                raise RuntimeError(f"engine process failed: {reply[1]}")
+        return [result for reply in replies for result in reply]
 
     def collect_stats(self) -> tuple[int, float | None]:
         """Model tokens since the last call, summed; peak device memory summed over processes (GiB)."""

@@ -149,3 +149,26 @@ def test_bf16_scorer_uses_the_fp16_head_and_matches_fp32(model, sequences):
     assert scorer._head_fp16 is not None
     for got, want in zip(scorer.token_nll(sequences), reference, strict=True):
         assert np.abs(got[1:] - want[1:]).max() < 0.1
+
+
+@needs_cuda
+def test_a_failed_recording_leaves_the_shape_eager_and_the_result_right(model, sequences, monkeypatch):
+    """Recording can fail (out of memory inside the graph pool): the request still gets the warm-up run's
+    result, and that shape runs eagerly from then on instead of retrying the recording."""
+    import contextlib
+    import copy
+
+    plain = CausalLMScorer(copy.deepcopy(model).cuda(), _Tok(), graphs="off").token_nll(sequences)
+
+    @contextlib.contextmanager
+    def failing_graph(*args, **kwargs):
+        raise torch.OutOfMemoryError("simulated: no memory for the graph pool")
+        yield
+
+    monkeypatch.setattr(torch.cuda, "graph", failing_graph)
+    scorer = CausalLMScorer(copy.deepcopy(model).cuda(), _Tok(), graphs="auto")
+    for _ in range(2):
+        for got, want in zip(scorer.token_nll(sequences), plain, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
+    assert scorer.graphs.captured == 0
+    assert scorer.graphs._shapes and not any(s.capturable for s in scorer.graphs._shapes.values())
