@@ -357,7 +357,7 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:
     if device.type == "cuda":
         # A share of the GPU per process: past it, this process's allocator frees its own cached blocks and the
         # scorer splits the batch, instead of one process starving another (6 processes OOMed at batch 512).
-        torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / args.processes, device)
+        torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / args.processes)
     scorer, _ = _build_scorer(args, device, None)
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
