@@ -1,0 +1,92 @@
+"""Do CUDA graphs change outputs, and what do they save? Single LongLLMLingua requests, graphs off vs on.
+
+For each setting, one scorer (same seed, so the same random weights) compresses the same NQ 20-doc prompts one
+by one, twice: the first pass records each new shape's graph, the second replays them. Reports per setting the
+p50/p90 latency of both passes and the graphs recorded, and across settings the share of identical prompts and
+rankings, the word-level similarity of the prompts that differ, and the budget error with graphs on.
+
+    python eval/ctxcompress_eval/graph_check.py --device cuda --random-weights --out graph_check.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import statistics
+import time
+from pathlib import Path
+
+from ctxcompress_eval import bench
+
+
+def _timed_pass(compressor, requests: list[dict], sync) -> tuple[list, list[float]]:  # noqa: ANN001
+    results, latencies = [], []
+    for request in requests:
+        sync()
+        started = time.perf_counter()
+        results.append(compressor.compress(request))
+        sync()
+        latencies.append(1000 * (time.perf_counter() - started))
+    return results, latencies
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from ctxcompress import Compressor
+    from ctxcompress.engines.device import resolve_device
+    from ctxcompress.pool import ModelPool
+
+    device = resolve_device(args.device)
+    paths = [Path(p) for p in args.data] if args.data else sorted(bench.DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+    rows = bench._rows(paths, args.warmup + args.requests)
+    requests = [bench._request(r, "longllmlingua", args.rate) for r in rows]
+    timed = requests[args.warmup :]
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    report: dict = {"requests": len(timed), "rate": args.rate, "device": str(device)}
+    outputs = {}
+    for graphs in ("off", "on"):
+        args.graphs = graphs
+        scorer, _ = bench._build_scorer(args, device, None)
+        pool = ModelPool(device=str(device))
+        pool.register("scorer", "smollm2-135m", scorer)
+        compressor = Compressor(pool=pool)
+        compressor.compress_batch(requests[: args.warmup])  # kernels and allocator, not these shapes
+        for phase in ("first", "second"):
+            outputs[graphs], latencies = _timed_pass(compressor, timed, sync)
+            report[f"graphs_{graphs}_{phase}_p50_ms"] = statistics.median(latencies)
+            report[f"graphs_{graphs}_{phase}_p90_ms"] = sorted(latencies)[int(0.9 * (len(latencies) - 1))]
+        report[f"graphs_{graphs}_recorded"] = scorer.graphs.captured if scorer.graphs is not None else 0
+        del compressor, pool, scorer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    pairs = list(zip(outputs["off"], outputs["on"], strict=True))
+    ratios = [difflib.SequenceMatcher(a=a.prompt.split(), b=b.prompt.split(), autojunk=False).ratio() for a, b in pairs]
+    report["identical_prompts"] = sum(a.prompt == b.prompt for a, b in pairs)
+    report["same_ranking"] = sum(a.ranking == b.ranking for a, b in pairs)
+    report["word_similarity_min"] = min(ratios)
+    report["budget_error_max_graphs_on"] = max(abs(r.compressed_tokens / r.target_tokens - 1) for r in outputs["on"])
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.configure(parser)
+    parser.add_argument("--requests", type=int, default=32, help="single requests timed per pass")
+    parser.add_argument("--warmup", type=int, default=8, help="prompts compressed once, untimed, per setting")
+    parser.set_defaults(out="graph_check.json")
+    args = parser.parse_args(argv)
+    report = run(args)
+    text = json.dumps(report, indent=1)
+    Path(args.out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
