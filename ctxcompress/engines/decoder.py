@@ -99,10 +99,13 @@ class TransformersDecoder:
         return out.last_hidden_state
 
 
-def build_decoder(model: torch.nn.Module, kind: str = "auto", *, compile: bool = False) -> Decoder:
+def build_decoder(
+    model: torch.nn.Module, kind: str = "auto", *, compile: bool = False, kernels: str = "auto"
+) -> Decoder:
     """``auto``: the fused decoder where the architecture allows it, else transformers; or force either.
 
-    ``compile`` runs the decoder's element-wise work through ``torch.compile`` (opt-in, CUDA-oriented).
+    ``compile`` runs the decoder's element-wise work through ``torch.compile`` (opt-in, CUDA-oriented);
+    ``kernels`` picks the fused decoder's element-wise kernels (``auto``/``triton``/``torch``, see FusedLlamaDecoder).
     """
     from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 
@@ -112,7 +115,7 @@ def build_decoder(model: torch.nn.Module, kind: str = "auto", *, compile: bool =
         return TransformersDecoder(model, compile=compile)
     reason = FusedLlamaDecoder.unsupported_reason(model.config)
     if reason is None:
-        return FusedLlamaDecoder(model, compile=compile)
+        return FusedLlamaDecoder(model, compile=compile, kernels=kernels)
     if kind == "fused":
         raise ValueError(f"the fused decoder does not support this model: {reason}")
     return TransformersDecoder(model, compile=compile)

@@ -12,7 +12,9 @@ Touvron et al. 2023, arXiv:2302.13971), fewer and larger kernels per layer:
   axis, ``[B, kv_heads, group·W, d]``, so keys/values are never repeated per query head.
 
 The HF modules' parameters are re-pointed at views of the concatenated weights, so nothing is stored twice.
-``compile=True`` wraps the element-wise blocks around the matrix products in ``torch.compile`` (opt-in).
+``kernels="triton"`` (the default on CUDA where Triton is installed) runs rotary embedding and SiLU gating as one
+Triton kernel each (``engines/triton_kernels.py``) instead of five torch kernels; ``compile=True`` instead wraps
+the element-wise blocks around the matrix products in ``torch.compile`` (opt-in).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ctxcompress.engines import triton_kernels
 from ctxcompress.engines.decoder import AttentionPlan, additive_mask, attention_backends
 from ctxcompress.engines.kv_buffer import KVBuffer
 
@@ -47,7 +50,7 @@ class FusedLlamaDecoder:
 
     name = "fused"
 
-    def __init__(self, model: torch.nn.Module, *, compile: bool = False) -> None:
+    def __init__(self, model: torch.nn.Module, *, compile: bool = False, kernels: str = "auto") -> None:
         reason = self.unsupported_reason(model.config)
         if reason is not None:
             raise ValueError(f"FusedLlamaDecoder does not support this model: {reason}")
@@ -66,11 +69,24 @@ class FusedLlamaDecoder:
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.int64).to(torch.float32) / self.head_dim
         self.inv_freq = (1.0 / theta**exponents).to(self.embed.device)
         self.layers = [_fuse_layer(layer) for layer in base.layers]
+        self.kernels = self._resolve_kernels(kernels, compile)
         self._pre_attention: Callable[..., torch.Tensor] = _pre_attention
         self._post_attention: Callable[..., torch.Tensor] = _post_attention
+        if self.kernels == "triton":
+            self._pre_attention, self._post_attention = _pre_attention_triton, _post_attention_triton
         if compile:
             self._pre_attention = torch.compile(_pre_attention, dynamic=True, fullgraph=True)
             self._post_attention = torch.compile(_post_attention, dynamic=True, fullgraph=True)
+
+    def _resolve_kernels(self, kernels: str, compile: bool) -> str:
+        """``auto`` → ``triton`` on CUDA with Triton and no ``torch.compile``, else ``torch``."""
+        if kernels not in ("auto", "triton", "torch"):
+            raise ValueError(f"unknown kernels {kernels!r}: use auto, triton or torch")
+        usable = self.embed.is_cuda and triton_kernels.available() and triton_kernels.supports_head_dim(self.head_dim)
+        if kernels == "triton" and (compile or not usable):
+            why = "with torch.compile" if compile else "without CUDA, Triton and a power-of-two half head size"
+            raise ValueError(f"kernels='triton' cannot run {why}")
+        return "triton" if kernels == "triton" or (kernels == "auto" and usable and not compile) else "torch"
 
     @staticmethod
     def unsupported_reason(config: object) -> str | None:
@@ -97,7 +113,8 @@ class FusedLlamaDecoder:
     @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor, plan: AttentionPlan, cache: KVBuffer) -> torch.Tensor:
         hidden = F.embedding(tokens, self.embed)
-        cos, sin = self._rotary(plan.positions)
+        # What rotates queries and keys: cos/sin tables (torch), or the positions (the Triton kernel's angles).
+        rotary = self._rotary(plan.positions) if self.kernels == "torch" else (plan.positions, self.inv_freq)
         # One mask per pass: query rows repeated per head of a KV group (see _attend).
         mask = None if plan.causal_only else additive_mask(plan.allowed.repeat(1, self.group, 1), self.dtype)
         n_qk = (self.num_heads + self.num_kv_heads) * self.head_dim
@@ -108,8 +125,7 @@ class FusedLlamaDecoder:
                     layer.attn_norm,
                     layer.qkv_weight,
                     layer.qkv_bias,
-                    cos,
-                    sin,
+                    *rotary,
                     self.eps,
                     self.num_heads + self.num_kv_heads,
                 )
@@ -172,6 +188,27 @@ def _pre_attention(
     return qkv, torch.addcmul(qk * cos, torch.roll(qk, head_dim // 2, dims=-1), sin)
 
 
+def _pre_attention_triton(
+    hidden: torch.Tensor,
+    norm: torch.Tensor,
+    qkv_weight: torch.Tensor,
+    qkv_bias: torch.Tensor | None,
+    positions: torch.Tensor,
+    inv_freq: torch.Tensor,
+    eps: float,
+    qk_heads: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_pre_attention` with the rotary embedding as one Triton kernel."""
+    normed = F.rms_norm(hidden, (hidden.shape[-1],), norm, eps)
+    qkv = F.linear(normed, qkv_weight, qkv_bias)
+    return qkv, triton_kernels.rotary_qk(qkv, positions, inv_freq, qk_heads, 2 * inv_freq.shape[0])
+
+
+def _silu_gate(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
 def _post_attention(
     hidden: torch.Tensor,
     attended: torch.Tensor,
@@ -180,14 +217,19 @@ def _post_attention(
     gate_up_weight: torch.Tensor,
     down_weight_t: torch.Tensor,
     eps: float,
+    gate: Callable[[torch.Tensor], torch.Tensor] = _silu_gate,
 ) -> torch.Tensor:
     """Output projection + residual, then RMSNorm → gate/up → SiLU gating → down projection + residual."""
     shape = hidden.shape
     flat = torch.addmm(hidden.reshape(-1, shape[-1]), attended.reshape(-1, attended.shape[-1]), o_weight_t)
     normed = F.rms_norm(flat, (shape[-1],), norm, eps)
-    gate, up = F.linear(normed, gate_up_weight).chunk(2, dim=-1)
-    flat = torch.addmm(flat, F.silu(gate) * up, down_weight_t)
+    flat = torch.addmm(flat, gate(F.linear(normed, gate_up_weight)), down_weight_t)
     return flat.view(shape)
+
+
+def _post_attention_triton(*args: torch.Tensor | float) -> torch.Tensor:
+    """:func:`_post_attention` with SiLU gating as one Triton kernel."""
+    return _post_attention(*args, gate=triton_kernels.silu_gate)  # type: ignore[arg-type]
 
 
 def _fuse_layer(layer: torch.nn.Module) -> _Layer:

@@ -126,6 +126,8 @@ class CausalLMScorer:
             ``transformers``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with
             ``ctxcompress bench``).
+        kernels: the fused decoder's element-wise kernels: ``auto`` (Triton on CUDA where installed, unless
+            ``compile``), ``triton`` or ``torch``.
         graphs: small passes (up to ``graph_max_tokens`` cache slots) at bucketed static shapes, replayed as
             CUDA graphs (``engines/cuda_graphs.py``). ``auto``: on CUDA with the fused decoder; ``on``: also on
             CPU, where the static shapes run eagerly (for tests); ``off``.
@@ -141,6 +143,7 @@ class CausalLMScorer:
         oom_token_cap: int | None = None,
         decoder: str = "auto",
         compile: bool = False,
+        kernels: str = "auto",
         graphs: str = "auto",
         graph_max_tokens: int = 16384,
     ) -> None:
@@ -153,7 +156,7 @@ class CausalLMScorer:
         # Rows projected onto the vocabulary at once: bounds the fp32 logits buffer (8192 x 49152 x 4 B = 1.6 GB).
         self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
-        self.decoder = build_decoder(model, decoder, compile=compile)
+        self.decoder = build_decoder(model, decoder, compile=compile, kernels=kernels)
         self._head = model.get_output_embeddings()
         self._head_fp16 = self._fp16_head_weight()
         self._softcap = getattr(self.config, "final_logit_softcapping", None)

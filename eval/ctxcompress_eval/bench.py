@@ -49,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", default="auto", choices=["auto", "fused", "transformers"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
     parser.add_argument(
+        "--kernels", default="auto", choices=["auto", "triton", "torch"], help="fused decoder element-wise kernels"
+    )
+    parser.add_argument(
         "--graphs", default="auto", choices=["auto", "on", "off"], help="CUDA graphs for small passes (engine flag)"
     )
     parser.add_argument("--single-requests", type=int, default=20, help="requests timed one by one for p50/p90")
@@ -139,7 +142,15 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
     if args.no_cudnn_attention:
         torch.backends.cuda.enable_cudnn_sdp(False)
-    scorer = CausalLMScorer(model, tokenizer, decoder=args.decoder, compile=args.compile, graphs=args.graphs, **kwargs)
+    scorer = CausalLMScorer(
+        model,
+        tokenizer,
+        decoder=args.decoder,
+        compile=args.compile,
+        kernels=args.kernels,
+        graphs=args.graphs,
+        **kwargs,
+    )
     return scorer, model_dir
 
 
@@ -302,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
         "torch_threads": torch.get_num_threads(),
         "dtype": str(scoring_dtype(device)),
         "torch_compile": bool(args.compile),
+        "kernels": getattr(scorer.decoder, "kernels", "torch"),
         "cuda_graphs": scorer.graphs is not None,
         "workers": args.workers,
         "processes": args.processes,
@@ -466,7 +478,8 @@ def _markdown(report: dict) -> str:
         f"# Benchmark: {report['what']}",
         "",
         f"Device: {report['device']} ({report['dtype']}, torch threads {report['torch_threads']}, "
-        f"decoder {report.get('decoder')}, torch.compile {'on' if report.get('torch_compile') else 'off'}, "
+        f"decoder {report.get('decoder')}, kernels {report.get('kernels', 'torch')}, "
+        f"torch.compile {'on' if report.get('torch_compile') else 'off'}, "
         f"CUDA graphs {'on' if report.get('cuda_graphs') else 'off'}, "
         f"engine processes {report.get('processes', 1)}, threads per engine {report.get('workers', 1)}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",

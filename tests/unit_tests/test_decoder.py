@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from ctxcompress.engines import triton_kernels
 from ctxcompress.engines.decoder import AttentionPlan, TransformersDecoder, build_decoder
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 from ctxcompress.engines.kv_buffer import KVBuffer
@@ -116,3 +117,57 @@ def test_unsupported_architectures_fall_back_to_transformers():
     with pytest.raises(ValueError, match="unknown decoder"):
         build_decoder(_llama(), "fast")
     assert isinstance(build_decoder(_llama()), FusedLlamaDecoder)
+
+
+def test_kernels_setting_resolves_to_torch_without_cuda_triton_and_rejects_bad_values():
+    model = _llama()
+    assert FusedLlamaDecoder(model, kernels="auto").kernels == "torch"  # CPU tensors: no Triton
+    assert FusedLlamaDecoder(model, kernels="torch").kernels == "torch"
+    with pytest.raises(ValueError, match="kernels='triton' cannot run"):
+        FusedLlamaDecoder(model, kernels="triton")
+    with pytest.raises(ValueError, match="unknown kernels"):
+        FusedLlamaDecoder(model, kernels="cuda")
+
+
+needs_triton = pytest.mark.skipif(not triton_kernels.available(), reason="Triton kernels need CUDA and Triton")
+
+
+@needs_triton
+@pytest.mark.parametrize("tokens", [1, 37, 1000])
+def test_triton_rotary_matches_the_torch_expression(tokens):
+    torch.manual_seed(3)
+    heads, kv_heads, head_dim = 9, 3, 64
+    qkv = torch.randn(tokens, (heads + 2 * kv_heads) * head_dim, device="cuda", dtype=torch.bfloat16)
+    positions = torch.randint(0, 4000, (tokens,), device="cuda")
+    inv_freq = 1.0 / 10000.0 ** (torch.arange(0, head_dim, 2, device="cuda", dtype=torch.float32) / head_dim)
+    got = triton_kernels.rotary_qk(qkv, positions, inv_freq, heads + kv_heads, head_dim)
+    x = qkv[:, : (heads + kv_heads) * head_dim].unflatten(-1, (heads + kv_heads, head_dim)).float()
+    angle = positions[:, None].float() * inv_freq
+    cos, sin = torch.cat((angle, angle), -1).cos()[:, None], torch.cat((angle, angle), -1).sin()[:, None]
+    rotated_half = torch.cat((-x[..., head_dim // 2 :], x[..., : head_dim // 2]), dim=-1)
+    torch.testing.assert_close(got.float(), x * cos + rotated_half * sin, atol=2e-2, rtol=1e-2)
+
+
+@needs_triton
+@pytest.mark.parametrize("rows", [1, 13, 4099])
+def test_triton_silu_gate_matches_the_torch_expression(rows):
+    torch.manual_seed(4)
+    gate_up = torch.randn(rows, 2 * 1536, device="cuda", dtype=torch.bfloat16) * 3
+    gate, up = gate_up.float().chunk(2, dim=-1)
+    torch.testing.assert_close(
+        triton_kernels.silu_gate(gate_up).float(), torch.nn.functional.silu(gate) * up, atol=3e-2, rtol=1e-2
+    )
+
+
+@needs_triton
+def test_fused_decoder_with_triton_kernels_matches_its_torch_kernels():
+    model = _llama().to("cuda", torch.bfloat16)
+    tokens = torch.randint(3, 200, (3, 40), device="cuda")
+    positions = torch.arange(40, device="cuda")[None].expand(3, -1) + torch.tensor([[0], [5], [90]], device="cuda")
+    allowed = torch.tril(torch.ones(40, 40, dtype=torch.bool, device="cuda"))[None].expand(3, -1, -1)
+    plan = AttentionPlan(allowed=allowed, causal_only=True, positions=positions, kv_positions=positions)
+    with_torch = FusedLlamaDecoder(model, kernels="torch")(tokens, plan, KVBuffer(2, 40))
+    triton_decoder = FusedLlamaDecoder(model)
+    assert triton_decoder.kernels == "triton"
+    with_triton = triton_decoder(tokens, plan, KVBuffer(2, 40))
+    torch.testing.assert_close(with_triton.float(), with_torch.float(), atol=5e-2, rtol=5e-2)
