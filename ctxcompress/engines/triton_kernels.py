@@ -1,4 +1,4 @@
-"""Triton kernels for the fused decoder's element-wise work on CUDA: rotary embedding and SiLU gating.
+"""Triton kernels for the scorer's memory-bound work on CUDA: rotary embedding, SiLU gating, token NLL.
 
 Both are memory-bound; the eager torch versions take several kernels each (rotary: multiply, roll, multiply-add,
 plus cos/sin tables; gating: SiLU, then a product), every one a full read and write of a ``[tokens, width]``
@@ -8,9 +8,12 @@ tensor. One kernel each reads its input once and writes its output once:
   query and key heads of a fused QKV product, with the angles computed in the kernel from the positions;
   ``out = x·cos θ + rotate_half(x)·sin θ`` in fp32, stored in the model's dtype.
 * :func:`silu_gate`: ``silu(gate) · up`` over a fused gate+up product (SwiGLU, Shazeer 2020, arXiv:2002.05202).
+* :func:`token_nll`: ``logsumexp(logits) - logits[target]`` per row, streaming over the vocabulary with a running
+  maximum and rescaled sum (the online softmax of Milakov & Gimelshein 2018, arXiv:1805.02867): the fp16 logits
+  are read once, and no ``[rows, vocab]`` fp32 log-probabilities are written and gathered from.
 
-The torch expressions in ``engines/fused_llama.py`` are the reference (and the path on CPU, where Triton does
-not run); tests compare the two on CUDA.
+The torch expressions in ``engines/fused_llama.py`` and ``engines/scorer.py`` are the reference (and the path
+on CPU, where Triton does not run); tests compare the two on CUDA.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ try:  # Triton ships with CUDA builds of torch; CPU builds have none.
 except ImportError:  # pragma: no cover - depends on the torch build
     triton = None
 
-__all__ = ["available", "rotary_qk", "silu_gate", "supports_head_dim"]
+__all__ = ["available", "rotary_qk", "silu_gate", "supports_head_dim", "token_nll"]
 
 
 def available() -> bool:
@@ -88,6 +91,19 @@ def silu_gate(gate_up: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``-log softmax(logits)[target]`` per row in fp32; ``logits`` ``[rows, vocab]``, ``targets`` ``[rows]``."""
+    if not logits.is_cuda or triton is None:
+        raise RuntimeError("token_nll runs on CUDA with Triton")
+    if logits.stride(-1) != 1:
+        logits = logits.contiguous()
+    rows, vocab = logits.shape
+    out = torch.empty(rows, dtype=torch.float32, device=logits.device)
+    if rows:
+        _token_nll_kernel[(rows,)](logits, targets.contiguous(), out, vocab, logits.stride(0), BLOCK=4096)
+    return out
+
+
 if triton is not None:
 
     @triton.jit
@@ -132,3 +148,21 @@ if triton is not None:
         up = tl.load(gate_up_ptr + row * row_stride + inner + column[None, :], mask=ok, other=0.0).to(tl.float32)
         gated = gate / (1.0 + tl.exp(-gate)) * up
         tl.store(out_ptr + row * inner + column[None, :], gated.to(out_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _token_nll_kernel(logits_ptr, targets_ptr, out_ptr, vocab, row_stride, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        start = logits_ptr + row * row_stride
+        running_max = tl.full((BLOCK,), float("-inf"), tl.float32)
+        running_sum = tl.zeros((BLOCK,), tl.float32)
+        for offset in range(0, vocab, BLOCK):
+            column = offset + tl.arange(0, BLOCK)
+            values = tl.load(start + column, mask=column < vocab, other=float("-inf")).to(tl.float32)
+            new_max = tl.maximum(running_max, values)
+            safe_max = tl.where(new_max == float("-inf"), 0.0, new_max)  # lanes that have seen nothing yet
+            running_sum = running_sum * tl.exp(running_max - safe_max) + tl.exp(values - safe_max)
+            running_max = new_max
+        row_max = tl.max(running_max, axis=0)
+        total = tl.sum(running_sum * tl.exp(running_max - row_max), axis=0)
+        target = tl.load(start + tl.load(targets_ptr + row)).to(tl.float32)
+        tl.store(out_ptr + row, row_max + tl.log(total) - target)

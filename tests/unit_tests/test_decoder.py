@@ -171,3 +171,14 @@ def test_fused_decoder_with_triton_kernels_matches_its_torch_kernels():
     assert triton_decoder.kernels == "triton"
     with_triton = triton_decoder(tokens, plan, KVBuffer(2, 40))
     torch.testing.assert_close(with_triton.float(), with_torch.float(), atol=5e-2, rtol=5e-2)
+
+
+@needs_triton
+@pytest.mark.parametrize("rows, vocab", [(1, 49152), (300, 49152), (7, 1000)])
+def test_triton_token_nll_matches_fp32_log_softmax(rows, vocab):
+    torch.manual_seed(5)
+    logits = (torch.randn(rows, vocab, device="cuda") * 4).half()
+    logits[0, :10] = 60000.0  # near the fp16 limit: the running maximum must keep exp() in range
+    targets = torch.randint(0, vocab, (rows,), device="cuda")
+    expected = -torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None])[:, 0]
+    torch.testing.assert_close(triton_kernels.token_nll(logits, targets), expected, atol=1e-4, rtol=1e-5)

@@ -191,3 +191,22 @@ def test_fp16_logit_bound_holds_for_extreme_hidden_states():
     bound = fp16_logit_bound(norm, head)
     assert hidden.abs().max() <= bound and logits.abs().max() <= bound
     assert logits.abs().max() > bound / 20  # and not uselessly loose for aligned inputs
+
+
+def test_encode_batch_through_the_rust_backend_equals_the_transformers_call(tiny_scorer):
+    texts = [
+        "Who wrote Hamlet? Shakespeare, in 1600.",
+        "东京是日本的首都。🙂 emoji and CJK",
+        '{"key": [1, 2.5, null]}\n    def f(x): return x**2',
+        "",
+        " leading space  and   runs",
+    ]
+    tokenizer = tiny_scorer.tokenizer
+    assert tokenizer.backend_tokenizer.truncation is None  # the direct path is the one under test
+    reference = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    expected = [
+        (list(ids), [tuple(o) for o in offsets])
+        for ids, offsets in zip(reference["input_ids"], reference["offset_mapping"], strict=True)
+    ]
+    assert tiny_scorer.encode_batch(texts) == expected
+    assert tiny_scorer.encode(texts[1]) == expected[1]
