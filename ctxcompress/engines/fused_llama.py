@@ -19,6 +19,7 @@ the element-wise blocks around the matrix products in ``torch.compile`` (opt-in)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,7 +74,8 @@ class FusedLlamaDecoder:
         self._pre_attention: Callable[..., torch.Tensor] = _pre_attention
         self._post_attention: Callable[..., torch.Tensor] = _post_attention
         if self.kernels == "triton":
-            self._pre_attention, self._post_attention = _pre_attention_triton, _post_attention_triton
+            self._pre_attention = functools.partial(_pre_attention, rotate=_rotate_triton)
+            self._post_attention = functools.partial(_post_attention, gate=triton_kernels.silu_gate)
         if compile:
             self._pre_attention = torch.compile(_pre_attention, dynamic=True, fullgraph=True)
             self._post_attention = torch.compile(_post_attention, dynamic=True, fullgraph=True)
@@ -125,7 +127,7 @@ class FusedLlamaDecoder:
                     layer.attn_norm,
                     layer.qkv_weight,
                     layer.qkv_bias,
-                    *rotary,
+                    rotary,
                     self.eps,
                     self.num_heads + self.num_kv_heads,
                 )
@@ -170,38 +172,34 @@ class FusedLlamaDecoder:
         return out.reshape(batch, width, -1)
 
 
+def _rotate(qkv: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], qk_heads: int) -> torch.Tensor:
+    """Rotary embedding in torch; ``rotary`` = (cos, signed sin) from :meth:`FusedLlamaDecoder._rotary`."""
+    cos, sin = rotary
+    head_dim = cos.shape[-1]
+    qk = qkv[..., : qk_heads * head_dim].unflatten(-1, (qk_heads, head_dim))
+    return torch.addcmul(qk * cos, torch.roll(qk, head_dim // 2, dims=-1), sin)
+
+
+def _rotate_triton(qkv: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], qk_heads: int) -> torch.Tensor:
+    """Rotary embedding as one Triton kernel; ``rotary`` = (positions, inverse frequencies)."""
+    positions, inv_freq = rotary
+    return triton_kernels.rotary_qk(qkv, positions, inv_freq, qk_heads, 2 * inv_freq.shape[0])
+
+
 def _pre_attention(
     hidden: torch.Tensor,
     norm: torch.Tensor,
     qkv_weight: torch.Tensor,
     qkv_bias: torch.Tensor | None,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
+    rotary: tuple[torch.Tensor, torch.Tensor],
     eps: float,
     qk_heads: int,
+    rotate: Callable[[torch.Tensor, tuple[torch.Tensor, torch.Tensor], int], torch.Tensor] = _rotate,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm → QKV product → rotary on query and key heads together: (qkv, rotated ``[B, W, qk_heads, d]``)."""
     normed = F.rms_norm(hidden, (hidden.shape[-1],), norm, eps)
     qkv = F.linear(normed, qkv_weight, qkv_bias)
-    head_dim = cos.shape[-1]
-    qk = qkv[..., : qk_heads * head_dim].unflatten(-1, (qk_heads, head_dim))
-    return qkv, torch.addcmul(qk * cos, torch.roll(qk, head_dim // 2, dims=-1), sin)
-
-
-def _pre_attention_triton(
-    hidden: torch.Tensor,
-    norm: torch.Tensor,
-    qkv_weight: torch.Tensor,
-    qkv_bias: torch.Tensor | None,
-    positions: torch.Tensor,
-    inv_freq: torch.Tensor,
-    eps: float,
-    qk_heads: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_pre_attention` with the rotary embedding as one Triton kernel."""
-    normed = F.rms_norm(hidden, (hidden.shape[-1],), norm, eps)
-    qkv = F.linear(normed, qkv_weight, qkv_bias)
-    return qkv, triton_kernels.rotary_qk(qkv, positions, inv_freq, qk_heads, 2 * inv_freq.shape[0])
+    return qkv, rotate(qkv, rotary, qk_heads)
 
 
 def _silu_gate(gate_up: torch.Tensor) -> torch.Tensor:
@@ -225,11 +223,6 @@ def _post_attention(
     normed = F.rms_norm(flat, (shape[-1],), norm, eps)
     flat = torch.addmm(flat, gate(F.linear(normed, gate_up_weight)), down_weight_t)
     return flat.view(shape)
-
-
-def _post_attention_triton(*args: torch.Tensor | float) -> torch.Tensor:
-    """:func:`_post_attention` with SiLU gating as one Triton kernel."""
-    return _post_attention(*args, gate=triton_kernels.silu_gate)  # type: ignore[arg-type]
 
 
 def _fuse_layer(layer: torch.nn.Module) -> _Layer:

@@ -84,6 +84,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="bench_out")
 
 
+def data_paths(data: list[str] | None) -> list[Path]:
+    """The NQ 20-doc files given, else every ``gold_at_*`` file of the shared data."""
+    return [Path(p) for p in data] if data else sorted(DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+
+
+def emit_report(report: dict, out: str) -> None:
+    """Print ``report`` as JSON and write it to ``out`` (the eval checks' output)."""
+    text = json.dumps(report, indent=1)
+    Path(out).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
 def _rows(paths: list[Path], count: int) -> list[dict]:
     rows: list[dict] = []
     for path in paths:
@@ -216,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    paths = [Path(p) for p in args.data] if args.data else sorted(DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+    paths = data_paths(args.data)
     # Single requests come after the batch runs' prompts: shapes the engine has not seen (cold, as in service).
     rows = _rows(paths, max(args.limit + args.single_requests, args.anchor_limit))
     requests = [_request(r, args.method, args.rate) for r in rows]

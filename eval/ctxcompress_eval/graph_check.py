@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import statistics
 import time
-from pathlib import Path
 
 from ctxcompress_eval import bench
 
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> dict:
     from ctxcompress.pool import ModelPool
 
     device = resolve_device(args.device)
-    paths = [Path(p) for p in args.data] if args.data else sorted(bench.DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+    paths = bench.data_paths(args.data)
     rows = bench._rows(paths, args.warmup + args.requests)
     requests = [bench._request(r, "longllmlingua", args.rate) for r in rows]
     timed = requests[args.warmup :]
@@ -91,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", default="graphs", choices=sorted(_SETTINGS), help="the engine setting compared")
     parser.set_defaults(out="graph_check.json")
     args = parser.parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=1)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
+    bench.emit_report(run(args), args.out)
     return 0
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +44,7 @@ def run(args: argparse.Namespace) -> dict:
         reference_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     reference_model = reference_model.to(device).eval()
     bf16_models = [copy.deepcopy(reference_model).to(torch.bfloat16) for _ in range(2)]  # fusing re-points weights
-    paths = [Path(p) for p in args.data] if args.data else sorted(bench.DEFAULT_DATA.glob("gold_at_*.jsonl.gz"))
+    paths = bench.data_paths(args.data)
     texts = [
         " ".join(bench._request(row, "longllmlingua", args.rate)["documents"])
         for row in bench._rows(paths, args.prompts)
@@ -87,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=0.25)
     parser.add_argument("--out", default="kernel_accuracy.json")
     args = parser.parse_args(argv)
-    report = run(args)
-    text = json.dumps(report, indent=1)
-    Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
+    bench.emit_report(run(args), args.out)
     return 0
 
 
