@@ -22,6 +22,7 @@ from ctxcompress.errors import (
     CtxCompressError,
     InvalidInput,
     ModelError,
+    ModelNotPrepared,
     Overloaded,
     PayloadTooLarge,
     UnknownModel,
@@ -48,6 +49,7 @@ _BY_NAME: dict[str, type[CtxCompressError]] = {
         Forbidden,
         InvalidInput,
         ModelError,
+        ModelNotPrepared,
         Overloaded,
         PayloadTooLarge,
         Unauthorized,
@@ -78,10 +80,12 @@ def error_from_payload(
     if issubclass(cls, Overloaded):
         exc: CtxCompressError = cls(message, retry_after_s=retry_after)
         exc.field = field
-    elif issubclass(cls, UnknownModel):
+    elif issubclass(cls, (UnknownModel, ModelNotPrepared)):  # their constructors build the message themselves
         exc = CtxCompressError.__new__(cls)
         CtxCompressError.__init__(exc, message, field=field)
-        exc.name, exc.known = "", []  # type: ignore[attr-defined]
+        exc.name = ""  # type: ignore[attr-defined]
+        if issubclass(cls, UnknownModel):
+            exc.known = []  # type: ignore[attr-defined]
     else:
         exc = cls(message, field=field)
     return exc

@@ -7,6 +7,7 @@ Hierarchy::
     │   └── PayloadTooLarge   input exceeds a configured size limit                                          → 413
     ├── UnknownModel          a model name that is not configured                                             → 422
     ├── ModelError            a configured model failed to load or run                                        → 500
+    │   └── ModelNotPrepared  a configured embedded model the operator has not prepared (converted) yet        → 503
     ├── Overloaded            the engine's queue is full; retry later                                         → 429
     └── CompressionTimeout    the request did not finish within its deadline                                  → 504
 """
@@ -19,6 +20,7 @@ __all__ = [
     "PayloadTooLarge",
     "UnknownModel",
     "ModelError",
+    "ModelNotPrepared",
     "Overloaded",
     "CompressionTimeout",
 ]
@@ -54,6 +56,18 @@ class UnknownModel(CtxCompressError):
 
 class ModelError(CtxCompressError):
     http_status = 500
+
+
+class ModelNotPrepared(ModelError):
+    http_status = 503
+
+    def __init__(self, name: str, *, field: str | None = None) -> None:
+        super().__init__(
+            f"model {name!r} is configured but not prepared on this server; "
+            f"the operator should run `ctxcompress models prepare {name}` (once) and restart",
+            field=field,
+        )
+        self.name = name
 
 
 class Overloaded(CtxCompressError):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ctxcompress.errors import ModelError, UnknownModel
+from ctxcompress.errors import ModelError, ModelNotPrepared, UnknownModel
 
 __all__ = ["ModelKind", "ModelSpec", "ModelRegistry", "ctxcompress_home", "default_registry"]
 
@@ -129,10 +129,19 @@ EMBEDDED_MODELS = (
 
 
 class ModelRegistry:
-    """Resolves configured model names to local folders, converting embedded GGUF models on first use."""
+    """Resolves configured model names to local folders.
 
-    def __init__(self, specs: list[ModelSpec] | None = None, home: Path | None = None) -> None:
+    Embedded GGUF models are converted by :meth:`prepare` (``ctxcompress models prepare``), or on first use
+    when ``convert_on_first_use`` is true (the library's default). The service turns it off, so a request
+    never waits a minute for a conversion: it prepares its preloaded models at start-up, and a request naming
+    an unprepared one gets :class:`ModelNotPrepared` saying what the operator should run.
+    """
+
+    def __init__(
+        self, specs: list[ModelSpec] | None = None, home: Path | None = None, *, convert_on_first_use: bool = True
+    ) -> None:
         self.home = home or ctxcompress_home()
+        self.convert_on_first_use = convert_on_first_use
         self._specs: dict[str, ModelSpec] = {}
         for spec in specs if specs is not None else [*EMBEDDED_MODELS, *_specs_from_env()]:
             self._specs[spec.name] = spec
@@ -174,7 +183,17 @@ class ModelRegistry:
             return value
         if value == "minilm":
             return str(_minilm_dir())
+        if not self.convert_on_first_use and self.cached_dir(name) is None:
+            raise ModelNotPrepared(name, field=field)
         return str(self._ensure_converted(name, _CONVERTED[value]))
+
+    def prepare(self, name: str) -> str:
+        """Convert (once) and return the local folder of ``name``, whatever ``convert_on_first_use`` says."""
+        spec = self.spec(name)
+        scheme, _, value = spec.source.partition(":")
+        if scheme == "embedded" and value in _CONVERTED:
+            return str(self._ensure_converted(name, _CONVERTED[value]))
+        return self.resolve(name)
 
     def _ensure_converted(self, name: str, build: Callable[[Path], None]) -> Path:
         folder = self.home / "models" / name

@@ -53,7 +53,7 @@ class _StaticCache:
         self.is_sliding = [False] * storage.shape[1]
 
     def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, cache_kwargs: object = None
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *_: object, **__: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         keys, values = self.storage[0, layer_idx], self.storage[1, layer_idx]
         keys.index_copy_(2, self.write_index, key_states)

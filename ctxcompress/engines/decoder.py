@@ -11,6 +11,7 @@ decoder:
 
 from __future__ import annotations
 
+import inspect
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,6 +82,9 @@ class TransformersDecoder:
         layer_types = getattr(self.config, "layer_types", None) or []
         window = int(getattr(self.config, "sliding_window", 0) or 0)
         self._sliding_window = window if "sliding_attention" in layer_types and window else None
+        # transformers 5.24 renamed the cache argument (`past_key_values` is deprecated, removed in 5.40).
+        accepted = inspect.signature(getattr(model, model.base_model_prefix).forward).parameters
+        self._cache_argument = "cache" if "cache" in accepted else "past_key_values"
 
     def __call__(self, tokens: torch.Tensor, plan: AttentionPlan, cache: KVBuffer) -> torch.Tensor:
         allowed = plan.allowed.expand(tokens.shape[0], -1, -1)
@@ -93,8 +97,8 @@ class TransformersDecoder:
                 input_ids=tokens,
                 attention_mask=mask,
                 position_ids=plan.positions,
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_argument: cache},
             )
         return out.last_hidden_state
 

@@ -4,8 +4,11 @@ A transformers cache grows by concatenation, which copies every layer's whole ca
 iterative scoring (many short windows over a long prefix) those copies cost more device time than the matrix
 products. KVBuffer holds all layers' keys and values in one ``[2, layers, rows, heads, capacity, head_dim]``
 tensor, writes a forward pass's new keys/values after the committed slots, and :meth:`commit` compacts the kept
-window entries in place with one gather over every layer. It implements the part of the cache protocol the
-decoder layers call (``update``, ``get_seq_length``).
+window entries in place with one gather over every layer. It implements the part of transformers' cache protocol
+the decoder layers call: ``update(keys, values, layer_idx, *args, **kwargs)`` (extra arguments, which differ
+between releases — ``cache_kwargs`` up to 5.23, ``kwargs`` from 5.24 — are accepted and unused) and
+``get_seq_length``. The supported transformers range is pinned in ``pyproject.toml`` and checked against the
+newest releases by ``scripts/check_newest_deps.sh``.
 
 A *static* buffer (``engines/cuda_graphs.py``) is a view of a preallocated arena with bucketed rows and
 capacity; passes over it run at fixed shapes (and replay as CUDA graphs), so it may have more rows than the
@@ -44,7 +47,7 @@ class KVBuffer:
         self._on_release = on_release
 
     def update(
-        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, cache_kwargs: object = None
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *_: object, **__: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write a pass's keys/values after the committed slots; return everything visible to the pass."""
         if self.static:

@@ -63,15 +63,18 @@ def run_grouped(
     model_of: Callable[[PreparedRequest], str],
     run: Callable[[str, list[PreparedRequest]], list[CompressionResult]],
 ) -> list[CompressionResult]:
-    """Run ``run(model_name, group)`` once per model the requests name; results come back in request order.
+    """Run ``run(model_name, group)`` once per distinct (model, options); results come back in request order.
 
-    Requests of a batch may name different models (e.g. ``options.scorer``); each group is one engine batch.
+    Every request is its own: a batched pass reads options (window, overlap, prompt statement, truncation…)
+    once for its whole group, so requests are grouped by *all* their options, not only by model. Requests
+    with the same options (the common case: defaults) still share one engine batch. ``run`` may therefore
+    read group-wide options from ``group[0].options``.
     """
-    groups: dict[str, list[int]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, prepared in enumerate(requests):
-        groups[model_of(prepared)].append(i)
+        groups[(model_of(prepared), prepared.options.model_dump_json())].append(i)
     results: dict[int, CompressionResult] = {}
-    for name, members in groups.items():
+    for (name, _), members in groups.items():
         results.update(zip(members, run(name, [requests[i] for i in members]), strict=True))
     return [results[i] for i in range(len(requests))]
 

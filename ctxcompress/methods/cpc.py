@@ -79,7 +79,7 @@ class CPC(CompressionMethod):
         spans = [
             split_sentences_with_spans(t, requests[r].options.language) for t, (r, _) in zip(texts, docs, strict=True)
         ]
-        overlap = min(p.options.window_overlap for p in requests)
+        overlap = requests[0].options.window_overlap  # the same for the whole group (run_grouped)
         tokens = encoder.token_embeddings(texts, overlap=overlap)
         vectors = [sentence_vectors(t, s) for t, s in zip(tokens, spans, strict=True)]
         queries_text = [(p.request.question or "").strip() or (p.request.instruction or "").strip() for p in requests]

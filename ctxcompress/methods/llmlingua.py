@@ -118,7 +118,7 @@ class LLMLingua(CompressionMethod):
             prefixes.append([conditioning_prefix(scorer, prepared.request.instruction)])
             rankings.append(ranking)
         fine_started = time.perf_counter()
-        window = min(p.options.window for p in requests)
+        window = requests[0].options.window  # the same for the whole group (run_grouped)
         score_plans(scorer, plans, prefixes, window=window, contrastive=False)
         return finish_results(
             requests, plans, rankings, started=started, coarse_ms=coarse_ms, fine_started=fine_started

@@ -101,7 +101,7 @@ class LongLLMLingua(CompressionMethod):
 
     def _run(self, scorer: CausalLMScorer, requests: list[PreparedRequest]) -> list[CompressionResult]:
         started = time.perf_counter()
-        opts0: LongLLMLinguaOptions = requests[0].options
+        opts0: LongLLMLinguaOptions = requests[0].options  # the same for the whole group (run_grouped)
         indices = [p.nonempty_indices for p in requests]
         flat = [(r, i) for r, idx in enumerate(indices) for i in idx]
         encoded = scorer.encode_batch([requests[r].documents[i] for r, i in flat])
@@ -144,18 +144,7 @@ class LongLLMLingua(CompressionMethod):
             prefixes.append([plain_prefix, question_prefix] if opts.contrastive else [plain_prefix])
             rankings.append(ranking)
         fine_started = time.perf_counter()
-        window = min(p.options.window for p in requests)
-        # Requests disagreeing on `contrastive` are scored in two passes.
-        for contrastive in (True, False):
-            members = [i for i, p in enumerate(requests) if p.options.contrastive is contrastive]
-            if members:
-                score_plans(
-                    scorer,
-                    [plans[i] for i in members],
-                    [prefixes[i] for i in members],
-                    window=window,
-                    contrastive=contrastive,
-                )
+        score_plans(scorer, plans, prefixes, window=opts0.window, contrastive=opts0.contrastive)
         return finish_results(
             requests, plans, rankings, started=started, coarse_ms=coarse_ms, fine_started=fine_started
         )

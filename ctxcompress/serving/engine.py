@@ -12,6 +12,11 @@ Design (after HF text-embeddings-inference's queue/infer split):
 * **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A batch
   goes to the least-loaded device; at most ``batches_per_device`` batches (default 2: one running, one
   prefetched) are assigned to a device, and the rest keep accumulating in the queue (bigger batches under load).
+* **Deadlines hold** (``serving/cost.py``): a :class:`CostModel` learns each method's seconds per token from
+  the batches that ran. A request whose estimated wait (work queued and running ahead of it, per device) plus
+  its own run time exceeds its deadline is refused at admission (:class:`Overloaded`, 429, ``Retry-After`` =
+  that wait) rather than accepted and timed out; a batch stops growing when it would make its tightest member
+  late. Overload costs the newest requests a 429; it never turns admitted requests into 504s.
 * Results come back through one ``asyncio.Future`` per request. ``shutdown(drain=True)`` stops admission, runs
   everything already accepted, then stops the threads.
 """
@@ -19,8 +24,8 @@ Design (after HF text-embeddings-inference's queue/infer split):
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -30,6 +35,8 @@ from typing import Any
 
 from ctxcompress.compressor import Compressor, RequestLike
 from ctxcompress.errors import CompressionTimeout, CtxCompressError, ModelError, Overloaded, PayloadTooLarge
+from ctxcompress.models import ModelRegistry
+from ctxcompress.serving.cost import CostModel
 from ctxcompress.serving.errors import EngineUnavailable
 from ctxcompress.serving.stats import EngineStats
 from ctxcompress.types import CompressionRequest, CompressionResult
@@ -39,6 +46,8 @@ __all__ = ["AsyncCompressionEngine", "expand_devices"]
 logger = logging.getLogger("ctxcompress.serving")
 
 _INLINE_PREPARE_CHARS = 65_536  # larger requests are tokenized off the event loop
+# Share of a deadline that estimated work may fill: the cost model is a forecast, so leave room for its error.
+_DEADLINE_SHARE = 0.8
 
 
 def expand_devices(devices: Sequence[str]) -> list[str]:
@@ -61,6 +70,7 @@ class _Entry:
     tokens: int
     future: asyncio.Future[CompressionResult]
     deadline: float
+    cost_s: float = 0.0  # estimated run time when admitted (CostModel)
 
 
 @dataclass(eq=False)
@@ -70,6 +80,7 @@ class _Worker:
     executor: ThreadPoolExecutor
     assigned: int = 0  # batches submitted and not finished (running + waiting)
     index: int = 0
+    busy_until: float = 0.0  # loop time at which its assigned batches are expected to finish
 
 
 @dataclass
@@ -99,6 +110,8 @@ class AsyncCompressionEngine:
         max_input_tokens: origin tokens per request before :class:`PayloadTooLarge` (built compressors only).
         batches_per_device: batches assigned to a device at once: 2 = one running + one prefetched (hides the
             gap between batches on GPUs); 1 = no prefetch (the next batch takes everything queued meanwhile).
+        registry: model names → folders for built compressors (the service passes one that never converts a
+            model inside a request).
 
     Example:
         >>> engine = AsyncCompressionEngine(devices=["cpu"])
@@ -120,11 +133,15 @@ class AsyncCompressionEngine:
         max_documents: int = 1000,
         max_input_tokens: int = 200_000,
         batches_per_device: int = 2,
+        registry: ModelRegistry | None = None,
     ) -> None:
         if max_concurrent_requests < 1 or max_batch_requests < 1 or max_batch_tokens < 1:
             raise ValueError("max_concurrent_requests, max_batch_requests and max_batch_tokens must be >= 1")
         if compressors is None:
-            compressors = [Compressor(device=d, max_input_tokens=max_input_tokens) for d in expand_devices(devices)]
+            compressors = [
+                Compressor(device=d, registry=registry, max_input_tokens=max_input_tokens)
+                for d in expand_devices(devices)
+            ]
         if not compressors:
             raise ValueError("the engine needs at least one compressor (device)")
         self._workers = [
@@ -149,7 +166,8 @@ class AsyncCompressionEngine:
         self._held = 0
         self._admitted = 0
         self._counters = _Counters()
-        self._ewma_batch_s = 0.5
+        self._cost = CostModel()
+        self._queued_s = 0.0  # estimated run time of the admitted entries not yet in a batch
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -172,20 +190,45 @@ class AsyncCompressionEngine:
         self._accepting = True
 
     async def warmup(self, requests: Sequence[RequestLike]) -> None:
-        """Run ``requests`` directly on every device (loads models, first-call allocations)."""
+        """Run ``requests`` on every device (loads models, first-call allocations), then once more to seed the
+        cost model with a warm measurement."""
         loop = asyncio.get_running_loop()
-        runs = [
-            loop.run_in_executor(
-                w.executor, functools.partial(w.compressor.compress_batch, list(requests), return_exceptions=False)
-            )
-            for w in self._workers
-        ]
-        await asyncio.gather(*runs)
+
+        def run_twice(compressor: Compressor) -> tuple[list[tuple[str, int]], float]:
+            compressor.compress_batch(list(requests), return_exceptions=False)
+            prepared = [compressor.prepare(r) for r in requests]
+            started = time.perf_counter()
+            compressor.compress_batch(list(requests), return_exceptions=False)
+            return [(p.request.method, p.origin_tokens) for p in prepared], time.perf_counter() - started
+
+        runs = await asyncio.gather(*(loop.run_in_executor(w.executor, run_twice, w.compressor) for w in self._workers))
+        for work, seconds in runs:
+            self._cost.observe(work, seconds)
 
     async def run_on_devices(self, fn: Any) -> list[Any]:
-        """Call ``fn(compressor)`` on every device's worker thread (e.g. to preload models)."""
+        """Call ``fn(compressor)`` on every device's worker thread (e.g. to preload models).
+
+        The first device runs alone, then the others together: first use imports and converts what all devices
+        share (transformers' lazy imports are not thread-safe: concurrent first imports failed on a 2-GPU host).
+        A device that fails is named in the :class:`ModelError`; nothing is half-served silently.
+        """
         loop = asyncio.get_running_loop()
-        return list(await asyncio.gather(*(loop.run_in_executor(w.executor, fn, w.compressor) for w in self._workers)))
+        first, rest = self._workers[0], self._workers[1:]
+        outputs = await asyncio.gather(
+            loop.run_in_executor(first.executor, fn, first.compressor), return_exceptions=True
+        )
+        if rest:
+            outputs += await asyncio.gather(
+                *(loop.run_in_executor(w.executor, fn, w.compressor) for w in rest), return_exceptions=True
+            )
+        failed = [(w.device, out) for w, out in zip(self._workers, outputs, strict=True) if isinstance(out, Exception)]
+        if failed:
+            detail = "; ".join(f"{device}: {type(exc).__name__}: {exc}" for device, exc in failed)
+            raise ModelError(f"{len(failed)} of {len(self._workers)} devices failed to prepare ({detail})")
+        for out in outputs:
+            if isinstance(out, BaseException):
+                raise out
+        return list(outputs)
 
     async def shutdown(self, *, drain: bool = True) -> None:
         """Stop admitting; with ``drain`` run every accepted request first, else fail the queued ones."""
@@ -299,8 +342,18 @@ class AsyncCompressionEngine:
             taken += 1
 
     def _retry_after(self) -> float:
-        queued_batches = (self.stats().queue_depth / self.max_batch_requests) / len(self._workers)
-        return float(max(1, round(self._ewma_batch_s * (queued_batches + 1))))
+        return float(max(1, math.ceil(self._backlog_s())))
+
+    def _backlog_s(self) -> float:
+        """Estimated seconds until a device could start a newly admitted request: the work queued and still
+        running, shared over the devices."""
+        now = asyncio.get_running_loop().time()
+        running = sum(max(0.0, w.busy_until - now) for w in self._workers)
+        return (self._queued_s + running) / len(self._workers)
+
+    def estimated_cost_s(self) -> dict[str, float]:
+        """Seconds per origin token by method, as measured so far (for metrics and tests)."""
+        return self._cost.known()
 
     async def _submit(self, request: RequestLike, timeout: float) -> CompressionResult:
         self._counters.requests += 1
@@ -314,8 +367,18 @@ class AsyncCompressionEngine:
         if self._queue_closed:
             raise EngineUnavailable("compression engine is shutting down", retry_after_s=1.0)
         loop = asyncio.get_running_loop()
-        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), loop.time() + timeout)
+        cost = self._cost.estimate(prepared.request.method, prepared.origin_tokens)
+        wait = self._backlog_s()
+        if wait > 0 and wait + cost > _DEADLINE_SHARE * timeout:
+            self._counters.rejected += 1
+            raise Overloaded(
+                f"the work ahead (~{wait:.1f} s) and this request (~{cost:.1f} s) would not finish within its "
+                f"{timeout:g} s deadline; retry later",
+                retry_after_s=float(max(1, math.ceil(wait))),
+            )
+        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), loop.time() + timeout, cost)
         assert self._queue is not None
+        self._queued_s += cost
         self._queue.put_nowait(entry)
         try:
             return await asyncio.wait_for(asyncio.shield(entry.future), timeout)
@@ -348,13 +411,21 @@ class AsyncCompressionEngine:
 
     def _alive(self, entry: _Entry) -> bool:
         if entry.future.done():
+            self._dequeue(entry)
             self._counters.dropped += 1
             return False
         if asyncio.get_running_loop().time() > entry.deadline:
+            self._dequeue(entry)
             entry.future.set_exception(CompressionTimeout("request expired in the queue"))
             self._counters.dropped += 1
             return False
         return True
+
+    def _dequeue(self, entry: _Entry) -> None:
+        """``entry`` leaves the queue (into a batch, or dropped): its cost no longer waits ahead of others."""
+        if entry.cost_s:
+            self._queued_s = max(0.0, self._queued_s - entry.cost_s)
+            entry.cost_s = 0.0
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -379,7 +450,7 @@ class AsyncCompressionEngine:
                 if entry is None:
                     closing = self._queue_closed = True
                     continue
-                if tokens + entry.tokens > self.max_batch_tokens:
+                if tokens + entry.tokens > self.max_batch_tokens or self._makes_late(worker, [*batch, entry]):
                     self._carry.appendleft(entry)
                     break
                 batch.append(entry)
@@ -388,9 +459,20 @@ class AsyncCompressionEngine:
             if not batch:
                 await self._release_worker(worker)
                 continue
-            task = asyncio.create_task(self._run_batch(worker, batch))
+            estimate = sum(self._cost.estimate(e.request.method, e.tokens) for e in batch)
+            worker.busy_until = max(loop.time(), worker.busy_until) + estimate
+            for e in batch:
+                self._dequeue(e)
+            task = asyncio.create_task(self._run_batch(worker, batch, estimate))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
+
+    def _makes_late(self, worker: _Worker, batch: list[_Entry]) -> bool:
+        """Whether running ``batch`` on ``worker`` is expected to end after its tightest member's deadline."""
+        now = asyncio.get_running_loop().time()
+        estimate = sum(self._cost.estimate(e.request.method, e.tokens) for e in batch)
+        finish = max(now, worker.busy_until) + estimate
+        return finish > now + _DEADLINE_SHARE * (min(e.deadline for e in batch) - now)
 
     async def _reserve_worker(self) -> _Worker:
         """The least-loaded device with room for one more batch (``batches_per_device``)."""
@@ -407,9 +489,11 @@ class AsyncCompressionEngine:
         assert self._device_free is not None
         async with self._device_free:
             worker.assigned -= 1
+            if worker.assigned == 0:
+                worker.busy_until = 0.0
             self._device_free.notify_all()
 
-    async def _run_batch(self, worker: _Worker, batch: list[_Entry]) -> None:
+    async def _run_batch(self, worker: _Worker, batch: list[_Entry], estimate: float) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -418,8 +502,9 @@ class AsyncCompressionEngine:
             logger.exception("batch of %d failed on %s", len(batch), worker.device)
             outputs = [ModelError(f"compression failed on {worker.device}: {type(exc).__name__}")] * len(batch)
         finally:
+            elapsed = time.perf_counter() - started
+            worker.busy_until += elapsed - estimate  # a batch that ran long delays the one prefetched behind it
             await self._release_worker(worker)
-        elapsed = time.perf_counter() - started
         ran = sum(out is not None for out in outputs)
         c = self._counters
         c.dropped += len(batch) - ran
@@ -427,7 +512,8 @@ class AsyncCompressionEngine:
             c.batches += 1
             c.batch_seconds += elapsed
             c.batch_sizes[ran] = c.batch_sizes.get(ran, 0) + 1
-            self._ewma_batch_s = 0.8 * self._ewma_batch_s + 0.2 * elapsed
+            work = [(e.request.method, e.tokens) for e, out in zip(batch, outputs, strict=True) if out is not None]
+            self._cost.observe(work, elapsed)
         for entry, out in zip(batch, outputs, strict=True):
             if entry.future.done() or out is None:
                 continue

@@ -3,6 +3,8 @@
 Example:
     ctxcompress eval --datasets nq20 --positions 0,9,19 --limit 3 --rates 0.5,0.25 \\
         --methods baselines,llmlingua,longllmlingua,anchor --out eval/results/nq20_smoke
+
+Held-out report after tuning on rows 0-99: ``--skip 100 --limit 120`` (ids keep the row index in the file).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="NQ gold positions (0-based; default all: 0,4,9,14,19 for nq20, 0,4,9 for nq10)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="first N examples of each file (each position)")
+    parser.add_argument("--limit", type=int, default=None, help="N examples of each file (each position), after --skip")
+    parser.add_argument(
+        "--skip", type=int, default=0, help="skip the first N rows of each file (each position) before --limit"
+    )
     parser.add_argument("--longbench-tasks", type=_csv(str), default=None, help="only these LongBench tasks")
     parser.add_argument(
         "--methods",
@@ -69,6 +74,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="OPENAI_API_KEY",
         help="environment variable holding the reader's API key (optional)",
     )
+    parser.add_argument(
+        "--paired-reference",
+        default=None,
+        help="system the others are compared with on the same prompts (default: anchor-longllmlingua if run)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument(
         "--report-only", action="store_true", help="re-render results.md and plots from --out/results.json; run nothing"
@@ -82,13 +92,16 @@ def run(args: argparse.Namespace) -> int:
     from ctxcompress_eval.datasets import load_datasets
     from ctxcompress_eval.reader import Reader
     from ctxcompress_eval.report import load_results, write_report
-    from ctxcompress_eval.runner import EvalConfig, evaluate, expand_methods, log
+    from ctxcompress_eval.runner import EvalConfig, evaluate, expand_methods, log, paired_section
 
     if args.report_only:
         if not (args.out / "results.json").is_file():
             print(f"ctxcompress eval: no results.json in {args.out}", file=sys.stderr)
             return 2
-        write_report(load_results(args.out), args.out, plots=not args.no_plots)
+        results = load_results(args.out)
+        if results["rows"] and (args.paired_reference or not results.get("paired")):
+            results["paired"] = paired_section(results["rows"], args.paired_reference)
+        write_report(results, args.out, plots=not args.no_plots)
         print((args.out / "results.md").read_text(encoding="utf-8"))
         return 0
     if bool(args.reader_url) != bool(args.reader_model):
@@ -105,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             args.data_dir,
             positions=args.positions,
             limit=args.limit,
+            skip=args.skip,
             longbench_tasks=args.longbench_tasks,
         )
         reader = None
@@ -120,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
             fresh=args.fresh,
             anchor_venv=args.anchor_venv,
             reader=reader,
+            paired_reference=args.paired_reference,
             extra_meta={
                 "datasets": {k: len(v) for k, v in datasets.items()},
                 "positions": args.positions,
                 "limit": args.limit,
+                "skip": args.skip,
                 "reader": {"url": args.reader_url, "model": args.reader_model} if reader else None,
             },
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,17 +79,25 @@ class Example:
         }
 
 
-def _read_jsonl_gz(path: Path, limit: int | None) -> Iterator[dict[str, Any]]:
+def _window(rows: Iterable[tuple[int, Any]], skip: int, limit: int | None) -> Iterator[tuple[int, Any]]:
+    """``(index, row)`` pairs after the first ``skip``, at most ``limit`` of them (indices unchanged)."""
+    for n, (index, row) in enumerate(rows):
+        if n < skip:
+            continue
+        if limit is not None and n >= skip + limit:
+            return
+        yield index, row
+
+
+def _read_jsonl_gz(path: Path, limit: int | None = None, skip: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row index, row)`` of the non-blank lines after the first ``skip`` rows, at most ``limit`` rows."""
     if not path.is_file():
         raise InvalidInput(
             f"dataset file not found: {path} (is --data-dir a copy of ../shared/data?)", field="data_dir"
         )
     with gzip.open(path, "rt", encoding="utf-8") as handle:
-        for n, line in enumerate(handle):
-            if limit is not None and n >= limit:
-                return
-            if line.strip():
-                yield json.loads(line)
+        rows = (json.loads(line) for line in handle if line.strip())
+        yield from _window(enumerate(rows), skip, limit)
 
 
 def render_nq_document(index: int, ctx: dict[str, Any]) -> str:
@@ -109,9 +117,17 @@ def _nq_prompt_parts(data_dir: Path) -> tuple[str, str]:
 
 
 def load_nq(
-    data_dir: Path, *, docs: int = 20, positions: list[int] | None = None, limit: int | None = None
+    data_dir: Path,
+    *,
+    docs: int = 20,
+    positions: list[int] | None = None,
+    limit: int | None = None,
+    skip: int = 0,
 ) -> list[Example]:
-    """NQ multi-document QA with ``docs`` passages; the first ``limit`` rows of each gold-position file."""
+    """NQ multi-document QA with ``docs`` passages: ``limit`` rows of each gold-position file after ``skip``.
+
+    Ids hold the row index in the file (``nq20-g9-105``), whatever ``skip`` and ``limit`` select.
+    """
     if docs not in NQ_POSITIONS:
         raise InvalidInput(f"NQ has 10 or 20 documents, not {docs}", field="datasets")
     available = NQ_POSITIONS[docs]
@@ -124,7 +140,7 @@ def load_nq(
     examples = []
     for position in wanted:
         path = data_dir / "nq_multidoc" / f"{docs}docs" / f"gold_at_{position}.jsonl.gz"
-        for row_index, row in enumerate(_read_jsonl_gz(path, limit)):
+        for row_index, row in _read_jsonl_gz(path, limit, skip):
             ctxs = row["ctxs"]
             gold = next((i for i, c in enumerate(ctxs) if c.get("isgold")), None)
             examples.append(
@@ -190,17 +206,16 @@ def _longbench_answers(raw: Any) -> list[str]:
     return [str(a) for a in raw or []]
 
 
-def load_longbench(data_dir: Path, *, limit: int | None = None, tasks: list[str] | None = None) -> list[Example]:
-    """MiniLongBench rows (optionally only ``tasks``); the first ``limit`` rows after the task filter."""
+def load_longbench(
+    data_dir: Path, *, limit: int | None = None, tasks: list[str] | None = None, skip: int = 0
+) -> list[Example]:
+    """MiniLongBench rows (optionally only ``tasks``): ``limit`` rows after the task filter and ``skip`` rows."""
     path = data_dir / "longbench" / "minilongbench.jsonl.gz"
     prompts_path = data_dir / "longbench" / "longbench_dataset2prompt.json"
     templates: dict[str, str] = json.loads(prompts_path.read_text(encoding="utf-8")) if prompts_path.is_file() else {}
     examples: list[Example] = []
-    for row in _read_jsonl_gz(path, None):
-        if tasks and row["task"] not in tasks:
-            continue
-        if limit is not None and len(examples) >= limit:
-            break
+    rows = ((i, row) for i, row in _read_jsonl_gz(path) if not tasks or row["task"] in tasks)
+    for _, row in _window(rows, skip, limit):
         template = templates.get(row.get("template_of") or row["task"], "{context}\n\n{input}")
         before, _, after = template.partition("{context}")
         question = after.replace("{input}", row.get("input") or "").strip() or None
@@ -223,8 +238,8 @@ def split_demonstrations(prompt: str) -> list[str]:
     return [p.strip() for p in _split_on(re.compile(r"^Question:", re.M), prompt.strip())] or [prompt.strip()]
 
 
-def load_gsm8k(data_dir: Path, *, limit: int | None = None) -> list[Example]:
-    """The 8-shot CoT prompt (documents = demonstrations) with each of the first ``limit`` test questions.
+def load_gsm8k(data_dir: Path, *, limit: int | None = None, skip: int = 0) -> list[Example]:
+    """The 8-shot CoT prompt (documents = demonstrations) with ``limit`` test questions after the first ``skip``.
 
     ``answers`` holds the demonstrations' final answers (``The answer is N``): retention then measures how many
     reasoning chains keep their conclusion. (The test question's own answer is not in the context.)
@@ -235,7 +250,7 @@ def load_gsm8k(data_dir: Path, *, limit: int | None = None) -> list[Example]:
     demos = split_demonstrations(prompt_path.read_text(encoding="utf-8"))
     finals = [m.group(0) for d in demos for m in [re.search(r"The answer is .+", d)] if m]
     examples = []
-    for n, row in enumerate(_read_jsonl_gz(data_dir / "gsm8k" / "gsm8k_test.jsonl.gz", limit)):
+    for n, row in _read_jsonl_gz(data_dir / "gsm8k" / "gsm8k_test.jsonl.gz", limit, skip):
         examples.append(
             Example(
                 id=f"gsm8k-{n}",
@@ -254,8 +269,10 @@ Loader = Callable[..., list[Example]]
 
 
 def _nq(docs: int) -> Loader:
-    def load(data_dir: Path, *, positions: list[int] | None, limit: int | None, **_: Any) -> list[Example]:
-        return load_nq(data_dir, docs=docs, positions=positions, limit=limit)
+    def load(
+        data_dir: Path, *, positions: list[int] | None, limit: int | None, skip: int = 0, **_: Any
+    ) -> list[Example]:
+        return load_nq(data_dir, docs=docs, positions=positions, limit=limit, skip=skip)
 
     return load
 
@@ -263,10 +280,10 @@ def _nq(docs: int) -> Loader:
 DATASETS: dict[str, Loader] = {
     "nq20": _nq(20),
     "nq10": _nq(10),
-    "longbench": lambda data_dir, *, limit, longbench_tasks=None, **_: load_longbench(
-        data_dir, limit=limit, tasks=longbench_tasks
+    "longbench": lambda data_dir, *, limit, skip=0, longbench_tasks=None, **_: load_longbench(
+        data_dir, limit=limit, tasks=longbench_tasks, skip=skip
     ),
-    "gsm8k": lambda data_dir, *, limit, **_: load_gsm8k(data_dir, limit=limit),
+    "gsm8k": lambda data_dir, *, limit, skip=0, **_: load_gsm8k(data_dir, limit=limit, skip=skip),
 }
 
 
@@ -276,12 +293,17 @@ def load_datasets(
     *,
     positions: list[int] | None = None,
     limit: int | None = None,
+    skip: int = 0,
     longbench_tasks: list[str] | None = None,
 ) -> dict[str, list[Example]]:
-    """Examples per dataset name; unknown names raise InvalidInput listing the valid ones."""
+    """Examples per dataset name (``skip`` rows, then ``limit``); unknown names raise InvalidInput."""
+    if skip < 0 or (limit is not None and limit < 0):
+        raise InvalidInput(f"skip and limit must be >= 0 (skip={skip}, limit={limit})", field="skip")
     out = {}
     for name in names:
         if name not in DATASETS:
             raise InvalidInput(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}", field="datasets")
-        out[name] = DATASETS[name](data_dir, positions=positions, limit=limit, longbench_tasks=longbench_tasks)
+        out[name] = DATASETS[name](
+            data_dir, positions=positions, limit=limit, skip=skip, longbench_tasks=longbench_tasks
+        )
     return out

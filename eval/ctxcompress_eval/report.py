@@ -1,5 +1,8 @@
 """Reports of a run: ``results.json``, ``per_prompt.jsonl``, ``results.md`` (tables) and PNG plots.
 
+Tables per dataset: the aggregates, answer retention by gold position (NQ), the loss breakdown (NQ) and the
+paired comparison against the reference system (``paired`` in results.json).
+
 Plots: answer retention against compression ratio per method (trade-off curve, one panel per dataset), answer
 retention by gold-document position (NQ, one panel per rate: "lost in the middle"), latency per method.
 """
@@ -10,6 +13,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ctxcompress_eval.metrics import LOSS_CAUSES
 
 __all__ = ["load_results", "markdown_report", "plot_all", "write_report"]
 
@@ -53,8 +58,78 @@ def _table(records: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _count_share(count: int, share: float | None) -> str:
+    return f"{count} ({_fmt(share)})"
+
+
+def _loss_table(dataset: str, records: Sequence[dict[str, Any]]) -> list[str]:
+    rows = [r for r in records if r.get("loss_breakdown")]
+    if not rows:
+        return []
+    out = [
+        "",
+        f"### {dataset}: lost answers by cause (count, share of lost)",
+        "",
+        "| method | rate | answer in full | lost | gold dropped | pruned in gold | other |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        b = r["loss_breakdown"]
+        cells = [_count_share(b["counts"][c], b["fractions"][c]) for c in LOSS_CAUSES]
+        lost = _count_share(b["n_lost"], b["loss_rate"])
+        out.append(
+            f"| {r['method']} | {_fmt(r['rate'])} | {b['n_answer_in_full']} | {lost} | " + " | ".join(cells) + " |"
+        )
+    return out
+
+
+def _delta(stats: dict[str, Any]) -> str:
+    if stats.get("diff") is None:
+        return "–"
+    ci = stats.get("ci95")
+    interval = f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+    return f"{stats['diff']:+.3f}{interval}"
+
+
+def _paired_table(dataset: str, paired: dict[str, Any] | None) -> list[str]:
+    rows = [c for c in paired["comparisons"] if c["dataset"] == dataset] if paired else []
+    if not paired or not rows:
+        return []
+    ref = paired["reference"]
+    out = [
+        "",
+        f"### {dataset}: paired vs {ref}: Δ retention [95% CI], W/L, n",
+        "",
+        f"| method | rate | n | ret. | {ref} ret. | Δ [95% CI] | W/L |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        out.append(
+            f"| {c['method']} | {_fmt(c['rate'])} | {c['n']} | {_fmt(c['retention'])} | "
+            f"{_fmt(c['reference_retention'])} | {_delta(c)} | {c['wins']}/{c['losses']} |"
+        )
+    positional = [c for c in rows if c.get("by_position")]
+    if positional:
+        positions = sorted({int(p) for c in positional for p in c["by_position"]})
+        out += [
+            "",
+            f"#### {dataset}: paired vs {ref} by gold position: Δ retention [95% CI] (W/L, n)",
+            "",
+            "| method | rate | " + " | ".join(str(p) for p in positions) + " |",
+            "|---|---|" + "---|" * len(positions),
+        ]
+        for c in positional:
+            cells = []
+            for p in positions:
+                s = c["by_position"].get(str(p))
+                cells.append(f"{_delta(s)} ({s['wins']}/{s['losses']}, {s['n']})" if s else "–")
+            out.append(f"| {c['method']} | {_fmt(c['rate'])} | " + " | ".join(cells) + " |")
+    return out
+
+
 def markdown_report(results: dict[str, Any]) -> str:
-    """The markdown tables: one per dataset, then answer retention by gold position for NQ."""
+    """The markdown tables: per dataset, aggregates, then (NQ) retention by gold position and lost answers, then
+    the paired comparison."""
     meta, records = results["meta"], results["records"]
     out = [
         "# ctxcompress eval results",
@@ -92,6 +167,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             for r in positional:
                 cells = [_fmt(r["by_position"].get(str(p), {}).get("answer_retention")) for p in positions]
                 out.append(f"| {r['method']} | {_fmt(r['rate'])} | " + " | ".join(cells) + " |")
+        out += _loss_table(dataset, rows)
+        out += _paired_table(dataset, results.get("paired"))
     return "\n".join(out) + "\n"
 
 
@@ -202,16 +279,16 @@ def load_results(out: Path) -> dict[str, Any]:
         if rows_path.is_file()
         else []
     )
-    return {"meta": data["meta"], "records": data["records"], "rows": rows}
+    return {"meta": data["meta"], "records": data["records"], "rows": rows, "paired": data.get("paired")}
 
 
 def write_report(results: dict[str, Any], out: Path, *, plots: bool = True) -> list[Path]:
-    """Write results.json (meta + records), per_prompt.jsonl, results.md and the plots into ``out``."""
+    """Write results.json (meta, records, paired), per_prompt.jsonl, results.md and the plots into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(
-        json.dumps({"meta": results["meta"], "records": results["records"]}, indent=2, ensure_ascii=False) + "\n",
-        encoding="utf-8",
-    )
+    saved = {"meta": results["meta"], "records": results["records"]}
+    if results.get("paired"):
+        saved["paired"] = results["paired"]
+    (out / "results.json").write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with (out / "per_prompt.jsonl").open("w", encoding="utf-8") as handle:
         for row in results["rows"]:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -2,7 +2,8 @@
 
 A *system* is a ctxcompress method (batched through ``Compressor.compress_batch``), a baseline, or an anchor mode.
 Outputs are cached per (dataset, system, rate) under ``<out>/cache``; a re-run computes only what is missing
-(or failed), then re-derives every metric and report from the cache.
+(or failed), then re-derives every metric and report from the cache: per-prompt rows, aggregates per
+(dataset, system, rate) with the NQ loss breakdown, and the paired comparison against a reference system.
 """
 
 from __future__ import annotations
@@ -28,11 +29,22 @@ from ctxcompress.models import default_registry
 from ctxcompress_eval.anchor import ANCHOR_MODES, AnchorRunner, anchor_info, attribute_documents
 from ctxcompress_eval.baselines import BASELINES, make_baseline
 from ctxcompress_eval.datasets import Example
-from ctxcompress_eval.metrics import aggregate, contains_answer, prompt_metrics, short_answers
+from ctxcompress_eval.metrics import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    PAIRED_REFERENCE,
+    aggregate,
+    contains_answer,
+    loss_breakdown,
+    loss_cause,
+    paired_comparison,
+    prompt_metrics,
+    short_answers,
+)
 from ctxcompress_eval.outputs import Output, OutputCache, from_result
 from ctxcompress_eval.reader import Reader
 
-__all__ = ["EvalConfig", "MethodSystem", "System", "evaluate", "expand_methods", "log"]
+__all__ = ["EvalConfig", "MethodSystem", "System", "evaluate", "expand_methods", "log", "paired_section"]
 
 SCORER_MODEL = "smollm2-135m"
 ENCODER_MODEL = "minilm-l6"
@@ -62,6 +74,7 @@ class EvalConfig:
     fresh: bool = False
     anchor_venv: Path | None = None
     reader: Reader | None = None
+    paired_reference: str | None = None
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -162,6 +175,30 @@ def _answers(example: Example) -> list[str]:
     return short_answers(example.answers) if example.dataset == "longbench" else list(example.answers)
 
 
+def _gold_kept(example: Example, output: Output) -> bool | None:
+    """Whether the gold document is among the kept ones (None: unknown, e.g. unattributed anchor text)."""
+    kept = {i for i, _ in output.kept}
+    if example.gold_index in kept:
+        return True
+    return None if output.kept_source == "none" or -1 in kept else False
+
+
+def _loss_fields(
+    example: Example, gold: int, output: Output, row: dict[str, Any], answers: list[str]
+) -> dict[str, Any]:
+    """NQ: answer in the full context, gold document kept, and the cause of a lost answer."""
+    in_full = contains_answer("\n\n".join(example.documents), answers)
+    gold_kept = _gold_kept(example, output)
+    cause = loss_cause(
+        answer_in_full=in_full,
+        answer_retained=bool(row["answer_retained"]),
+        gold_kept=gold_kept,
+        answer_in_gold=contains_answer(example.documents[gold], answers),
+        gold_answer_retained=bool(row["gold_answer_retained"]),
+    )
+    return {"answer_in_full": in_full, "gold_kept": gold_kept, "loss": cause}
+
+
 def prompt_row(example: Example, output: Output) -> dict[str, Any]:
     """Per-prompt metrics row (no prompt text)."""
     row: dict[str, Any] = {
@@ -196,6 +233,8 @@ def prompt_row(example: Example, output: Output) -> dict[str, Any]:
         latency_ms=output.latency_ms,
         kept_source=output.kept_source,
     )
+    if example.gold_index is not None and answers:
+        row.update(_loss_fields(example, example.gold_index, output, row, answers))
     if demo_answers := example.meta.get("demo_answers"):
         row["demo_conclusions_kept"] = sum(contains_answer(output.context, [a]) for a in demo_answers) / len(
             demo_answers
@@ -310,6 +349,8 @@ def evaluate(
                     "rate": rate,
                     **_group_aggregate(group),
                 }
+                if breakdown := loss_breakdown(group):
+                    record["loss_breakdown"] = breakdown
                 positions = sorted({r["position"] for r in group if r["position"] is not None})
                 if positions:
                     record["by_position"] = {
@@ -322,7 +363,23 @@ def evaluate(
                     f"latency_p50={record['latency_ms_p50']}ms"
                 )
     meta = run_metadata(config, compressor, skipped)
-    return {"meta": meta, "records": records, "rows": rows}
+    return {"meta": meta, "records": records, "rows": rows, "paired": paired_section(rows, config.paired_reference)}
+
+
+def paired_section(rows: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any] | None:
+    """Every system against ``reference`` (default ``anchor-longllmlingua``) on the same prompts; None if absent."""
+    reference = reference or PAIRED_REFERENCE
+    if not any(r["method"] == reference for r in rows):
+        log(f"no paired comparison: {reference} is not in this run (--paired-reference NAME)")
+        return None
+    return {
+        "reference": reference,
+        "metric": "answer_retained",
+        "resamples": BOOTSTRAP_RESAMPLES,
+        "seed": BOOTSTRAP_SEED,
+        "interval": "95% percentile bootstrap of the mean paired difference (example ids resampled)",
+        "comparisons": paired_comparison(rows, reference),
+    }
 
 
 def _run_cached(

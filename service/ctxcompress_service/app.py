@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 import ctxcompress
 from ctxcompress.compressor import Compressor
+from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
@@ -47,12 +48,20 @@ def build_engine(settings: Settings, compressors: list[Compressor] | None = None
         max_documents=settings.max_documents,
         max_input_tokens=settings.max_tokens_per_request,
         batches_per_device=settings.batches_per_device,
+        registry=ModelRegistry(convert_on_first_use=False),
     )
 
 
 async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompressionEngine) -> None:
     """Load the configured causal LMs on every device, then warm up with one real compression per device."""
     names = list(settings.preload_models)
+
+    def convert_once() -> None:  # shared by every device: done once, before any device loads
+        import transformers  # noqa: F401  (first import off the device threads: its lazy imports are not thread-safe)
+
+        registry = engine.compressors[0].pool.registry
+        for name in names:
+            registry.prepare(name)
 
     def preload(compressor: Compressor) -> None:
         for name in names:
@@ -63,6 +72,7 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompres
                 logger.warning("preload skipped", extra={"model": name, "kind": kind})
 
     try:
+        await asyncio.to_thread(convert_once)
         await engine.run_on_devices(preload)
         if settings.warmup:
             question = "Which river flows into the Mediterranean?"
