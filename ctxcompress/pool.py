@@ -15,6 +15,7 @@ from ctxcompress.errors import UnknownModel
 from ctxcompress.models import ModelKind, ModelRegistry, default_registry
 
 if TYPE_CHECKING:
+    from ctxcompress.engines.attention import QuestionAttention
     from ctxcompress.engines.classifier import TokenClassifier
     from ctxcompress.engines.encoder import SentenceEncoder
     from ctxcompress.engines.generator import Generator
@@ -59,6 +60,21 @@ class ModelPool:
             "causal-lm",
             lambda local, device: CausalLMScorer.from_pretrained(
                 local, device=str(device), max_batch_tokens=self.max_batch_tokens
+            ),
+            field=field,
+        )
+
+    def attention(self, name: str, *, field: str | None = None) -> QuestionAttention:
+        """Observation-window attention over the scorer ``name``'s model (shares its weights)."""
+        from ctxcompress.engines.attention import QuestionAttention
+
+        scorer = self.scorer(name, field=field)
+        return self.get(
+            "attention",
+            name,
+            "causal-lm",
+            lambda local, device: QuestionAttention(
+                scorer.model, pad_id=scorer.pad_id, max_batch_tokens=self.max_batch_tokens
             ),
             field=field,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ctxcompress.methods import (  # noqa: F401  (registration side effect)
+    attention,
     cpc,
     llmlingua,
     llmlingua2,

@@ -10,23 +10,28 @@ Algorithm (LLMLingua's iterative token-level compression, Jiang et al. 2023, §3
    the question in front, so tokens the question makes predictable rank high.
 3. Budget calibration: the planned per-document rates are in scorer tokens, but the budget is in the *target*
    tokenizer. A binary search scales all rates by one factor until the assembled prompt's target-token count is
-   the largest not above the budget. Selection is over *units* (tokens merged so no multi-byte character is
-   split), and units overlapping protected spans are always kept.
+   the largest not above the budget. Selection is over *units*, whole words (tokens merged so no word and no
+   multi-byte character is split: the reference keeps word pieces, e.g. "Röntgen" → "R"), and units
+   overlapping protected spans (numbers, document headers…) are always kept.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt, KeepRule
+from ctxcompress.methods._units import CJK_CHARS
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.protect import protected_spans
 from ctxcompress.types import CompressionResult, KeptDocument
+
+_CJK_CHAR = re.compile(f"[{CJK_CHARS}]")
 
 __all__ = [
     "PrunableDocument",
@@ -79,10 +84,13 @@ class PruningPlan:
     token_scores: list[np.ndarray] = field(default_factory=list)  # per document, filled by scoring
 
 
-def _units(offsets: list[tuple[int, int]], text_len: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Merge tokens whose character spans overlap (a multi-byte character split across byte tokens).
+def _units(offsets: list[tuple[int, int]], text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Group tokens into whole words: pruning keeps or drops a word, never a piece of one.
 
-    A token starts a new unit when it starts at or after the furthest end reached by the tokens before it.
+    A token opens a new unit when it starts at or after the furthest end reached by the tokens before it (so a
+    multi-byte character split across byte tokens stays in one unit) *and* at a word start: after whitespace,
+    on whitespace, or on/after a CJK character (each CJK character is a word, as in ``_units.word_spans``).
+    Unit spans run from their first token's start to the next unit's start, so they cover the text.
     """
     if not offsets:
         return np.zeros(0, dtype=np.int64), []
@@ -91,11 +99,20 @@ def _units(offsets: list[tuple[int, int]], text_len: int) -> tuple[np.ndarray, l
     opens = np.empty(len(spans), dtype=bool)
     opens[0] = True
     opens[1:] = spans[1:, 0] >= reach[:-1]
+    for t in np.flatnonzero(opens[1:]) + 1:
+        start = int(spans[t, 0])
+        here = text[start] if start < len(text) else " "
+        before = text[start - 1] if start > 0 else " "
+        opens[t] = before.isspace() or here.isspace() or _is_cjk(here) or _is_cjk(before)
     token_unit = np.cumsum(opens) - 1
     starts = spans[opens, 0]
     starts[0] = 0
-    bounds = np.append(starts, text_len).tolist()
+    bounds = np.append(starts, len(text)).tolist()
     return token_unit, list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _is_cjk(char: str) -> bool:
+    return bool(_CJK_CHAR.match(char))
 
 
 def build_document(
@@ -109,7 +126,7 @@ def build_document(
 ) -> PrunableDocument:
     """Split ``text`` (tokenized as ``encoding``: ids and character offsets) into units; mark protected ones."""
     ids, offsets = encoding
-    token_unit, unit_spans = _units(offsets, len(text))
+    token_unit, unit_spans = _units(offsets, text)
     span_of_unit = np.full(len(unit_spans), -1, dtype=np.int64)
     spans = protected_spans(text, kinds=protect, force_tokens=force_tokens)
     if spans:

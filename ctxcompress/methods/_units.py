@@ -18,14 +18,24 @@ import numpy as np
 
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.text.protect import protected_spans
+from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import KeptDocument
 
-__all__ = ["ScoredDocument", "word_spans", "overlaps", "keep_best_units", "largest_fitting", "question_entities"]
+__all__ = [
+    "ScoredDocument",
+    "header_end",
+    "keep_best_units",
+    "largest_fitting",
+    "overlaps",
+    "question_entities",
+    "sentence_units",
+    "word_spans",
+]
 
 # A CJK character (ideograph, kana, hangul, CJK punctuation, full-width form) is a word of its own; anything
 # else runs to the next whitespace or CJK character.
-_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-_WORD = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")
+CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_WORD = re.compile(f"[{CJK_CHARS}]|[^\\s{CJK_CHARS}]+")
 _ENTITY = re.compile(r"[A-Z][\w'’.-]*\w|[A-Z]")
 
 
@@ -77,16 +87,23 @@ def protected_mask(text: str, spans: list[tuple[int, int]], kinds: list[str], fo
 
 @dataclass
 class ScoredDocument:
-    """One document of a request with its units and their scores (higher = kept first; ``inf`` = protected)."""
+    """One document of a request with its units and their scores (higher = kept first; ``inf`` = protected).
+
+    ``header_end`` > 0 marks ``text[:header_end]`` as the document's source header (``Document [3](Title: …)``):
+    it is not a unit; it leads the kept text whenever any unit of the document is kept.
+    """
 
     index: int
     text: str
     spans: list[tuple[int, int]]
     scores: np.ndarray
+    header_end: int = 0
 
     def text_of(self, keep: np.ndarray, partial: tuple[int, int] | None = None) -> str:
         """Kept units joined in order; ``partial=(unit, n_words)`` adds that unit's first words."""
         pieces = []
+        if self.header_end and (keep.any() or partial is not None):
+            pieces.append(self.text[: self.header_end].rstrip() + " ")
         for u, (start, end) in enumerate(self.spans):
             if keep[u]:
                 pieces.append(self.text[start:end])
@@ -95,6 +112,19 @@ class ScoredDocument:
                 if words:
                     pieces.append(self.text[words[0][0] : words[-1][1]].rstrip() + " ")
         return "".join(pieces)
+
+
+def header_end(text: str) -> int:
+    """End of the document's leading source header (``protected_spans(kind="headers")``), or 0."""
+    spans = protected_spans(text, kinds=["headers"])
+    return spans[0][1] if spans and spans[0][0] == len(text) - len(text.lstrip()) else 0
+
+
+def sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]]:
+    """``(header_end, sentence spans after the header)``: the header is never a sentence of its own."""
+    end = header_end(text)
+    body = split_sentences_with_spans(text[end:], language)
+    return end, [(start + end, stop + end) for start, stop in body]
 
 
 def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -22,11 +21,10 @@ from ctxcompress.engines.scorer import CausalLMScorer
 from ctxcompress.methods._token_pruning import build_document, build_plan, finish_results, score_plans
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
+from ctxcompress.text.protect import ProtectKind
 from ctxcompress.types import CompressionResult
 
 __all__ = ["LLMLingua", "LLMLinguaOptions"]
-
-ProtectKind = Literal["digits", "urls", "code", "json"]
 
 
 class LLMLinguaOptions(BaseOptions):
@@ -38,7 +36,7 @@ class LLMLinguaOptions(BaseOptions):
     """Run the document-level filter before token pruning."""
     coarse_slack_tokens: int = Field(default=100, ge=0)
     """Documents are kept until they exceed the context budget by this many tokens."""
-    protect: list[ProtectKind] = Field(default_factory=lambda: ["digits", "urls", "code", "json"])
+    protect: list[ProtectKind] = Field(default_factory=lambda: ["digits", "urls", "code", "json", "headers"])
     """Span kinds never pruned."""
     force_tokens: list[str] = Field(default_factory=list)
     """Literal strings never pruned."""

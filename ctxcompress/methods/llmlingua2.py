@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -33,12 +32,11 @@ from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_me
 from ctxcompress.methods.llmlingua import keep_until_budget
 from ctxcompress.methods.longllmlingua import RESTRICTIVE_STATEMENT, rank_documents
 from ctxcompress.prompting import PreparedRequest
+from ctxcompress.text.protect import ProtectKind
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import CompressionResult
 
 __all__ = ["LLMLingua2", "LLMLingua2Options", "chunk_words"]
-
-ProtectKind = Literal["digits", "urls", "code", "json"]
 
 
 class LLMLingua2Options(BaseOptions):

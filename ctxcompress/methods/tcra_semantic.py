@@ -18,7 +18,6 @@ Word-level, embedding-guided pruning:
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -27,12 +26,11 @@ from ctxcompress.engines.encoder import SentenceEncoder
 from ctxcompress.methods._units import ScoredDocument, keep_best_units, protected_mask, question_entities, word_spans
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import PreparedRequest
+from ctxcompress.text.protect import ProtectKind
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import CompressionResult
 
 __all__ = ["TCRASemantic", "TCRASemanticOptions", "segments_of"]
-
-ProtectKind = Literal["digits", "urls", "code", "json"]
 
 
 class TCRASemanticOptions(BaseOptions):
@@ -40,7 +38,7 @@ class TCRASemanticOptions(BaseOptions):
     """Configured sentence-encoder name."""
     max_segment_words: int = Field(default=20, ge=2, le=256)
     """Longer sentences are judged in segments of this many words (bounds the leave-one-out cost)."""
-    protect: list[ProtectKind] = Field(default_factory=lambda: ["digits", "urls", "code", "json"])
+    protect: list[ProtectKind] = Field(default_factory=lambda: ["digits", "urls", "code", "json", "headers"])
     """Span kinds never dropped."""
     protect_question_entities: bool = True
     """Also protect the capitalised words of the question wherever they occur."""

@@ -2,7 +2,9 @@
 
 Token-pruning methods never drop a token that overlaps a protected span. Detected kinds:
 numbers (``digits``), URLs/e-mails (``urls``), fenced and inline code (``code``), JSON keys and structural
-characters when a document parses as JSON (``json``), and caller-given literal strings (``force_tokens``).
+characters when a document parses as JSON (``json``), a document's leading source header such as
+``Document [3](Title: Nobel Prize)`` or a first line ``Title: …`` (``headers``: a reader must see where a
+passage came from), and caller-given literal strings (``force_tokens``).
 Pattern matching here only *finds* spans; deciding what to drop is always a model's job.
 """
 
@@ -11,10 +13,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from typing import Literal, get_args
 
-__all__ = ["protected_spans", "merge_spans", "PROTECTABLE_KINDS"]
+__all__ = ["protected_spans", "merge_spans", "PROTECTABLE_KINDS", "ProtectKind"]
 
-PROTECTABLE_KINDS = ("digits", "urls", "code", "json")
+ProtectKind = Literal["digits", "urls", "code", "json", "headers"]
+PROTECTABLE_KINDS: tuple[ProtectKind, ...] = get_args(ProtectKind)
 
 _NUMBER = re.compile(r"\d+(?:[.,:/\-]\d+)*%?")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"')\]]+|[\w.+-]+@[\w-]+\.[\w.-]+")
@@ -22,6 +26,9 @@ _FENCED_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _JSON_KEY = re.compile(r"\"(?:[^\"\\]|\\.)*\"\s*:")
 _JSON_STRUCTURE = re.compile(r"[{}\[\]:,]")
+_HEADER = re.compile(
+    r"\A\s*(?:Document\s*\[[^\]\n]{1,16}\]\s*)?\(Title:[^\n]{0,300}?\)(?=\s|\Z)|\A\s*Title:[^\n]{0,300}(?=\n)"
+)
 
 
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -57,6 +64,8 @@ def protected_spans(
     spans: list[tuple[int, int]] = []
     if "digits" in wanted:
         spans += [m.span() for m in _NUMBER.finditer(text)]
+    if "headers" in wanted:
+        spans += [m.span() for m in _HEADER.finditer(text)]
     if "urls" in wanted:
         spans += [m.span() for m in _URL.finditer(text)]
     if "code" in wanted:

@@ -1,0 +1,201 @@
+"""Attention: keep the sentences the question attends to, from one prefill of a small causal LM.
+
+The training-free token-selection family of the KV-cache literature (H2O, SnapKV's observation window,
+LazyLLM, Expected Attention) keeps what attention says matters; applied to a RAG prompt before any backend it is
+a compressor (Sentinel, arXiv:2505.23277: a frozen 0.5B model's attention per sentence matched a 7B CPC
+encoder on LongBench at 5x; QUITO, arXiv:2408.00274).
+
+1. Each document is split into its source header and sentences (Punkt).
+2. Documents are packed, in input order, into chunks of at most ``chunk_tokens`` scorer tokens; every chunk is
+   followed by ``Question: <question>`` and the answer cue, and gets one prefill
+   (:class:`~ctxcompress.engines.attention.QuestionAttention`, batched across chunks and requests).
+3. The question and cue tokens are the observation window. A context token's score is the attention mass the
+   window's queries give it, averaged over the heads and over ``layers`` (default: the upper two thirds of the
+   stack, where relevance concentrates; the first layers attend by position and syntax. Chosen on the tuning
+   half of the dev NQ questions, see eval/results/).
+4. A sentence's score is the mean score of its tokens (attention per token kept: the value of its budget);
+   a document's score is its best sentence's (the ranking).
+5. Sentences are kept best-first over the whole request until the target-token budget (whole sentences; the
+   header of every document with a kept sentence). Documents come out best-first (``reorder="sort"``, against
+   "lost in the middle") or in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ctxcompress.engines.attention import ObservedSequence, QuestionAttention
+from ctxcompress.engines.scorer import CausalLMScorer
+from ctxcompress.errors import InvalidInput
+from ctxcompress.methods._units import ScoredDocument, keep_best_units, sentence_units
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
+from ctxcompress.prompting import SEPARATOR, PreparedRequest
+from ctxcompress.types import CompressionResult
+
+__all__ = ["Attention", "AttentionOptions", "SentenceScores", "sentence_attention"]
+
+
+class AttentionOptions(BaseOptions):
+    scorer: str = "smollm2-135m"
+    """Configured causal LM whose attention is read."""
+    layers: list[int] | None = None
+    """Layer indices averaged (negative counts from the top); default: the upper two thirds."""
+    chunk_tokens: int = Field(default=4096, ge=256, le=32768)
+    """Context tokens per prefill; longer inputs are chunked with the question after every chunk."""
+    answer_cue: str = "Answer:"
+    """Text after the question; its tokens join the observation window."""
+    reorder: Literal["sort", "original"] = "sort"
+    """Output kept documents best-first (``sort``) or in input order."""
+    language: str = "english"
+    """Punkt sentence-splitter language."""
+
+
+@dataclass
+class SentenceScores:
+    """One document's header end, sentence spans and per-sentence scores."""
+
+    header_end: int
+    spans: list[tuple[int, int]]
+    scores: np.ndarray
+
+    @property
+    def document_score(self) -> float:
+        return float(self.scores.max()) if len(self.scores) else -np.inf
+
+
+def default_layers(num_layers: int) -> list[int]:
+    return list(range(num_layers // 3, num_layers))
+
+
+def sentence_attention(
+    scorer: CausalLMScorer,
+    probe: QuestionAttention,
+    requests: Sequence[tuple[list[str], str]],
+    *,
+    layers: list[int] | None = None,
+    chunk_tokens: int = 4096,
+    answer_cue: str = "Answer:",
+    language: str = "english",
+) -> list[list[SentenceScores]]:
+    """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
+
+    All chunks of all requests are one batched call of the probe. Usable as a signal by other pipelines.
+    """
+    chosen = layers if layers is not None else default_layers(probe.num_layers)
+    if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
+        raise InvalidInput(f"layers must be indices of the scorer's {probe.num_layers} layers", field="options.layers")
+    encoded = [scorer.encode_batch(docs) for docs, _ in requests]
+    separator, _ = scorer.encode(SEPARATOR)
+    rows: list[ObservedSequence] = []
+    owners: list[list[tuple[int, int, int, int, int]]] = []  # per row: (request, doc, doc start, row start, n)
+    for r, (_, question) in enumerate(requests):
+        window, _ = scorer.encode(f"{SEPARATOR}Question: {question.strip()}\n{answer_cue}")
+        for row, pieces in _pack(scorer.bos_ids, separator, [ids for ids, _ in encoded[r]], window, chunk_tokens):
+            rows.append(row)
+            owners.append([(r, *piece) for piece in pieces])
+    token_scores = [[np.zeros(len(ids), dtype=np.float32) for ids, _ in docs] for docs in encoded]
+    for mass, pieces in zip(probe.window_attention(rows), owners, strict=True):
+        per_token = mass[chosen].mean(axis=0)
+        for r, d, doc_start, row_start, n in pieces:
+            token_scores[r][d][doc_start : doc_start + n] = per_token[row_start : row_start + n]
+    out = []
+    for r, (docs, _) in enumerate(requests):
+        out.append([_pool(doc, encoded[r][d][1], token_scores[r][d], language) for d, doc in enumerate(docs)])
+    return out
+
+
+def _pack(
+    bos: list[int], separator: list[int], documents: list[list[int]], window: list[int], chunk_tokens: int
+) -> list[tuple[ObservedSequence, list[tuple[int, int, int, int]]]]:
+    """Documents packed in order into rows of at most ``chunk_tokens`` context tokens, each followed by the
+    observation ``window``; a longer document is cut across rows. Per row, its pieces:
+    ``(document, start in the document, start in the row, length)``."""
+    out: list[tuple[ObservedSequence, list[tuple[int, int, int, int]]]] = []
+    ids, pieces = list(bos), []
+    for d, doc_ids in enumerate(documents):
+        start = 0
+        while start < len(doc_ids):
+            gap = len(separator) if pieces else 0
+            room = chunk_tokens - (len(ids) - len(bos)) - gap
+            if room <= 0:
+                out.append((ObservedSequence(ids + window, len(ids)), pieces))
+                ids, pieces = list(bos), []
+                continue
+            ids += separator if gap else []
+            piece = doc_ids[start : start + room]
+            pieces.append((d, start, len(ids), len(piece)))
+            ids += piece
+            start += len(piece)
+    if pieces:
+        out.append((ObservedSequence(ids + window, len(ids)), pieces))
+    return out
+
+
+def _pool(text: str, offsets: list[tuple[int, int]], token_scores: np.ndarray, language: str) -> SentenceScores:
+    """Mean token score per sentence (tokens belong to the sentence holding their first character)."""
+    header, spans = sentence_units(text, language)
+    if not spans:
+        return SentenceScores(header, [], np.zeros(0))
+    starts = np.array([s for s, _ in spans])
+    firsts = np.array([s for s, _ in offsets], dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
+    owner = np.searchsorted(starts, firsts, side="right") - 1
+    owner[firsts < header] = -1
+    sums = np.zeros(len(spans))
+    counts = np.zeros(len(spans))
+    valid = owner >= 0
+    np.add.at(sums, owner[valid], token_scores[: len(owner)][valid])
+    np.add.at(counts, owner[valid], 1)
+    return SentenceScores(header, spans, np.where(counts > 0, sums / np.maximum(counts, 1), 0.0))
+
+
+def select_sentences(
+    prepared: PreparedRequest, scored: list[SentenceScores], indices: list[int], *, reorder: str
+) -> tuple[list[int], list]:
+    """Ranking (best document first) and the kept documents: best sentences over the request, to the budget."""
+    ranking = sorted(indices, key=lambda i: -scored[i].document_score)
+    order = ranking if reorder == "sort" else sorted(indices)
+    docs = [
+        ScoredDocument(i, prepared.documents[i], scored[i].spans, scored[i].scores, scored[i].header_end)
+        for i in order
+    ]
+    return ranking, keep_best_units(prepared, docs)
+
+
+@register_method
+class Attention(CompressionMethod):
+    name = "attention"
+    options_model = AttentionOptions
+    needs_question = True
+    summary = "Sentences the question attends to in one prefill of a small causal LM (needs a question)."
+
+    def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        return run_grouped(requests, lambda p: p.options.scorer, self._run)
+
+    def _run(self, name: str, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        started = time.perf_counter()
+        scorer = self.pool.scorer(name, field="options.scorer")
+        probe = self.pool.attention(name, field="options.scorer")
+        opts: AttentionOptions = requests[0].options  # the same for the whole group (run_grouped)
+        scored = sentence_attention(
+            scorer,
+            probe,
+            [(p.documents, p.request.question or "") for p in requests],
+            layers=opts.layers,
+            chunk_tokens=opts.chunk_tokens,
+            answer_cue=opts.answer_cue,
+            language=opts.language,
+        )
+        attend_ms = (time.perf_counter() - started) * 1000
+        results = []
+        for prepared, per_doc in zip(requests, scored, strict=True):
+            ranking, kept = select_sentences(prepared, per_doc, prepared.nonempty_indices, reorder=opts.reorder)
+            total = (time.perf_counter() - started) * 1000
+            timings = {"attention": round(attend_ms, 2), "total": round(total, 2)}
+            results.append(prepared.result(kept, ranking=ranking, timings_ms=timings))
+        return results
