@@ -69,15 +69,11 @@ class ModelPool:
         from ctxcompress.engines.attention import QuestionAttention
 
         scorer = self.scorer(name, field=field)
-        return self.get(
-            "attention",
-            name,
-            "causal-lm",
-            lambda local, device: QuestionAttention(
-                scorer.model, pad_id=scorer.pad_id, max_batch_tokens=self.max_batch_tokens
-            ),
-            field=field,
-        )
+        with self._lock:
+            if ("attention", name) not in self._engines:
+                probe = QuestionAttention(scorer.model, pad_id=scorer.pad_id, max_batch_tokens=self.max_batch_tokens)
+                self._engines[("attention", name)] = probe
+            return self._engines[("attention", name)]
 
     def encoder(self, name: str, *, field: str | None = None) -> SentenceEncoder:
         from ctxcompress.engines.encoder import SentenceEncoder

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ctxcompress.methods import (  # noqa: F401  (registration side effect)
     attention,
     cpc,
+    hybrid,
     llmlingua,
     llmlingua2,
     longllmlingua,

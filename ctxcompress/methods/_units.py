@@ -102,8 +102,6 @@ class ScoredDocument:
     def text_of(self, keep: np.ndarray, partial: tuple[int, int] | None = None) -> str:
         """Kept units joined in order; ``partial=(unit, n_words)`` adds that unit's first words."""
         pieces = []
-        if self.header_end and (keep.any() or partial is not None):
-            pieces.append(self.text[: self.header_end].rstrip() + " ")
         for u, (start, end) in enumerate(self.spans):
             if keep[u]:
                 pieces.append(self.text[start:end])
@@ -111,7 +109,10 @@ class ScoredDocument:
                 words = word_spans(self.text, start, end)[: partial[1]]
                 if words:
                     pieces.append(self.text[words[0][0] : words[-1][1]].rstrip() + " ")
-        return "".join(pieces)
+        body = "".join(pieces)
+        if self.header_end and body.strip():
+            return self.text[: self.header_end].rstrip() + " " + body.lstrip()
+        return body
 
 
 def header_end(text: str) -> int:
@@ -139,12 +140,25 @@ def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
+FILL_TRIES = 64
+
+
+def _texts_of(docs: list[ScoredDocument], flat_doc: np.ndarray, flat_unit: np.ndarray, chosen: list) -> list[str]:
+    keeps = [np.zeros(len(d.spans), dtype=bool) for d in docs]
+    for j in chosen:
+        keeps[int(flat_doc[j])][int(flat_unit[j])] = True
+    return [d.text_of(keep) for d, keep in zip(docs, keeps, strict=True)]
+
+
 def keep_best_units(
-    prepared: PreparedRequest, docs: list[ScoredDocument], *, trim_words: bool = False
+    prepared: PreparedRequest, docs: list[ScoredDocument], *, trim_words: bool = False, fill: bool = False
 ) -> list[KeptDocument]:
     """Keep the best-scoring units of all ``docs`` (one global ranking) so the prompt fits the budget.
 
-    Documents keep their order in ``docs``; ties in score keep document and position order.
+    Documents keep their order in ``docs``; ties in score keep document and position order. After the longest
+    best-first prefix that fits, ``fill`` adds the next-best *whole* units that still fit (up to
+    :data:`FILL_TRIES` of them are tried), so the prompt lands close under the budget without cut sentences;
+    ``trim_words`` instead adds the first unit that does not fit, cut at a word.
     """
     flat_doc = np.concatenate([np.full(len(d.spans), i) for i, d in enumerate(docs)]) if docs else np.zeros(0)
     flat_unit = np.concatenate([np.arange(len(d.spans)) for d in docs]) if docs else np.zeros(0)
@@ -163,6 +177,14 @@ def keep_best_units(
 
     k = largest_fitting(len(order), lambda n: prepared.count_prompt(texts(n)) <= budget)
     best = texts(k)
+    if fill and k < len(order):
+        chosen = list(order[:k])
+        for j in order[k + 1 : k + 1 + FILL_TRIES]:
+            candidate = _texts_of(docs, flat_doc, flat_unit, [*chosen, j])
+            if prepared.count_prompt(candidate) <= budget:
+                chosen.append(j)
+                best = candidate
+        return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
     if trim_words and k < len(order):
         doc, unit = int(flat_doc[order[k]]), int(flat_unit[order[k]])
         start, end = docs[doc].spans[unit]

@@ -58,11 +58,12 @@ class AttentionOptions(BaseOptions):
 
 @dataclass
 class SentenceScores:
-    """One document's header end, sentence spans and per-sentence scores."""
+    """One document's header end, sentence spans, per-sentence scores and mean token score."""
 
     header_end: int
     spans: list[tuple[int, int]]
     scores: np.ndarray
+    mean: float = 0.0
 
     @property
     def document_score(self) -> float:
@@ -82,10 +83,13 @@ def sentence_attention(
     chunk_tokens: int = 4096,
     answer_cue: str = "Answer:",
     language: str = "english",
+    per_document: bool = False,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
-    All chunks of all requests are one batched call of the probe. Usable as a signal by other pipelines.
+    All chunks of all requests are one batched call of the probe. ``per_document`` gives every document a row
+    of its own (scores comparable across documents, no recency bias between them; the question is repeated).
+    Usable as a signal by other pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
@@ -96,9 +100,13 @@ def sentence_attention(
     owners: list[list[tuple[int, int, int, int, int]]] = []  # per row: (request, doc, doc start, row start, n)
     for r, (_, question) in enumerate(requests):
         window, _ = scorer.encode(f"{SEPARATOR}Question: {question.strip()}\n{answer_cue}")
-        for row, pieces in _pack(scorer.bos_ids, separator, [ids for ids, _ in encoded[r]], window, chunk_tokens):
-            rows.append(row)
-            owners.append([(r, *piece) for piece in pieces])
+        documents = [ids for ids, _ in encoded[r]]
+        groups = [[d] for d in range(len(documents))] if per_document else [list(range(len(documents)))]
+        for members in groups:
+            packed = _pack(scorer.bos_ids, separator, [documents[d] for d in members], window, chunk_tokens)
+            for row, pieces in packed:
+                rows.append(row)
+                owners.append([(r, members[d], *rest) for d, *rest in pieces])
     token_scores = [[np.zeros(len(ids), dtype=np.float32) for ids, _ in docs] for docs in encoded]
     for mass, pieces in zip(probe.window_attention(rows), owners, strict=True):
         per_token = mass[chosen].mean(axis=0)
@@ -138,20 +146,22 @@ def _pack(
 
 
 def _pool(text: str, offsets: list[tuple[int, int]], token_scores: np.ndarray, language: str) -> SentenceScores:
-    """Mean token score per sentence (tokens belong to the sentence holding their first character)."""
+    """Mean token score per sentence (a token belongs to the sentence holding its last character: byte-level
+    BPE tokens often start with the space before their word)."""
     header, spans = sentence_units(text, language)
+    mean = float(token_scores.mean()) if len(token_scores) else 0.0
     if not spans:
-        return SentenceScores(header, [], np.zeros(0))
+        return SentenceScores(header, [], np.zeros(0), mean)
     starts = np.array([s for s, _ in spans])
-    firsts = np.array([s for s, _ in offsets], dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
-    owner = np.searchsorted(starts, firsts, side="right") - 1
-    owner[firsts < header] = -1
+    lasts = np.array([max(s, e - 1) for s, e in offsets], dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
+    owner = np.searchsorted(starts, lasts, side="right") - 1
+    owner[lasts < header] = -1
     sums = np.zeros(len(spans))
     counts = np.zeros(len(spans))
     valid = owner >= 0
     np.add.at(sums, owner[valid], token_scores[: len(owner)][valid])
     np.add.at(counts, owner[valid], 1)
-    return SentenceScores(header, spans, np.where(counts > 0, sums / np.maximum(counts, 1), 0.0))
+    return SentenceScores(header, spans, np.where(counts > 0, sums / np.maximum(counts, 1), 0.0), mean)
 
 
 def select_sentences(
@@ -161,10 +171,9 @@ def select_sentences(
     ranking = sorted(indices, key=lambda i: -scored[i].document_score)
     order = ranking if reorder == "sort" else sorted(indices)
     docs = [
-        ScoredDocument(i, prepared.documents[i], scored[i].spans, scored[i].scores, scored[i].header_end)
-        for i in order
+        ScoredDocument(i, prepared.documents[i], scored[i].spans, scored[i].scores, scored[i].header_end) for i in order
     ]
-    return ranking, keep_best_units(prepared, docs)
+    return ranking, keep_best_units(prepared, docs, fill=True)
 
 
 @register_method

@@ -64,10 +64,10 @@ def _signals(compressor, examples, batch: int) -> list[dict]:  # noqa: ANN001
             tokens = mass[:, len(scorer.bos_ids) : row.window_start]  # [layers, doc tokens]
             attention[r][d] = tokens.mean(axis=1) if tokens.shape[1] else 0.0
             header, spans = sentence_units(docs[r][d], "english")
-            firsts = np.array([s for s, _ in offsets])
+            lasts = np.array([max(s, e - 1) for s, e in offsets])
             best = np.zeros(probe.num_layers)
             for s, e in spans:
-                inside = (firsts >= s) & (firsts < e)
+                inside = (lasts >= s) & (lasts < e)
                 if inside.any():
                     best = np.maximum(best, tokens[:, inside].mean(axis=1))
             attention_max[r][d] = best

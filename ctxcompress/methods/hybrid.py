@@ -1,0 +1,169 @@
+"""Hybrid: documents ranked by fusing relevance signals that fail differently; the best evidence kept whole.
+
+Coarse-to-fine, training-free:
+
+1. **Document relevance by score fusion** (CombSUM of z-scores, Fox & Shaw 1994): each signal is z-normalised
+   over the request's documents and the weighted sum ranks them. Signals:
+
+   * ``encoder``: cosine of sentence-encoder embeddings (default MiniLM) of question and document;
+   * ``encoder_sentence``: the document's best sentence's cosine (sentences prefixed with the header);
+   * ``lexical``: Okapi BM25 of the question over the request's documents (``text/lexical.py``): exact names,
+     numbers and rare words, which embeddings and small LMs miss most;
+   * ``likelihood``: LongLLMLingua's coarse score, the small causal LM's likelihood of the question (and its
+     restrictive statement) given the document (Jiang et al. 2024);
+   * ``attention``: the attention the question pays to the document in one prefill of the small LM, each
+     document in its own row (``methods/attention.py``; Sentinel, arXiv:2505.23277).
+
+   ``signals="auto"`` uses the small-LM signals on CUDA only: on CPU they cost ~10 s per 3k-token prompt on
+   two cores, the encoder and BM25 ~1 s.
+2. **Sentence scores**: a sentence scores its document's fused score plus ``sentence_weight`` times its own
+   z-scored similarity to the question (over all the request's sentences), so the best documents come first
+   and inside and across them the sentences closest to the question.
+3. **Selection**: whole sentences best-first over the request until the target-token budget (the header of
+   every document with a kept sentence stays); documents best-first (``reorder="sort"``) or in input order.
+
+Weights were chosen on the tuning half of the dev NQ questions (eval/results/nq20_quality/README.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from ctxcompress.methods._units import ScoredDocument, keep_best_units, sentence_units
+from ctxcompress.methods.attention import sentence_attention
+from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
+from ctxcompress.methods.longllmlingua import rank_documents
+from ctxcompress.prompting import PreparedRequest
+from ctxcompress.text.lexical import bm25_scores
+from ctxcompress.types import CompressionResult
+
+__all__ = ["Hybrid", "HybridOptions", "fuse"]
+
+
+class HybridOptions(BaseOptions):
+    encoder: str = "minilm-l6"
+    """Configured sentence encoder."""
+    scorer: str = "smollm2-135m"
+    """Configured causal LM for the likelihood and attention signals."""
+    signals: Literal["auto", "encoder", "all"] = "auto"
+    """``encoder``: encoder + lexical; ``all``: + small-LM likelihood and attention; ``auto``: all on CUDA."""
+    encoder_weight: float = Field(default=1.0, ge=0.0)
+    encoder_sentence_weight: float = Field(default=1.0, ge=0.0)
+    lexical_weight: float = Field(default=0.5, ge=0.0)
+    likelihood_weight: float = Field(default=1.0, ge=0.0)
+    attention_weight: float = Field(default=1.0, ge=0.0)
+    sentence_weight: float = Field(default=0.5, ge=0.0)
+    """Weight of a sentence's own similarity beside its document's fused score."""
+    reorder: Literal["sort", "original"] = "sort"
+    """Output kept documents best-first (``sort``) or in input order."""
+    language: str = "english"
+    """Punkt sentence-splitter language."""
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    if len(values) < 2:
+        return np.zeros(len(values))
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def fuse(signals: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Weighted sum of per-signal z-scores (signals with weight 0 or absent are skipped)."""
+    total = np.zeros(len(next(iter(signals.values())))) if signals else np.zeros(0)
+    for name, values in signals.items():
+        if weights.get(name, 0.0):
+            total = total + weights[name] * _z(np.asarray(values, dtype=np.float64))
+    return total
+
+
+@register_method
+class Hybrid(CompressionMethod):
+    name = "hybrid"
+    options_model = HybridOptions
+    needs_question = True
+    summary = "Documents ranked by fused encoder, lexical and small-LM signals; best whole sentences to the budget."
+
+    def compress_batch(self, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        return run_grouped(requests, lambda p: p.options.encoder, self._run)
+
+    def _run(self, encoder_name: str, requests: list[PreparedRequest]) -> list[CompressionResult]:
+        started = time.perf_counter()
+        opts: HybridOptions = requests[0].options  # the same for the whole group (run_grouped)
+        encoder = self.pool.encoder(encoder_name, field="options.encoder")
+        use_lm = opts.signals == "all" or (opts.signals == "auto" and self.pool.device.type == "cuda")
+        indices = [p.nonempty_indices for p in requests]
+        documents = [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)]
+        questions = [(p.request.question or "").strip() for p in requests]
+        units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
+        sentences = [
+            [
+                f"{d[:header]} {d[s:e]}".strip()
+                for d, (header, spans) in zip(docs, doc_units, strict=True)
+                for s, e in spans
+            ]
+            for docs, doc_units in zip(documents, units, strict=True)
+        ]
+        flat = [*questions, *(d for docs in documents for d in docs), *(s for group in sentences for s in group)]
+        vectors = encoder.embed(flat)
+        cursor = len(questions)
+        signals: list[dict[str, np.ndarray]] = []
+        sentence_sims: list[np.ndarray] = []
+        for r, docs in enumerate(documents):
+            doc_vectors = vectors[cursor : cursor + len(docs)]
+            cursor += len(docs)
+            signals.append({"encoder": doc_vectors @ vectors[r], "lexical": bm25_scores(questions[r], docs)})
+        for r, group in enumerate(sentences):
+            sentence_sims.append(vectors[cursor : cursor + len(group)] @ vectors[r])
+            cursor += len(group)
+            owner = np.repeat(np.arange(len(units[r])), [len(spans) for _, spans in units[r]])
+            best = np.full(len(units[r]), -1.0)
+            np.maximum.at(best, owner, sentence_sims[r])
+            signals[r]["encoder_sentence"] = best
+        encode_ms = (time.perf_counter() - started) * 1000
+        if use_lm:
+            scorer = self.pool.scorer(opts.scorer, field="options.scorer")
+            if opts.likelihood_weight:
+                for r, nll in enumerate(rank_documents(scorer, documents, questions)):
+                    signals[r]["likelihood"] = -nll
+            if opts.attention_weight:
+                probe = self.pool.attention(opts.scorer, field="options.scorer")
+                attended = sentence_attention(
+                    scorer,
+                    probe,
+                    list(zip(documents, questions, strict=True)),
+                    language=opts.language,
+                    per_document=True,
+                )
+                for r, per_doc in enumerate(attended):
+                    signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
+        weights = {
+            "encoder": opts.encoder_weight,
+            "encoder_sentence": opts.encoder_sentence_weight,
+            "lexical": opts.lexical_weight,
+            "likelihood": opts.likelihood_weight,
+            "attention": opts.attention_weight,
+        }
+        results = []
+        for r, prepared in enumerate(requests):
+            fused = fuse(signals[r], weights)
+            ranking_local = list(np.argsort(-fused, kind="stable"))
+            ranking = [indices[r][j] for j in ranking_local]
+            order = ranking_local if opts.reorder == "sort" else list(range(len(indices[r])))
+            sentence_z = _z(sentence_sims[r])
+            owner = np.repeat(np.arange(len(units[r])), [len(spans) for _, spans in units[r]])
+            scores = fused[owner] + opts.sentence_weight * sentence_z if len(owner) else np.zeros(0)
+            starts = np.cumsum([0] + [len(spans) for _, spans in units[r]])
+            docs = [
+                ScoredDocument(
+                    indices[r][j], documents[r][j], units[r][j][1], scores[starts[j] : starts[j + 1]], units[r][j][0]
+                )
+                for j in order
+            ]
+            kept = keep_best_units(prepared, docs, fill=True)
+            total = (time.perf_counter() - started) * 1000
+            timings = {"encode": round(encode_ms, 2), "total": round(total, 2)}
+            results.append(prepared.result(kept, ranking=ranking, timings_ms=timings))
+        return results

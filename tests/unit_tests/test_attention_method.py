@@ -1,0 +1,109 @@
+"""Question-to-context attention (engine and method) and the hybrid pipeline, on tiny random models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctxcompress.engines.attention import ObservedSequence, QuestionAttention, naive_window_attention
+from ctxcompress.methods._units import sentence_units
+from tests.conftest import nq_documents, nq_rows
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return nq_rows(2, gold=4)
+
+
+def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer):
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_batch_tokens=96)
+    sequences = [
+        ObservedSequence(list(range(5, 65)), 50),
+        ObservedSequence(list(range(7, 27)), 12),  # padded in a batch with the longer one
+        ObservedSequence(list(range(3, 13)), 9),
+    ]
+    for sequence, got in zip(sequences, probe.window_attention(sequences), strict=True):
+        want = naive_window_attention(tiny_scorer.model, sequence.ids, sequence.window_start)
+        assert got.shape == (probe.num_layers, len(sequence.ids))
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)  # a softmax over the visible keys
+
+
+def test_scorer_passes_are_unchanged_by_the_registered_probe(tiny_scorer):
+    ids = list(range(10, 60))
+    before = tiny_scorer.token_nll([ids])[0]
+    QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id)
+    np.testing.assert_allclose(tiny_scorer.token_nll([ids])[0], before, atol=1e-6)
+
+
+def request(row: dict, method: str, rate: float, **options: object) -> dict:
+    return {
+        "method": method,
+        "documents": nq_documents(row),
+        "question": row["question"],
+        "instruction": "Answer the question.",
+        "budget": {"rate": rate},
+        "options": options,
+    }
+
+
+@pytest.mark.parametrize("method,options", [("attention", {}), ("hybrid", {}), ("hybrid", {"signals": "all"})])
+@pytest.mark.parametrize("rate", [0.25, 0.1])
+def test_sentence_methods_meet_the_budget_with_whole_sentences_and_headers(
+    tiny_all_compressor, rows, method, options, rate
+):
+    result = tiny_all_compressor.compress(request(rows[0], method, rate, **options))
+    assert 0.95 * result.target_tokens <= result.compressed_tokens <= result.target_tokens
+    assert sorted(result.ranking) == list(range(20))
+    originals = nq_documents(rows[0])
+    for kept in result.documents:
+        original = originals[kept.index]
+        header, spans = sentence_units(original, "english")
+        assert kept.text.startswith(original[:header].rstrip()), "the document header leads its kept text"
+        body = kept.text[header:].strip()
+        for start, end in spans:  # what is left after removing whole sentences is nothing
+            sentence = original[start:end].strip()
+            body = body.replace(sentence, "", 1) if sentence and sentence in body else body
+        assert not body.strip(), f"not made of whole sentences: {body!r}"
+    order = [d.index for d in result.documents]
+    assert order == [i for i in result.ranking if i in order], "best-first by default"
+
+
+def test_original_order_and_cjk(tiny_all_compressor):
+    docs = [
+        "Document [1](Title: 东京) 东京是日本的首都。它是世界上人口最多的城市之一。东京有很多博物馆。",
+        "Document [2](Title: Emoji) Rockets 🚀 fly to space. They carry satellites 🛰️ into orbit every year.",
+        "Document [3](Title: Code) def f(x):\n    return x * 2\n\nThe function doubles its input value always.",
+    ]
+    for method in ("attention", "hybrid"):
+        result = tiny_all_compressor.compress(
+            {
+                "method": method,
+                "documents": docs,
+                "question": "日本的首都是哪里？",
+                "budget": {"rate": 0.6},
+                "options": {"reorder": "original"},
+            }
+        )
+        assert result.compressed_tokens <= result.target_tokens
+        assert [d.index for d in result.documents] == sorted(d.index for d in result.documents)
+        for kept in result.documents:
+            assert kept.text.encode("utf-8").decode("utf-8") == kept.text
+
+
+def test_attention_layers_are_validated(tiny_all_compressor, rows):
+    from ctxcompress import InvalidInput
+
+    with pytest.raises(InvalidInput) as info:
+        tiny_all_compressor.compress(request(rows[0], "attention", 0.25, layers=[99]))
+    assert info.value.field == "options.layers"
+
+
+def test_long_input_is_chunked_with_the_question_in_every_chunk(tiny_all_compressor, tiny_scorer, rows):
+    from ctxcompress.methods.attention import sentence_attention
+
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id)
+    docs = nq_documents(rows[0])
+    small = sentence_attention(tiny_scorer, probe, [(docs, rows[0]["question"])], chunk_tokens=256)[0]
+    assert all(len(s.scores) == len(sentence_units(d, "english")[1]) for s, d in zip(small, docs, strict=True))
+    assert all(np.isfinite(s.scores).all() and (s.scores > 0).all() for s in small if len(s.scores))
