@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelPool"]
 
+# One model load at a time in the process: transformers' from_pretrained swaps module-level functions while it
+# loads (weight tying, initialisation), so two concurrent loads (pools of several devices) can leave a model's
+# tied head on the meta device. Seen with three CPU devices loading SmolLM2 at once (transformers 5.24).
+_LOADING = threading.Lock()
+
 
 class ModelPool:
     """Lazily loaded engines keyed by (engine kind, model name) on one device.
@@ -50,7 +55,8 @@ class ModelPool:
         with self._lock:
             if key not in self._engines:
                 local = self.registry.resolve(name, kind, field=field)
-                self._engines[key] = factory(local, self.device)
+                with _LOADING:
+                    self._engines[key] = factory(local, self.device)
             return self._engines[key]
 
     def scorer(self, name: str, *, field: str | None = None) -> CausalLMScorer:

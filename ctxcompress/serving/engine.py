@@ -221,9 +221,13 @@ class AsyncCompressionEngine:
             outputs += await asyncio.gather(
                 *(loop.run_in_executor(w.executor, fn, w.compressor) for w in rest), return_exceptions=True
             )
-        failed = [(w.device, out) for w, out in zip(self._workers, outputs, strict=True) if isinstance(out, Exception)]
+        failed = [
+            (w.index, w.device, out)
+            for w, out in zip(self._workers, outputs, strict=True)
+            if isinstance(out, Exception)
+        ]
         if failed:
-            detail = "; ".join(f"{device}: {type(exc).__name__}: {exc}" for device, exc in failed)
+            detail = "; ".join(f"device {i} ({device}): {type(exc).__name__}: {exc}" for i, device, exc in failed)
             raise ModelError(f"{len(failed)} of {len(self._workers)} devices failed to prepare ({detail})")
         for out in outputs:
             if isinstance(out, BaseException):
