@@ -9,10 +9,11 @@ Coarse-to-fine, training-free:
    * ``encoder_sentence``: the document's best sentence's cosine (sentences prefixed with the header);
    * ``lexical``: Okapi BM25 of the question over the request's documents (``text/lexical.py``): exact names,
      numbers and rare words, which embeddings and small LMs miss most;
-   * ``likelihood``: LongLLMLingua's coarse score, the small causal LM's likelihood of the question (and its
-     restrictive statement) given the document (Jiang et al. 2024);
+   * ``likelihood``: LongLLMLingua's coarse score, the small causal LM's mean log-likelihood of the question
+     given the document (Jiang et al. 2024), here *without* the paper's restrictive statement, which cost
+     SmolLM2-135M a third of its first places on dev (report-split gold R@1 0.58 without, 0.46 with);
    * ``attention``: the attention the question pays to the document in one prefill of the small LM, each
-     document in its own row (``methods/attention.py``; Sentinel, arXiv:2505.23277).
+     document in its own row, upper third of the layers (``methods/attention.py``; Sentinel, arXiv:2505.23277).
 
    ``signals="auto"`` uses the small-LM signals on CUDA only: on CPU they cost ~10 s per 3k-token prompt on
    two cores, the encoder and BM25 ~1 s.
@@ -22,7 +23,10 @@ Coarse-to-fine, training-free:
 3. **Selection**: whole sentences best-first over the request until the target-token budget (the header of
    every document with a kept sentence stays); documents best-first (``reorder="sort"``) or in input order.
 
-Weights were chosen on the tuning half of the dev NQ questions (eval/results/nq20_quality/README.md).
+Default weights: a grid search on the tuning rows (0-99) of the dev NQ questions (``fusion_study.py``) chose
+likelihood, attention and encoder with equal weights, and no weight for the best-sentence and BM25 signals;
+on the report rows (100-219) that ranks the gold document first for 0.68 of the questions, in the top 5 for
+0.87 (eval/results/nq20_quality/README.md). ``sentence_weight`` was not tuned.
 """
 
 from __future__ import annotations
@@ -52,9 +56,11 @@ class HybridOptions(BaseOptions):
     signals: Literal["auto", "encoder", "all"] = "auto"
     """``encoder``: encoder + lexical; ``all``: + small-LM likelihood and attention; ``auto``: all on CUDA."""
     encoder_weight: float = Field(default=1.0, ge=0.0)
-    encoder_sentence_weight: float = Field(default=1.0, ge=0.0)
-    lexical_weight: float = Field(default=0.5, ge=0.0)
+    encoder_sentence_weight: float = Field(default=0.0, ge=0.0)
+    lexical_weight: float = Field(default=0.0, ge=0.0)
     likelihood_weight: float = Field(default=1.0, ge=0.0)
+    likelihood_statement: str = ""
+    """Appended to the question in the likelihood signal (LongLLMLingua's restrictive statement: opt-in)."""
     attention_weight: float = Field(default=1.0, ge=0.0)
     sentence_weight: float = Field(default=0.5, ge=0.0)
     """Weight of a sentence's own similarity beside its document's fused score."""
@@ -126,7 +132,8 @@ class Hybrid(CompressionMethod):
         if use_lm:
             scorer = self.pool.scorer(opts.scorer, field="options.scorer")
             if opts.likelihood_weight:
-                for r, nll in enumerate(rank_documents(scorer, documents, questions)):
+                ranked = rank_documents(scorer, documents, questions, restrictive_statement=opts.likelihood_statement)
+                for r, nll in enumerate(ranked):
                     signals[r]["likelihood"] = -nll
             if opts.attention_weight:
                 probe = self.pool.attention(opts.scorer, field="options.scorer")

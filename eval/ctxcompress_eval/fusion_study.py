@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             report["single"][label] = recall
             print(f"{label:32} " + " ".join(f"{recall[k]:.3f}" for k in KS))
 
-    names = ["lm_statement", "attention", "encoder", "encoder_sentence", "bm25"]
+    names = ["lm_question", "lm_statement", "attention", "encoder", "encoder_sentence", "bm25"]
     grid = [0.0, 0.5, 1.0, 2.0]
     best: tuple[float, dict, str] = (-1.0, {}, "")
     for band_name, band in BANDS.items():
