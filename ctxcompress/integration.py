@@ -77,8 +77,8 @@ class CtxCompressSettings(BaseModel):
     """Service API key (remote mode); read from ``CTXCOMPRESS_API_KEY`` when not given."""
     timeout: float = Field(default=60.0, gt=0)
     """Seconds to wait for the service (remote mode)."""
-    method: str = "longllmlingua"
-    """Compression method name, e.g. ``longllmlingua`` or ``llmlingua``."""
+    method: str = "hybrid"
+    """Compression method name, e.g. ``hybrid`` (the default), ``longllmlingua`` or ``cpc``."""
     rate: float | None = Field(default=None, gt=0.0, le=1.0)
     """Fraction of the prompt's target-tokenizer tokens to keep (the prompt includes the question)."""
     max_tokens: int | None = Field(default=None, gt=0)

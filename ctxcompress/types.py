@@ -102,7 +102,7 @@ class CompressionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Text = "longllmlingua"
+    method: Text = "hybrid"
     documents: list[Text]
     question: Text | None = None
     instruction: Text | None = None

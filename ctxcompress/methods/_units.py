@@ -141,6 +141,7 @@ def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
 
 
 FILL_TRIES = 64
+MIN_SHARE = 0.95  # results land within [95%, 100%] of the budget
 
 
 def _texts_of(docs: list[ScoredDocument], flat_doc: np.ndarray, flat_unit: np.ndarray, chosen: list) -> list[str]:
@@ -157,8 +158,9 @@ def keep_best_units(
 
     Documents keep their order in ``docs``; ties in score keep document and position order. After the longest
     best-first prefix that fits, ``fill`` adds the next-best *whole* units that still fit (up to
-    :data:`FILL_TRIES` of them are tried), so the prompt lands close under the budget without cut sentences;
-    ``trim_words`` instead adds the first unit that does not fit, cut at a word.
+    :data:`FILL_TRIES` of them are tried), so the prompt lands close under the budget without cut sentences; only
+    if that still leaves it under :data:`MIN_SHARE` of the budget, the best unit left is added cut at a word.
+    ``trim_words`` adds the first unit that does not fit, cut at a word.
     """
     flat_doc = np.concatenate([np.full(len(d.spans), i) for i, d in enumerate(docs)]) if docs else np.zeros(0)
     flat_unit = np.concatenate([np.arange(len(d.spans)) for d in docs]) if docs else np.zeros(0)
@@ -184,7 +186,12 @@ def keep_best_units(
             if prepared.count_prompt(candidate) <= budget:
                 chosen.append(j)
                 best = candidate
-        return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
+        if prepared.count_prompt(best) >= MIN_SHARE * budget:
+            return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
+        # Still short of the budget's lower edge: the best unit left, cut at a word, tops the prompt up.
+        taken = set(chosen)
+        order = np.array([*chosen, *(j for j in order[k:] if j not in taken)])
+        k, trim_words = len(chosen), True
     if trim_words and k < len(order):
         doc, unit = int(flat_doc[order[k]]), int(flat_unit[order[k]])
         start, end = docs[doc].spans[unit]

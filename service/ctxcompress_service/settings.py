@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
     """Run one small compression per device with the default method at startup."""
-    default_method: str = "longllmlingua"
+    default_method: str = "hybrid"
     """Method used when a request leaves ``method`` out."""
     default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
     """Budget used when a request leaves ``budget`` out (JSON: ``{"rate": 0.5}``)."""
