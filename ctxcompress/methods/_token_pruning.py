@@ -9,7 +9,7 @@ Algorithm (LLMLingua's iterative token-level compression, Jiang et al. 2023, §3
    (Jiang et al. 2024, §4.2) scores each token contrastively: surprisal without the question minus surprisal with
    the question in front, so tokens the question makes predictable rank high.
 3. Budget calibration: the planned per-document rates are in scorer tokens, but the budget is in the *target*
-   tokenizer. A binary search scales all rates by one factor until the assembled prompt's target-token count is
+   tokenizer. A false-position search scales all rates by one factor until the assembled prompt's target-token count is
    the largest not above the budget. Selection is over *units*, whole words (tokens merged so no word and no
    multi-byte character is split: the reference keeps word pieces, e.g. "Röntgen" → "R"), and units
    overlapping protected spans (numbers, document headers…) are always kept.
