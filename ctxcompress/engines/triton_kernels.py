@@ -59,18 +59,19 @@ def rotary_qk(
     if tokens == 0:
         return out
     block_tokens = 16
-    _rotary_kernel[(triton.cdiv(tokens, block_tokens),)](
-        rows,
-        flat_positions,
-        inv_freq,
-        out,
-        tokens,
-        rows.stride(0),
-        HEADS=qk_heads,
-        BLOCK_HEADS=triton.next_power_of_2(qk_heads),
-        HALF=head_dim // 2,
-        BLOCK_TOKENS=block_tokens,
-    )
+    with torch.cuda.device(qkv.device):  # Triton launches on the current device
+        _rotary_kernel[(triton.cdiv(tokens, block_tokens),)](
+            rows,
+            flat_positions,
+            inv_freq,
+            out,
+            tokens,
+            rows.stride(0),
+            HEADS=qk_heads,
+            BLOCK_HEADS=triton.next_power_of_2(qk_heads),
+            HALF=head_dim // 2,
+            BLOCK_TOKENS=block_tokens,
+        )
     return out
 
 
@@ -87,7 +88,8 @@ def silu_gate(gate_up: torch.Tensor) -> torch.Tensor:
         return out
     block_rows, block = 8, 512
     grid = (triton.cdiv(rows.shape[0], block_rows), triton.cdiv(inner, block))
-    _silu_gate_kernel[grid](rows, out, rows.shape[0], inner, rows.stride(0), BLOCK_ROWS=block_rows, BLOCK=block)
+    with torch.cuda.device(gate_up.device):
+        _silu_gate_kernel[grid](rows, out, rows.shape[0], inner, rows.stride(0), BLOCK_ROWS=block_rows, BLOCK=block)
     return out
 
 
@@ -100,7 +102,8 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     rows, vocab = logits.shape
     out = torch.empty(rows, dtype=torch.float32, device=logits.device)
     if rows:
-        _token_nll_kernel[(rows,)](logits, targets.contiguous(), out, vocab, logits.stride(0), BLOCK=4096)
+        with torch.cuda.device(logits.device):
+            _token_nll_kernel[(rows,)](logits, targets.contiguous(), out, vocab, logits.stride(0), BLOCK=4096)
     return out
 
 

@@ -145,7 +145,14 @@ class AsyncCompressionEngine:
         if not compressors:
             raise ValueError("the engine needs at least one compressor (device)")
         self._workers = [
-            _Worker(str(c.pool.device), c, ThreadPoolExecutor(1, thread_name_prefix=f"ctxc-{c.pool.device}"), index=i)
+            _Worker(
+                str(c.pool.device),
+                c,
+                ThreadPoolExecutor(
+                    1, thread_name_prefix=f"ctxc-{c.pool.device}", initializer=_bind_device, initargs=(c.pool.device,)
+                ),
+                index=i,
+            )
             for i, c in enumerate(compressors)
         ]
         self.max_concurrent_requests = max_concurrent_requests
@@ -537,6 +544,15 @@ class AsyncCompressionEngine:
         for entry in pending:
             if not entry.future.done():
                 entry.future.set_exception(error)
+
+
+def _bind_device(device: object) -> None:
+    """Make the worker thread's current CUDA device its own (Triton kernels and CUDA graphs launch on the current
+    device: on a 2-GPU H200 the second device's kernels failed with 'cannot be accessed from Triton')."""
+    import torch
+
+    if getattr(device, "type", None) == "cuda":
+        torch.cuda.set_device(device)
 
 
 def _compress_isolated(
