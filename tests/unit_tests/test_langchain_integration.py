@@ -166,7 +166,7 @@ def test_composes_in_contextual_compression_retriever_and_pipeline(recorder, row
     )
     out = pipeline.compress_documents(docs, row["question"])
     first, second = recorder.results[-2:]
-    assert (first.method, second.method) == ("llmlingua", "longllmlingua")
+    assert (first.method, second.method) == ("llmlingua", "hybrid")  # hybrid: the default method
     assert [d.page_content for d in out] == [k.text for k in second.documents]
     for doc in out:  # the record is the last stage's; the metadata still belongs to the source document
         source = docs[int(doc.id.split("-")[1])]
