@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ctxcompress.engines.device import cpu_has_amx
 from tests.conftest import gold_index, nq_documents, nq_rows
 
 pytestmark = pytest.mark.real_model
@@ -89,6 +90,7 @@ def test_batching_does_not_change_outputs_beyond_float_noise(fp32_compressor, ro
         assert difflib.SequenceMatcher(a=words[0], b=words[1], autojunk=False).ratio() >= 0.98
 
 
+@pytest.mark.skipif(not cpu_has_amx(), reason="bf16 is opt-in for AMX CPUs; without AMX it runs ~20x slower than fp32")
 def test_batching_keeps_rankings_and_answers_in_bf16(rows):
     """In bf16 (the GPU dtype; opt-in on CPU) batch shapes change the rounding, so token-level choices differ
     (measured: 73-100% identical words over these rows) and documents with close scores swap ranks (even the
