@@ -56,7 +56,12 @@ def as_tuples(documents) -> list[tuple]:
 
 def test_remote_compressor_equals_in_process(service_url, local, row):
     docs = documents_of(row)
-    settings = {"max_tokens": 300, "instruction": "Answer briefly.", "options": {"window": 64}}
+    settings = {
+        "method": "longllmlingua",
+        "max_tokens": 300,
+        "instruction": "Answer briefly.",
+        "options": {"window": 64},
+    }
     remote = CtxCompressDocumentCompressor(base_url=service_url, api_key=API_KEY, **settings)
     in_process = CtxCompressDocumentCompressor(compressor=local, **settings)
     try:

@@ -48,7 +48,12 @@ def as_tuples(nodes) -> list[tuple]:
 async def test_remote_sync_and_async_equal_in_process(service_url, local):
     row = nq_rows(1)[0]
     nodes = nodes_of(row)
-    settings = {"max_tokens": 300, "instruction": "Answer briefly.", "options": {"window": 64}}
+    settings = {
+        "method": "longllmlingua",
+        "max_tokens": 300,
+        "instruction": "Answer briefly.",
+        "options": {"window": 64},
+    }
     remote = CtxCompressNodePostprocessor(base_url=service_url, api_key=API_KEY, **settings)
     expected = as_tuples(
         CtxCompressNodePostprocessor(compressor=local, **settings).postprocess_nodes(nodes, query_str=row["question"])

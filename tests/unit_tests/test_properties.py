@@ -22,6 +22,7 @@ from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from ctxcompress import CompressionResult, Compressor, CtxCompressError
+from ctxcompress.methods._units import overlaps, word_spans
 from ctxcompress.prompting import assemble_prompt
 from ctxcompress.text.protect import _NUMBER, protected_spans
 from ctxcompress.text.tokens import get_target_tokenizer
@@ -62,8 +63,13 @@ def one_thread():
 
 
 def protected_tokens(request: dict) -> int:
-    """Tokens of the prompt that keeps only the protected spans of every document."""
-    texts = ["".join(d[s:e] for s, e in protected_spans(d)) for d in request["documents"] if d.strip()]
+    """Tokens of the prompt that keeps only the words holding protected spans (pruning keeps whole words)."""
+    texts = []
+    for d in request["documents"]:
+        if d.strip():
+            words = word_spans(d)
+            hit = overlaps(words, protected_spans(d))
+            texts.append("".join(d[s:e] for (s, e), keep in zip(words, hit, strict=True) if keep))
     return get_target_tokenizer().count(assemble_prompt(request.get("instruction"), texts, request.get("question")))
 
 

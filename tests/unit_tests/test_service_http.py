@@ -212,7 +212,7 @@ def test_readiness_methods_and_models(make_service) -> None:  # noqa: ANN001
     assert {"llmlingua", "longllmlingua"} <= set(by_name)
     assert by_name["llmlingua"]["options"]["properties"]["window"]["default"] == 200
     assert by_name["longllmlingua"]["needs_question"] is True
-    assert methods["default_method"] == "longllmlingua" and methods["default_budget"]["rate"] == 0.5
+    assert methods["default_method"] == "hybrid" and methods["default_budget"]["rate"] == 0.5
     models = {m["name"]: m for m in httpx.get(f"{service.url}/v1/models").json()["data"]}
     assert models["smollm2-135m"]["kind"] == "causal-lm" and models["smollm2-135m"]["loaded"] is True
     assert models["minilm-l6"]["loaded"] is False
