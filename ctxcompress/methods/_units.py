@@ -144,11 +144,22 @@ FILL_TRIES = 64
 MIN_SHARE = 0.95  # results land within [95%, 100%] of the budget
 
 
-def _texts_of(docs: list[ScoredDocument], flat_doc: np.ndarray, flat_unit: np.ndarray, chosen: list) -> list[str]:
+def _texts_of(
+    docs: list[ScoredDocument],
+    flat_doc: np.ndarray,
+    flat_unit: np.ndarray,
+    chosen: list,
+    partial: tuple[int, int, int] | None = None,
+) -> list[str]:
+    """Each document's text keeping the ``chosen`` flat units; ``partial=(doc, unit, n_words)`` adds a unit's
+    first words."""
     keeps = [np.zeros(len(d.spans), dtype=bool) for d in docs]
     for j in chosen:
         keeps[int(flat_doc[j])][int(flat_unit[j])] = True
-    return [d.text_of(keep) for d, keep in zip(docs, keeps, strict=True)]
+    return [
+        d.text_of(keep, (partial[1], partial[2]) if partial is not None and partial[0] == i else None)
+        for i, (d, keep) in enumerate(zip(docs, keeps, strict=True))
+    ]
 
 
 def keep_best_units(
@@ -169,13 +180,7 @@ def keep_best_units(
     budget = prepared.target_tokens
 
     def texts(k: int, partial: tuple[int, int, int] | None = None) -> list[str]:
-        keeps = [np.zeros(len(d.spans), dtype=bool) for d in docs]
-        for j in order[:k]:
-            keeps[int(flat_doc[j])][int(flat_unit[j])] = True
-        return [
-            d.text_of(keep, (partial[1], partial[2]) if partial is not None and partial[0] == i else None)
-            for i, (d, keep) in enumerate(zip(docs, keeps, strict=True))
-        ]
+        return _texts_of(docs, flat_doc, flat_unit, list(order[:k]), partial)
 
     k = largest_fitting(len(order), lambda n: prepared.count_prompt(texts(n)) <= budget)
     best = texts(k)

@@ -121,12 +121,12 @@ class Hybrid(CompressionMethod):
             doc_vectors = vectors[cursor : cursor + len(docs)]
             cursor += len(docs)
             signals.append({"encoder": doc_vectors @ vectors[r], "lexical": bm25_scores(questions[r], docs)})
+        owners = [np.repeat(np.arange(len(doc_units)), [len(spans) for _, spans in doc_units]) for doc_units in units]
         for r, group in enumerate(sentences):
             sentence_sims.append(vectors[cursor : cursor + len(group)] @ vectors[r])
             cursor += len(group)
-            owner = np.repeat(np.arange(len(units[r])), [len(spans) for _, spans in units[r]])
             best = np.full(len(units[r]), -1.0)
-            np.maximum.at(best, owner, sentence_sims[r])
+            np.maximum.at(best, owners[r], sentence_sims[r])
             signals[r]["encoder_sentence"] = best
         encode_ms = (time.perf_counter() - started) * 1000
         if use_lm:
@@ -159,9 +159,8 @@ class Hybrid(CompressionMethod):
             ranking_local = list(np.argsort(-fused, kind="stable"))
             ranking = [indices[r][j] for j in ranking_local]
             order = ranking_local if opts.reorder == "sort" else list(range(len(indices[r])))
-            sentence_z = _z(sentence_sims[r])
-            owner = np.repeat(np.arange(len(units[r])), [len(spans) for _, spans in units[r]])
-            scores = fused[owner] + opts.sentence_weight * sentence_z if len(owner) else np.zeros(0)
+            owner = owners[r]
+            scores = fused[owner] + opts.sentence_weight * _z(sentence_sims[r]) if len(owner) else np.zeros(0)
             starts = np.cumsum([0] + [len(spans) for _, spans in units[r]])
             docs = [
                 ScoredDocument(

@@ -10,7 +10,7 @@ retention by gold-document position (NQ, one panel per rate: "lost in the middle
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,22 +108,25 @@ def _paired_table(dataset: str, paired: dict[str, Any] | None) -> list[str]:
             f"| {c['method']} | {_fmt(c['rate'])} | {c['n']} | {_fmt(c['retention'])} | "
             f"{_fmt(c['reference_retention'])} | {_delta(c)} | {c['wins']}/{c['losses']} |"
         )
-    positional = [c for c in rows if c.get("by_position")]
-    if positional:
-        positions = sorted({int(p) for c in positional for p in c["by_position"]})
-        out += [
-            "",
-            f"#### {dataset}: paired vs {ref} by gold position: Δ retention [95% CI] (W/L, n)",
-            "",
-            "| method | rate | " + " | ".join(str(p) for p in positions) + " |",
-            "|---|---|" + "---|" * len(positions),
-        ]
-        for c in positional:
-            cells = []
-            for p in positions:
-                s = c["by_position"].get(str(p))
-                cells.append(f"{_delta(s)} ({s['wins']}/{s['losses']}, {s['n']})" if s else "–")
-            out.append(f"| {c['method']} | {_fmt(c['rate'])} | " + " | ".join(cells) + " |")
+    out += _by_position(
+        f"#### {dataset}: paired vs {ref} by gold position: Δ retention [95% CI] (W/L, n)",
+        rows,
+        lambda s: f"{_delta(s)} ({s['wins']}/{s['losses']}, {s['n']})" if s else "–",
+    )
+    return out
+
+
+def _by_position(title: str, rows: list[dict[str, Any]], cell: Callable[[dict | None], str]) -> list[str]:
+    """A method × gold-position table of ``cell(row["by_position"][position])`` (empty when no row has one)."""
+    positional = [r for r in rows if r.get("by_position")]
+    if not positional:
+        return []
+    positions = sorted({int(p) for r in positional for p in r["by_position"]})
+    out = ["", title, "", "| method | rate | " + " | ".join(str(p) for p in positions) + " |"]
+    out.append("|---|---|" + "---|" * len(positions))
+    for r in positional:
+        cells = [cell(r["by_position"].get(str(p))) for p in positions]
+        out.append(f"| {r['method']} | {_fmt(r['rate'])} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -154,19 +157,11 @@ def markdown_report(results: dict[str, Any]) -> str:
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         rows = [r for r in records if r["dataset"] == dataset]
         out += ["", f"## {dataset}", "", *_table(rows)]
-        positional = [r for r in rows if r.get("by_position")]
-        if positional:
-            positions = sorted({int(p) for r in positional for p in r["by_position"]})
-            out += [
-                "",
-                f"### {dataset}: answer retention by gold position (0-based)",
-                "",
-                "| method | rate | " + " | ".join(str(p) for p in positions) + " |",
-                "|---|---|" + "---|" * len(positions),
-            ]
-            for r in positional:
-                cells = [_fmt(r["by_position"].get(str(p), {}).get("answer_retention")) for p in positions]
-                out.append(f"| {r['method']} | {_fmt(r['rate'])} | " + " | ".join(cells) + " |")
+        out += _by_position(
+            f"### {dataset}: answer retention by gold position (0-based)",
+            rows,
+            lambda s: _fmt((s or {}).get("answer_retention")),
+        )
         out += _loss_table(dataset, rows)
         out += _paired_table(dataset, results.get("paired"))
     return "\n".join(out) + "\n"
