@@ -34,6 +34,11 @@ __all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner"]
 WIDTH_STEP = 32
 VISIBLE_STEP = 128
 
+# One capture at a time in a process. Two devices' worker threads capturing at once invalidated each other's
+# capture on a 2-GPU host (cudaErrorStreamCaptureInvalidated, then an abort in the CUDA generator's graph
+# registry, which is process-wide). Replays and eager passes on other threads may run during a capture.
+_CAPTURING = threading.Lock()
+
 
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
@@ -190,6 +195,10 @@ class StaticShapeRunner:
 
     def _capture(self, shape: _ShapeRunner, storage: torch.Tensor, causal: bool) -> None:
         """Warm up on a side stream (this run's result is the pass's output), then record the graph."""
+        with _CAPTURING, torch.cuda.device(self.device):
+            self._capture_alone(shape, storage, causal)
+
+    def _capture_alone(self, shape: _ShapeRunner, storage: torch.Tensor, causal: bool) -> None:
         current = torch.cuda.current_stream(self.device)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(current)
@@ -197,6 +206,7 @@ class StaticShapeRunner:
             shape.output = self._pass(shape, storage, causal)
         current.wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(self.device)
         try:
             with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 output = self._pass(shape, storage, causal)

@@ -128,14 +128,17 @@ class Hybrid(CompressionMethod):
             best = np.full(len(units[r]), -1.0)
             np.maximum.at(best, owners[r], sentence_sims[r])
             signals[r]["encoder_sentence"] = best
-        encode_ms = (time.perf_counter() - started) * 1000
+        timings = {"encode": (time.perf_counter() - started) * 1000}
         if use_lm:
             scorer = self.pool.scorer(opts.scorer, field="options.scorer")
             if opts.likelihood_weight:
+                mark = time.perf_counter()
                 ranked = rank_documents(scorer, documents, questions, restrictive_statement=opts.likelihood_statement)
                 for r, nll in enumerate(ranked):
                     signals[r]["likelihood"] = -nll
+                timings["likelihood"] = (time.perf_counter() - mark) * 1000
             if opts.attention_weight:
+                mark = time.perf_counter()
                 probe = self.pool.attention(opts.scorer, field="options.scorer")
                 attended = sentence_attention(
                     scorer,
@@ -146,6 +149,7 @@ class Hybrid(CompressionMethod):
                 )
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
+                timings["attention"] = (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,
             "encoder_sentence": opts.encoder_sentence_weight,
@@ -169,7 +173,6 @@ class Hybrid(CompressionMethod):
                 for j in order
             ]
             kept = keep_best_units(prepared, docs, fill=True)
-            total = (time.perf_counter() - started) * 1000
-            timings = {"encode": round(encode_ms, 2), "total": round(total, 2)}
-            results.append(prepared.result(kept, ranking=ranking, timings_ms=timings))
+            stages = {**timings, "total": (time.perf_counter() - started) * 1000}
+            results.append(prepared.result(kept, ranking=ranking, timings_ms={k: round(v, 2) for k, v in stages.items()}))
         return results

@@ -1,0 +1,123 @@
+"""Where a batch-1 request spends its time on the GPU: per method, p50 latency, the method's own stage timings,
+and the top host (cProfile) and device (torch.profiler) costs of one request.
+
+Random weights (real SmolLM2-135M and all-MiniLM-L6-v2 configs and tokenizers): speed does not depend on weight
+values, so no weights need to travel. Prompts: NQ 20-document rows written by ``--write-prompts`` here.
+
+Here:   python eval/device/profile_latency.py --write-prompts .carry/prof/prompts.jsonl  (and copy the configs)
+There:  python3 eval/device/profile_latency.py --kit .carry/prof --out $OUT/profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+METHODS = ["longllmlingua", "cpc", "attention", "hybrid"]
+
+
+def write_prompts(path: Path, count: int) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ctxcompress_eval.datasets import load_nq
+
+    data = Path(__file__).resolve().parents[3] / "shared" / "data"
+    examples = load_nq(data, docs=20, positions=[4], limit=count, skip=100)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for e in examples:
+            f.write(json.dumps({"documents": e.documents, "question": e.question, "instruction": e.instruction}) + "\n")
+
+
+def build_random_models(kit: Path, where: Path) -> dict[str, dict[str, str]]:
+    """Random-initialised SmolLM2 and MiniLM folders from the kit's configs and tokenizers."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    lm, enc = where / "smollm2-135m", where / "minilm-l6"
+    if not (lm / "model.safetensors").exists():
+        shutil.copytree(kit / "smollm2-135m", lm, dirs_exist_ok=True)
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm)).save_pretrained(lm)
+    if not (enc / "model.safetensors").exists():
+        shutil.copytree(kit / "minilm-l6", enc, dirs_exist_ok=True)
+        AutoModel.from_config(AutoConfig.from_pretrained(enc)).save_pretrained(enc)
+    return {
+        "smollm2-135m": {"kind": "causal-lm", "path": str(lm)},
+        "minilm-l6": {"kind": "sentence-encoder", "path": str(enc)},
+    }
+
+
+def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str) -> None:
+    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
+    import torch
+
+    from ctxcompress import Compressor
+
+    prompts = [json.loads(line) for line in (kit / "prompts.jsonl").open()]
+    compressor = Compressor(device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, dict] = {}
+    for method in methods:
+        requests = [{**p, "method": method, "budget": {"rate": 0.25}} for p in prompts]
+        for request in requests[:2]:
+            compressor.compress(request)
+        latencies, stages = [], {}
+        for _ in range(repeats):
+            for request in requests:
+                sync()
+                started = time.perf_counter()
+                result = compressor.compress(request)
+                latencies.append((time.perf_counter() - started) * 1000)
+                for key, value in (result.timings_ms or {}).items():
+                    stages.setdefault(key, []).append(value)
+        summary[method] = {
+            "p50_ms": round(statistics.median(latencies), 1),
+            "stages_p50_ms": {k: round(statistics.median(v), 1) for k, v in stages.items()},
+        }
+        print(method, json.dumps(summary[method]), flush=True)
+        host = cProfile.Profile()
+        host.enable()
+        compressor.compress(requests[0])
+        host.disable()
+        text = io.StringIO()
+        import pstats
+
+        pstats.Stats(host, stream=text).sort_stats("tottime").print_stats(25)
+        pstats.Stats(host, stream=text).sort_stats("cumulative").print_stats(40)
+        with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        ) as device_profile:
+            compressor.compress(requests[0])
+            sync()
+        table = device_profile.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+        (out / f"{method}.txt").write_text(text.getvalue() + "\n\n" + table)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-prompts", type=Path)
+    parser.add_argument("--count", type=int, default=8)
+    parser.add_argument("--kit", type=Path, default=Path(".carry/prof"))
+    parser.add_argument("--out", type=Path, default=Path("profile"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    if args.write_prompts:
+        write_prompts(args.write_prompts, args.count)
+    else:
+        profile(args.kit, args.out, args.repeats, args.methods.split(","), args.device)
+
+
+if __name__ == "__main__":
+    main()
