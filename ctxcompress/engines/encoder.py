@@ -7,7 +7,10 @@ What it computes:
 * ``token_embeddings(texts)``: one contextual embedding per word piece of each whole text, with the piece's
   character span. Texts longer than the encoder's window (``max_seq_length``, 256 word pieces for MiniLM) are cut
   into overlapping windows; a piece seen by several windows gets the mean of its embeddings. All windows of all
-  texts run length-sorted in batches capped by padded tokens, outputs are moved to CPU per batch.
+  texts run length-sorted in batches capped by padded tokens, outputs are moved to CPU per batch. The same pass
+  also gives each text's own embedding (``pooled``): the model's pooling (mean or CLS) of each window, averaged
+  over the text's windows and L2-normalised — for a text that fits one window, what ``embed`` returns. Sub-span
+  vectors pooled from these in-context embeddings are "late chunking" (Günther et al. 2024, arXiv:2409.04701).
 """
 
 from __future__ import annotations
@@ -31,6 +34,22 @@ class TokenEmbeddings:
 
     vectors: np.ndarray  # [n_pieces, dim] float32
     offsets: np.ndarray  # [n_pieces, 2] int64 character spans
+    pooled: np.ndarray | None = None  # [dim] the text's own L2-normalised embedding, from the same pass
+
+    def span_vectors(self, spans: list[tuple[int, int]]) -> np.ndarray:
+        """L2-normalised mean of the pieces of each character span ``[start, end)`` (a piece belongs to the span
+        holding its last character); a span without pieces gets a zero vector."""
+        out = np.zeros((len(spans), self.vectors.shape[1]), dtype=np.float32)
+        if not spans or not len(self.vectors):
+            return out
+        starts = np.array([s for s, _ in spans])
+        ends = np.array([e for _, e in spans])
+        lasts = np.maximum(self.offsets[:, 0], self.offsets[:, 1] - 1)
+        owner = np.searchsorted(starts, lasts, side="right") - 1
+        inside = (owner >= 0) & (lasts < ends[np.clip(owner, 0, None)])
+        np.add.at(out, owner[inside], self.vectors[inside])
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
 
 
 class SentenceEncoder:
@@ -55,6 +74,7 @@ class SentenceEncoder:
         self._cls = self.tokenizer.cls_token_id if self.tokenizer.cls_token_id is not None else None
         self._sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else None
         self._pad = int(self.tokenizer.pad_token_id or 0)
+        self._pooling = _pooling_mode(model)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: Any) -> SentenceEncoder:
@@ -109,6 +129,7 @@ class SentenceEncoder:
                 start += stride
         sums = [np.zeros((len(ids), self.dimension), dtype=np.float32) for ids, _ in encoded]
         counts = [np.zeros(len(ids), dtype=np.float32) for ids, _ in encoded]
+        pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
         lengths = [len(w[2]) + specials for w in windows]
         for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
             hidden = self._forward([windows[w][2] for w in batch])
@@ -117,9 +138,15 @@ class SentenceEncoder:
                 first = int(self._cls is not None)
                 sums[t][start : start + len(ids)] += hidden[row, first : first + len(ids)]
                 counts[t][start : start + len(ids)] += 1.0
+                whole = hidden[row, : len(ids) + specials]
+                window_vector = whole[0] if self._pooling == "cls" else whole.mean(axis=0)
+                pooled[t] += window_vector / max(float(np.linalg.norm(window_vector)), 1e-12)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return [
-            TokenEmbeddings(s / np.maximum(c, 1.0)[:, None], np.array(offsets, dtype=np.int64).reshape(-1, 2))
-            for s, c, (_, offsets) in zip(sums, counts, encoded, strict=True)
+            TokenEmbeddings(
+                s / np.maximum(c, 1.0)[:, None], np.array(offsets, dtype=np.int64).reshape(-1, 2), pooled[t]
+            )
+            for t, (s, c, (_, offsets)) in enumerate(zip(sums, counts, encoded, strict=True))
         ]
 
     @torch.inference_mode()
@@ -137,3 +164,15 @@ class SentenceEncoder:
             mask[i, : len(r)] = 1
         out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
         return out.last_hidden_state.float().cpu().numpy()
+
+
+def _pooling_mode(model: Any) -> str:
+    """``cls`` when the model's pooling module takes the CLS vector, else ``mean`` (sentence-transformers 5 and 6
+    spell the setting differently)."""
+    for module in model:
+        mode = getattr(module, "pooling_mode", None)
+        if isinstance(mode, str):
+            return "cls" if mode == "cls" else "mean"
+        if getattr(module, "pooling_mode_cls_token", False):
+            return "cls"
+    return "mean"

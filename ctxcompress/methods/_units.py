@@ -162,6 +162,19 @@ def _texts_of(
     ]
 
 
+JOIN_SLACK = 3  # tokens a unit's count alone can exceed what it adds to a prompt (merges at its edges)
+
+
+def _least_added_tokens(prepared: PreparedRequest, doc: ScoredDocument, unit: int, opens_document: bool) -> int:
+    """A lower bound of the tokens that keeping ``unit`` adds to the prompt (with its header when it is the
+    document's first kept unit)."""
+    start, end = doc.spans[unit]
+    tokens = prepared.target.count(doc.text[start:end])
+    if opens_document and doc.header_end:
+        tokens += prepared.target.count(doc.text[: doc.header_end])
+    return tokens - JOIN_SLACK
+
+
 def keep_best_units(
     prepared: PreparedRequest, docs: list[ScoredDocument], *, trim_words: bool = False, fill: bool = False
 ) -> list[KeptDocument]:
@@ -186,12 +199,18 @@ def keep_best_units(
     best = texts(k)
     if fill and k < len(order):
         chosen = list(order[:k])
+        used = prepared.count_prompt(best)
+        with_units = {int(flat_doc[j]) for j in chosen}
         for j in order[k + 1 : k + 1 + FILL_TRIES]:
+            doc, unit = int(flat_doc[j]), int(flat_unit[j])
+            if _least_added_tokens(prepared, docs[doc], unit, doc not in with_units) > budget - used:
+                continue  # cannot fit: spare the exact count of the whole prompt
             candidate = _texts_of(docs, flat_doc, flat_unit, [*chosen, j])
-            if prepared.count_prompt(candidate) <= budget:
+            if (count := prepared.count_prompt(candidate)) <= budget:
                 chosen.append(j)
-                best = candidate
-        if prepared.count_prompt(best) >= MIN_SHARE * budget:
+                best, used = candidate, count
+                with_units.add(doc)
+        if used >= MIN_SHARE * budget:
             return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
         # Still short of the budget's lower edge: the best unit left, cut at a word, tops the prompt up.
         taken = set(chosen)

@@ -104,30 +104,25 @@ class Hybrid(CompressionMethod):
         documents = [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)]
         questions = [(p.request.question or "").strip() for p in requests]
         units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
-        sentences = [
-            [
-                f"{d[:header]} {d[s:e]}".strip()
-                for d, (header, spans) in zip(docs, doc_units, strict=True)
-                for s, e in spans
-            ]
-            for docs, doc_units in zip(documents, units, strict=True)
-        ]
-        flat = [*questions, *(d for docs in documents for d in docs), *(s for group in sentences for s in group)]
-        vectors = encoder.embed(flat)
+        # One encoder pass over questions and documents: document vectors and, pooled from the same in-context
+        # token embeddings, sentence vectors (late chunking).
+        embedded = encoder.token_embeddings([*questions, *(d for docs in documents for d in docs)])
         cursor = len(questions)
         signals: list[dict[str, np.ndarray]] = []
         sentence_sims: list[np.ndarray] = []
-        for r, docs in enumerate(documents):
-            doc_vectors = vectors[cursor : cursor + len(docs)]
-            cursor += len(docs)
-            signals.append({"encoder": doc_vectors @ vectors[r], "lexical": bm25_scores(questions[r], docs)})
         owners = [np.repeat(np.arange(len(doc_units)), [len(spans) for _, spans in doc_units]) for doc_units in units]
-        for r, group in enumerate(sentences):
-            sentence_sims.append(vectors[cursor : cursor + len(group)] @ vectors[r])
-            cursor += len(group)
-            best = np.full(len(units[r]), -1.0)
+        for r, docs in enumerate(documents):
+            question = embedded[r].pooled
+            per_doc = embedded[cursor : cursor + len(docs)]
+            cursor += len(docs)
+            doc_sims = np.array([d.pooled @ question for d in per_doc])
+            sims = [d.span_vectors(spans) @ question for d, (_, spans) in zip(per_doc, units[r], strict=True)]
+            sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
+            best = np.full(len(docs), -1.0)
             np.maximum.at(best, owners[r], sentence_sims[r])
-            signals[r]["encoder_sentence"] = best
+            signals.append(
+                {"encoder": doc_sims, "encoder_sentence": best, "lexical": bm25_scores(questions[r], docs)}
+            )
         timings = {"encode": (time.perf_counter() - started) * 1000}
         if use_lm:
             scorer = self.pool.scorer(opts.scorer, field="options.scorer")
@@ -174,5 +169,6 @@ class Hybrid(CompressionMethod):
             ]
             kept = keep_best_units(prepared, docs, fill=True)
             stages = {**timings, "total": (time.perf_counter() - started) * 1000}
-            results.append(prepared.result(kept, ranking=ranking, timings_ms={k: round(v, 2) for k, v in stages.items()}))
+            timings_ms = {k: round(v, 2) for k, v in stages.items()}
+            results.append(prepared.result(kept, ranking=ranking, timings_ms=timings_ms))
         return results
