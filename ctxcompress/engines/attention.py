@@ -13,22 +13,32 @@ output with SDPA as usual and, while a probe is active on the calling thread, al
 ``[length, length]`` — and adds the per-key mass (mean over the window's queries and the heads) to the
 layer's accumulator. Outside a probe the function is plain SDPA, so the scorer's own passes are unchanged.
 
-Rows are batched right-padded by a padded-token budget (``ctxcompress.batching``), longest first.
+Rows are batched right-padded by a padded-token budget (``ctxcompress.batching``), longest first, and run
+without a padding mask: attention is causal and padding only follows a row's tokens, so no real token sees it.
+On CUDA a batch is host-bound (one forward is ~1,000 small kernels), so passes run at bucketed static shapes
+(rows as in ``engines/cuda_graphs.py``, length to a multiple of :data:`LENGTH_STEP`, window to
+:data:`WINDOW_STEP`), each recorded once as a CUDA graph and replayed; ``graphs="on"`` on CPU runs the same
+static shapes eagerly (how tests check them).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from ctxcompress.batching import plan_batches
+from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
 from ctxcompress.engines.decoder import attention_backends
 
-__all__ = ["ObservedSequence", "QuestionAttention", "naive_window_attention"]
+__all__ = ["LENGTH_STEP", "WINDOW_STEP", "ObservedSequence", "QuestionAttention", "naive_window_attention"]
+
+LENGTH_STEP = 64
+WINDOW_STEP = 16
+MAX_GRAPHS = 32
 
 _PROBE_NAME = "ctxcompress_probe"
 _active = threading.local()
@@ -45,11 +55,26 @@ class ObservedSequence:
 
 
 @dataclass
+class _Inputs:
+    """One pass's device inputs (at a static shape, the buffers its graph reads) and, once run, its output."""
+
+    tokens: torch.Tensor  # [B, L] right-padded
+    window: torch.Tensor  # [B, W]
+    window_valid: torch.Tensor  # [B, W]
+    key_valid: torch.Tensor  # [B, L]
+    output: torch.Tensor | None = None  # [B, layers, L]
+    graph: torch.cuda.CUDAGraph | None = None
+    capturable: bool = True
+
+
+@dataclass
 class _Probe:
     window: torch.Tensor  # [B, W] positions of each row's observation queries (padded with the last one)
     window_valid: torch.Tensor  # [B, W] bool
     key_valid: torch.Tensor  # [B, L] bool: real tokens
-    mass: list[torch.Tensor]  # per layer [B, L] float32
+    layers: frozenset[int] | None  # the layers to read (None: all)
+    mass: dict[int, torch.Tensor] = field(default_factory=dict)  # per read layer [B, L] float32
+    seen: int = 0  # attention calls so far: the layer index of the next one
 
 
 def _probe_attention(
@@ -67,13 +92,15 @@ def _probe_attention(
 
     probe: _Probe | None = getattr(_active, "probe", None)
     if probe is not None:
-        _accumulate(probe, query, key, scaling, getattr(module, "sliding_window", None))
+        layer, probe.seen = probe.seen, probe.seen + 1
+        if probe.layers is None or layer in probe.layers:
+            probe.mass[layer] = _window_mass(probe, query, key, scaling, getattr(module, "sliding_window", None))
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
-def _accumulate(
+def _window_mass(
     probe: _Probe, query: torch.Tensor, key: torch.Tensor, scaling: float | None, sliding_window: int | None
-) -> None:
+) -> torch.Tensor:
     """``query`` ``[B, heads, L, d]``, ``key`` ``[B, kv_heads, L, d]`` (post-rotary, post-norm); a sliding-window
     layer (Gemma 3) lets a query see only its last ``sliding_window`` keys."""
     batch, heads, length, dim = query.shape
@@ -89,7 +116,7 @@ def _accumulate(
     scores = scores.masked_fill(~visible[:, None], float("-inf"))
     weights = torch.softmax(scores, dim=-1) * probe.window_valid[:, None, :, None]
     counted = probe.window_valid.sum(dim=1).clamp(min=1)[:, None]
-    probe.mass.append(weights.sum(dim=(1, 2)) / (heads * counted))
+    return weights.sum(dim=(1, 2)) / (heads * counted)
 
 
 class QuestionAttention:
@@ -99,61 +126,120 @@ class QuestionAttention:
         model: a transformers causal LM (any architecture whose attention goes through ``AttentionInterface``).
         pad_id: token used to right-pad rows.
         max_batch_tokens: padded tokens per forward pass.
+        graphs: ``auto``: static shapes replayed as CUDA graphs on CUDA, exact shapes on CPU; ``on``: static
+            shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager.
     """
 
-    def __init__(self, model: torch.nn.Module, *, pad_id: int, max_batch_tokens: int = 8192) -> None:
+    def __init__(self, model: torch.nn.Module, *, pad_id: int, max_batch_tokens: int = 8192, graphs: str = "auto"):
+        if graphs not in ("auto", "on", "off"):
+            raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
         self.model = model
         self.pad_id = pad_id
         self.max_batch_tokens = max_batch_tokens
         self.device = next(model.parameters()).device
         self.num_layers = int(model.config.num_hidden_layers)
+        self.static_shapes = graphs == "on" or (graphs == "auto" and self.device.type == "cuda")
+        self.capture = self.static_shapes and self.device.type == "cuda"
+        self.captured = 0
+        self._shapes: dict[tuple[int, int, int, frozenset[int] | None], _Inputs] = {}
+        self._lock = threading.Lock()  # static buffers serve one pass at a time
+        self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         _install_probe(model)
 
     @torch.inference_mode()
-    def window_attention(self, sequences: Sequence[ObservedSequence]) -> list[np.ndarray]:
-        """Per sequence, ``[layers, len(ids)]``: the attention mass each token receives from the window's
-        queries, averaged over the window and the heads (rows of one layer sum to 1 over the visible keys)."""
+    def window_attention(
+        self, sequences: Sequence[ObservedSequence], layers: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
+        """Per sequence, ``[num_layers, len(ids)]``: the attention mass each token receives from the window's
+        queries, averaged over the window and the heads (rows of one layer sum to 1 over the visible keys).
+        ``layers``: read only these (negative counts from the top); the other layers' rows are zero."""
+        read = None if layers is None else frozenset(layer % self.num_layers for layer in layers)
         out: list[np.ndarray] = [np.zeros((self.num_layers, 0), dtype=np.float32)] * len(sequences)
         lengths = [len(s.ids) for s in sequences]
         for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
             rows = [sequences[i] for i in batch]
-            for i, mass in zip(batch, self._run(rows), strict=True):
+            for i, mass in zip(batch, self._run(rows, read), strict=True):
                 out[i] = mass
         return out
 
-    def _run(self, rows: list[ObservedSequence]) -> list[np.ndarray]:
+    def _run(self, rows: list[ObservedSequence], layers: frozenset[int] | None) -> list[np.ndarray]:
+        for row in rows:
+            if not 0 <= row.window_start < len(row.ids):
+                raise ValueError(f"window_start {row.window_start} outside a sequence of {len(row.ids)} tokens")
         length = max(len(r.ids) for r in rows)
         width = max(len(r.ids) - r.window_start for r in rows)
-        tokens = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        key_valid = torch.zeros((len(rows), length), dtype=torch.bool)
-        window = torch.zeros((len(rows), width), dtype=torch.long)
-        window_valid = torch.zeros((len(rows), width), dtype=torch.bool)
+        if not self.static_shapes:
+            inputs = self._fill(self._buffers(len(rows), length, width), rows)
+            stacked = self._pass(inputs, layers)
+        else:
+            padded_length = -(-length // LENGTH_STEP) * LENGTH_STEP
+            key = (rows_bucket(len(rows)), padded_length, -(-width // WINDOW_STEP) * WINDOW_STEP, layers)
+            with self._lock:
+                if key not in self._shapes:
+                    self._shapes[key] = self._buffers(*key[:3])
+                inputs = self._fill(self._shapes[key], rows)
+                if inputs.graph is not None:
+                    inputs.graph.replay()
+                elif self.capture and inputs.capturable and self.captured < MAX_GRAPHS:
+                    run = lambda: self._pass(inputs, layers)  # noqa: E731
+                    inputs.output, inputs.graph = capture_graph(run, self.device, self._pool)
+                    inputs.capturable = inputs.graph is not None
+                    self.captured += inputs.graph is not None
+                else:
+                    inputs.output = self._pass(inputs, layers)
+                assert inputs.output is not None
+                stacked = inputs.output[: len(rows)].cpu()
+        host = stacked.float().cpu().numpy()
+        return [host[r, :, : len(row.ids)] for r, row in enumerate(rows)]
+
+    def _buffers(self, rows: int, length: int, width: int) -> _Inputs:
+        make = dict(device=self.device)
+        return _Inputs(
+            tokens=torch.full((rows, length), self.pad_id, dtype=torch.long, **make),
+            window=torch.zeros((rows, width), dtype=torch.long, **make),
+            window_valid=torch.zeros((rows, width), dtype=torch.bool, **make),
+            key_valid=torch.zeros((rows, length), dtype=torch.bool, **make),
+        )
+
+    def _fill(self, inputs: _Inputs, rows: list[ObservedSequence]) -> _Inputs:
+        """Write ``rows`` into ``inputs`` (extra rows: padding whose first key is visible, so no empty softmax)."""
+        n_rows, length = inputs.tokens.shape
+        width = inputs.window.shape[1]
+        tokens = torch.full((n_rows, length), self.pad_id, dtype=torch.long)
+        key_valid = torch.zeros((n_rows, length), dtype=torch.bool)
+        key_valid[:, 0] = True
+        window = torch.zeros((n_rows, width), dtype=torch.long)
+        window_valid = torch.zeros((n_rows, width), dtype=torch.bool)
         for r, row in enumerate(rows):
             n = len(row.ids)
-            if not 0 <= row.window_start < n:
-                raise ValueError(f"window_start {row.window_start} outside a sequence of {n} tokens")
             tokens[r, :n] = torch.tensor(row.ids)
             key_valid[r, :n] = True
             span = torch.arange(row.window_start, n)
             window[r, : len(span)] = span
             window[r, len(span) :] = n - 1
             window_valid[r, : len(span)] = True
-        probe = _Probe(window.to(self.device), window_valid.to(self.device), key_valid.to(self.device), [])
+        for target, source in (
+            (inputs.tokens, tokens),
+            (inputs.key_valid, key_valid),
+            (inputs.window, window),
+            (inputs.window_valid, window_valid),
+        ):
+            target.copy_(source, non_blocking=True)
+        return inputs
+
+    def _pass(self, inputs: _Inputs, layers: frozenset[int] | None) -> torch.Tensor:
+        """One prefill of the base model (no LM head) with the probe active: ``[B, num_layers, L]`` float32."""
+        probe = _Probe(inputs.window, inputs.window_valid, inputs.key_valid, layers)
         _active.probe = probe
         try:
             with attention_backends():
-                self.model(
-                    input_ids=tokens.to(self.device),
-                    attention_mask=key_valid.to(self.device).long(),
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
+                self.model.base_model(input_ids=inputs.tokens, use_cache=False)
         finally:
             _active.probe = None
-        if len(probe.mass) != self.num_layers:
-            raise RuntimeError(f"attention probe saw {len(probe.mass)} of {self.num_layers} layers")
-        stacked = torch.stack(probe.mass, dim=1).cpu().numpy()  # [B, layers, L]
-        return [stacked[r, :, : len(row.ids)] for r, row in enumerate(rows)]
+        if probe.seen != self.num_layers:
+            raise RuntimeError(f"attention probe saw {probe.seen} of {self.num_layers} layers")
+        blank = torch.zeros(inputs.key_valid.shape, dtype=torch.float32, device=self.device)
+        return torch.stack([probe.mass.get(layer, blank) for layer in range(self.num_layers)], dim=1)
 
 
 def _install_probe(model: torch.nn.Module) -> None:
@@ -163,7 +249,11 @@ def _install_probe(model: torch.nn.Module) -> None:
     global _registered
     with _register_lock:
         if not _registered:
+            from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
             AttentionInterface.register(_PROBE_NAME, _probe_attention)
+            # SDPA's masks (None for plain causal layers; the window for sliding-window layers, Gemma 3).
+            AttentionMaskInterface.register(_PROBE_NAME, sdpa_mask)
             _registered = True
         if getattr(model.config, "_attn_implementation", None) != _PROBE_NAME:
             model.set_attn_implementation(_PROBE_NAME)

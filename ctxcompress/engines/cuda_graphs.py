@@ -22,6 +22,7 @@ check it against the plain path. Same idea as vLLM's captured decode batch sizes
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ import torch
 from ctxcompress.engines.decoder import AttentionPlan, Decoder
 from ctxcompress.engines.kv_buffer import KVBuffer
 
-__all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner"]
+__all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner", "capture_graph", "rows_bucket"]
 
 WIDTH_STEP = 32
 VISIBLE_STEP = 128
@@ -40,11 +41,35 @@ VISIBLE_STEP = 128
 _CAPTURING = threading.Lock()
 
 
+def capture_graph(
+    run: Callable[[], torch.Tensor], device: torch.device, pool: object
+) -> tuple[torch.Tensor, torch.cuda.CUDAGraph | None]:
+    """``run()`` once on a side stream (its result is returned), then recorded as a CUDA graph whose output
+    buffer holds that result. A pass that cannot be captured returns ``(result, None)``: it stays eager."""
+    with _CAPTURING, torch.cuda.device(device):
+        current = torch.cuda.current_stream(device)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            warm = run()
+        current.wait_stream(side)
+        torch.cuda.synchronize(device)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+                output = run()
+        except RuntimeError:
+            return warm, None
+        # Recording ran nothing: the output buffer gets the warm-up's result.
+        output.copy_(warm)
+        return output, graph
+
+
 def _round_up(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def _rows_bucket(batch: int) -> int:
+def rows_bucket(batch: int) -> int:
     return 1 << max(batch - 1, 0).bit_length() if batch <= 8 else _round_up(batch, 8)
 
 
@@ -124,7 +149,7 @@ class StaticShapeRunner:
         It holds ``max_tokens // rows`` slots per row; ``capacity`` plus :data:`WIDTH_STEP` of slack (a pass
         padded to its width bucket) must fit.
         """
-        rows = _rows_bucket(batch)
+        rows = rows_bucket(batch)
         slots = self.max_tokens // rows
         if capacity + WIDTH_STEP > slots or not self._lease.acquire(blocking=False):
             return None
@@ -194,27 +219,9 @@ class StaticShapeRunner:
         return self.decoder(shape.tokens, plan, cache)  # type: ignore[arg-type]
 
     def _capture(self, shape: _ShapeRunner, storage: torch.Tensor, causal: bool) -> None:
-        """Warm up on a side stream (this run's result is the pass's output), then record the graph."""
-        with _CAPTURING, torch.cuda.device(self.device):
-            self._capture_alone(shape, storage, causal)
-
-    def _capture_alone(self, shape: _ShapeRunner, storage: torch.Tensor, causal: bool) -> None:
-        current = torch.cuda.current_stream(self.device)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(current)
-        with torch.cuda.stream(side):
-            shape.output = self._pass(shape, storage, causal)
-        current.wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        torch.cuda.synchronize(self.device)
-        try:
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                output = self._pass(shape, storage, causal)
-        except RuntimeError:  # the warm-up result stands; this shape stays eager rather than fail the request
+        """Run the pass (its keys/values and output stand) and record it as the shape's graph."""
+        shape.output, shape.graph = capture_graph(lambda: self._pass(shape, storage, causal), self.device, self._pool)
+        if shape.graph is None:  # this shape stays eager rather than fail the request
             shape.capturable = False
-            return
-        # Recording ran nothing; the warm-up already wrote this pass's keys/values and output. Point the shape at
-        # the graph's output buffer only after copying the warm-up result into it.
-        output.copy_(shape.output)
-        shape.output, shape.graph = output, graph
-        self.captured += 1
+        else:
+            self.captured += 1

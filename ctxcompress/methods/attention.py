@@ -87,12 +87,14 @@ def sentence_attention(
     answer_cue: str = "Answer:",
     language: str = "english",
     per_document: bool = False,
+    units: Sequence[Sequence[tuple[int, list[tuple[int, int]]]]] | None = None,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
     All chunks of all requests are one batched call of the probe. ``per_document`` gives every document a row
     of its own (scores comparable across documents, no recency bias between them; the question is repeated).
-    Usable as a signal by other pipelines.
+    ``units``: each document's :func:`sentence_units` where the caller has them. Usable as a signal by other
+    pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
@@ -111,13 +113,22 @@ def sentence_attention(
                 rows.append(row)
                 owners.append([(r, members[d], *rest) for d, *rest in pieces])
     token_scores = [[np.zeros(len(ids), dtype=np.float32) for ids, _ in docs] for docs in encoded]
-    for mass, pieces in zip(probe.window_attention(rows), owners, strict=True):
+    for mass, pieces in zip(probe.window_attention(rows, chosen), owners, strict=True):
         per_token = mass[chosen].mean(axis=0)
         for r, d, doc_start, row_start, n in pieces:
             token_scores[r][d][doc_start : doc_start + n] = per_token[row_start : row_start + n]
     out = []
     for r, (docs, _) in enumerate(requests):
-        out.append([_pool(doc, encoded[r][d][1], token_scores[r][d], language) for d, doc in enumerate(docs)])
+        out.append(
+            [
+                _pool(
+                    units[r][d] if units is not None else sentence_units(doc, language),
+                    encoded[r][d][1],
+                    token_scores[r][d],
+                )
+                for d, doc in enumerate(docs)
+            ]
+        )
     return out
 
 
@@ -148,10 +159,12 @@ def _pack(
     return out
 
 
-def _pool(text: str, offsets: list[tuple[int, int]], token_scores: np.ndarray, language: str) -> SentenceScores:
-    """Mean token score per sentence (a token belongs to the sentence holding its last character: byte-level
-    BPE tokens often start with the space before their word)."""
-    header, spans = sentence_units(text, language)
+def _pool(
+    units: tuple[int, list[tuple[int, int]]], offsets: list[tuple[int, int]], token_scores: np.ndarray
+) -> SentenceScores:
+    """Mean token score per sentence of ``units`` (header end, sentence spans); a token belongs to the sentence
+    holding its last character (byte-level BPE tokens often start with the space before their word)."""
+    header, spans = units
     mean = float(token_scores.mean()) if len(token_scores) else 0.0
     if not spans:
         return SentenceScores(header, [], np.zeros(0), mean)

@@ -6,7 +6,9 @@ Coarse-to-fine, training-free:
    over the request's documents and the weighted sum ranks them. Signals:
 
    * ``encoder``: cosine of sentence-encoder embeddings (default MiniLM) of question and document;
-   * ``encoder_sentence``: the document's best sentence's cosine (sentences prefixed with the header);
+   * ``encoder_sentence``: the document's best sentence's cosine, the sentence's vector pooled from the
+     document's in-context token embeddings of the same encoder pass ("late chunking", Günther et al. 2024,
+     arXiv:2409.04701: one pass instead of a second one over every sentence);
    * ``lexical``: Okapi BM25 of the question over the request's documents (``text/lexical.py``): exact names,
      numbers and rare words, which embeddings and small LMs miss most;
    * ``likelihood``: LongLLMLingua's coarse score, the small causal LM's mean log-likelihood of the question
@@ -16,7 +18,7 @@ Coarse-to-fine, training-free:
      document in its own row, upper third of the layers (``methods/attention.py``; Sentinel, arXiv:2505.23277).
 
    ``signals="auto"`` uses the small-LM signals on CUDA only: on CPU they cost ~10 s per 3k-token prompt on
-   two cores, the encoder and BM25 ~1 s.
+   two cores, the encoder pass ~1 s.
 2. **Sentence scores**: a sentence scores its document's fused score plus ``sentence_weight`` times its own
    z-scored similarity to the question (over all the request's sentences), so the best documents come first
    and inside and across them the sentences closest to the question.
@@ -120,9 +122,9 @@ class Hybrid(CompressionMethod):
             sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
             best = np.full(len(docs), -1.0)
             np.maximum.at(best, owners[r], sentence_sims[r])
-            signals.append(
-                {"encoder": doc_sims, "encoder_sentence": best, "lexical": bm25_scores(questions[r], docs)}
-            )
+            signals.append({"encoder": doc_sims, "encoder_sentence": best})
+            if opts.lexical_weight:
+                signals[r]["lexical"] = bm25_scores(questions[r], docs)
         timings = {"encode": (time.perf_counter() - started) * 1000}
         if use_lm:
             scorer = self.pool.scorer(opts.scorer, field="options.scorer")
@@ -141,6 +143,7 @@ class Hybrid(CompressionMethod):
                     list(zip(documents, questions, strict=True)),
                     language=opts.language,
                     per_document=True,
+                    units=units,
                 )
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ctxcompress.engines.attention import ObservedSequence, QuestionAttention, naive_window_attention
 from ctxcompress.methods._units import sentence_units
@@ -15,8 +16,9 @@ def rows() -> list[dict]:
     return nq_rows(2, gold=4)
 
 
-def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer):
-    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_batch_tokens=96)
+@pytest.mark.parametrize("graphs", ["off", "on"])  # "on" on CPU: bucketed static shapes (rows, length, window)
+def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, graphs):
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_batch_tokens=96, graphs=graphs)
     sequences = [
         ObservedSequence(list(range(5, 65)), 50),
         ObservedSequence(list(range(7, 27)), 12),  # padded in a batch with the longer one
@@ -27,6 +29,17 @@ def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer):
         assert got.shape == (probe.num_layers, len(sequence.ids))
         np.testing.assert_allclose(got, want, atol=1e-5)
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)  # a softmax over the visible keys
+    assert bool(probe._shapes) == (graphs == "on") and probe.captured == 0  # no CUDA here: nothing captured
+
+
+@pytest.mark.parametrize("graphs", ["off", "on"])
+def test_reading_some_layers_gives_their_rows_and_zeros_elsewhere(tiny_scorer, graphs):
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, graphs=graphs)
+    sequence = [ObservedSequence(list(range(5, 45)), 30)]
+    full = probe.window_attention(sequence)[0]
+    top = probe.window_attention(sequence, layers=[-1])[0]
+    np.testing.assert_allclose(top[-1], full[-1], atol=1e-6)
+    assert not top[:-1].any()
 
 
 def test_scorer_passes_are_unchanged_by_the_registered_probe(tiny_scorer):
@@ -111,3 +124,21 @@ def test_long_input_is_chunked_with_the_question_in_every_chunk(tiny_all_compres
     small = sentence_attention(tiny_scorer, probe, [(docs, rows[0]["question"])], chunk_tokens=256)[0]
     assert all(len(s.scores) == len(sentence_units(d, "english")[1]) for s, d in zip(small, docs, strict=True))
     assert all(np.isfinite(s.scores).all() and (s.scores > 0).all() for s in small if len(s.scores))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device)")
+def test_graphed_probe_on_cuda_replays_the_eager_result(tiny_scorer):
+    """On a GPU: the first pass at a shape is recorded, later ones replay it; both equal the eager probe."""
+    import copy
+
+    model = copy.deepcopy(tiny_scorer.model).cuda()
+    eager = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="off")
+    graphed = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="auto")
+    sequences = [ObservedSequence(list(range(5, 65)), 50), ObservedSequence(list(range(7, 27)), 12)]
+    recorded = graphed.window_attention(sequences, layers=[-1])
+    assert graphed.captured == 1
+    replayed = graphed.window_attention(sequences, layers=[-1])
+    assert graphed.captured == 1
+    for a, b, c in zip(recorded, replayed, eager.window_attention(sequences, layers=[-1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, atol=1e-5)
