@@ -39,15 +39,16 @@ class TokenEmbeddings:
     def span_vectors(self, spans: list[tuple[int, int]]) -> np.ndarray:
         """L2-normalised mean of the pieces of each character span ``[start, end)`` (a piece belongs to the span
         holding its last character); a span without pieces gets a zero vector."""
-        out = np.zeros((len(spans), self.vectors.shape[1]), dtype=np.float32)
         if not spans or not len(self.vectors):
-            return out
+            return np.zeros((len(spans), self.vectors.shape[1]), dtype=np.float32)
         starts = np.array([s for s, _ in spans])
         ends = np.array([e for _, e in spans])
         lasts = np.maximum(self.offsets[:, 0], self.offsets[:, 1] - 1)
         owner = np.searchsorted(starts, lasts, side="right") - 1
         inside = (owner >= 0) & (lasts < ends[np.clip(owner, 0, None)])
-        np.add.at(out, owner[inside], self.vectors[inside])
+        membership = np.zeros((len(spans), len(self.vectors)), dtype=np.float32)
+        membership[owner[inside], np.flatnonzero(inside)] = 1.0
+        out = membership @ self.vectors
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
@@ -95,6 +96,16 @@ class SentenceEncoder:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
+    def encode_batch(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """:meth:`encode` of every text, in one tokenizer call."""
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [
+            (list(ids), [tuple(o) for o in offsets])
+            for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+        ]
+
     def count(self, text: str) -> int:
         return len(self.encode(text)[0])
 
@@ -118,7 +129,7 @@ class SentenceEncoder:
         specials = int(self._cls is not None) + int(self._sep is not None)
         width = self.max_length - specials
         stride = max(width - min(max(overlap, 0), width // 2), 1)
-        encoded = [self.encode(t) for t in texts]
+        encoded = self.encode_batch(texts)
         windows: list[tuple[int, int, list[int]]] = []  # (text index, first piece, ids)
         for t, (ids, _) in enumerate(encoded):
             start = 0

@@ -88,18 +88,20 @@ def sentence_attention(
     language: str = "english",
     per_document: bool = False,
     units: Sequence[Sequence[tuple[int, list[tuple[int, int]]]]] | None = None,
+    encoded: Sequence[Sequence[tuple[list[int], list[tuple[int, int]]]]] | None = None,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
     All chunks of all requests are one batched call of the probe. ``per_document`` gives every document a row
     of its own (scores comparable across documents, no recency bias between them; the question is repeated).
-    ``units``: each document's :func:`sentence_units` where the caller has them. Usable as a signal by other
-    pipelines.
+    ``units``: each document's :func:`sentence_units`, ``encoded``: its ``scorer.encode`` (ids, offsets), where
+    the caller has them. Usable as a signal by other pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
         raise InvalidInput(f"layers must be indices of the scorer's {probe.num_layers} layers", field="options.layers")
-    encoded = [scorer.encode_batch(docs) for docs, _ in requests]
+    if encoded is None:
+        encoded = [scorer.encode_batch(docs) for docs, _ in requests]
     separator, _ = scorer.encode(SEPARATOR)
     rows: list[ObservedSequence] = []
     owners: list[list[tuple[int, int, int, int, int]]] = []  # per row: (request, doc, doc start, row start, n)
@@ -172,11 +174,9 @@ def _pool(
     lasts = np.array([max(s, e - 1) for s, e in offsets], dtype=np.int64) if offsets else np.zeros(0, dtype=np.int64)
     owner = np.searchsorted(starts, lasts, side="right") - 1
     owner[lasts < header] = -1
-    sums = np.zeros(len(spans))
-    counts = np.zeros(len(spans))
     valid = owner >= 0
-    np.add.at(sums, owner[valid], token_scores[: len(owner)][valid])
-    np.add.at(counts, owner[valid], 1)
+    sums = np.bincount(owner[valid], weights=token_scores[: len(owner)][valid], minlength=len(spans))
+    counts = np.bincount(owner[valid], minlength=len(spans)).astype(np.float64)
     return SentenceScores(header, spans, np.where(counts > 0, sums / np.maximum(counts, 1), 0.0), mean)
 
 

@@ -23,14 +23,14 @@ import time
 import numpy as np
 from pydantic import Field
 
-from ctxcompress.engines.encoder import SentenceEncoder, TokenEmbeddings
+from ctxcompress.engines.encoder import SentenceEncoder
 from ctxcompress.methods._units import ScoredDocument, keep_best_units
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.types import CompressionResult
 
-__all__ = ["CPC", "CPCOptions", "sentence_vectors"]
+__all__ = ["CPC", "CPCOptions"]
 
 
 class CPCOptions(BaseOptions):
@@ -42,21 +42,6 @@ class CPCOptions(BaseOptions):
     """Punkt sentence-splitter language."""
     trim_last_sentence: bool = True
     """Add the first sentence that does not fit, cut at a word boundary, to land close to the budget."""
-
-
-def sentence_vectors(tokens: TokenEmbeddings, spans: list[tuple[int, int]]) -> np.ndarray:
-    """Mean of the contextual word-piece embeddings inside each sentence span, L2-normalised (zeros if none)."""
-    vectors = np.zeros((len(spans), tokens.vectors.shape[1]), dtype=np.float32)
-    if not len(tokens.offsets):
-        return vectors
-    starts = np.array([s for s, _ in spans])
-    owner = np.searchsorted(starts, tokens.offsets[:, 0], side="right") - 1
-    for j in range(len(spans)):
-        mine = tokens.vectors[owner == j]
-        if len(mine):
-            mean = mine.mean(axis=0)
-            vectors[j] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    return vectors
 
 
 @register_method
@@ -81,7 +66,7 @@ class CPC(CompressionMethod):
         ]
         overlap = requests[0].options.window_overlap  # the same for the whole group (run_grouped)
         tokens = encoder.token_embeddings(texts, overlap=overlap)
-        vectors = [sentence_vectors(t, s) for t, s in zip(tokens, spans, strict=True)]
+        vectors = [t.span_vectors(s) for t, s in zip(tokens, spans, strict=True)]
         queries_text = [(p.request.question or "").strip() or (p.request.instruction or "").strip() for p in requests]
         asked = [q for q in queries_text if q]
         embedded = dict(zip(asked, encoder.embed(asked), strict=True))

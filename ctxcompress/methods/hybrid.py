@@ -120,17 +120,23 @@ class Hybrid(CompressionMethod):
             doc_sims = np.array([d.pooled @ question for d in per_doc])
             sims = [d.span_vectors(spans) @ question for d, (_, spans) in zip(per_doc, units[r], strict=True)]
             sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
-            best = np.full(len(docs), -1.0)
-            np.maximum.at(best, owners[r], sentence_sims[r])
+            best = np.array([sim.max() if len(sim) else -1.0 for sim in sims])
             signals.append({"encoder": doc_sims, "encoder_sentence": best})
             if opts.lexical_weight:
                 signals[r]["lexical"] = bm25_scores(questions[r], docs)
         timings = {"encode": (time.perf_counter() - started) * 1000}
         if use_lm:
             scorer = self.pool.scorer(opts.scorer, field="options.scorer")
+            encoded = [scorer.encode_batch(docs) for docs in documents]  # ids and offsets, shared by both signals
             if opts.likelihood_weight:
                 mark = time.perf_counter()
-                ranked = rank_documents(scorer, documents, questions, restrictive_statement=opts.likelihood_statement)
+                ranked = rank_documents(
+                    scorer,
+                    documents,
+                    questions,
+                    restrictive_statement=opts.likelihood_statement,
+                    encodings=[[ids for ids, _ in per_request] for per_request in encoded],
+                )
                 for r, nll in enumerate(ranked):
                     signals[r]["likelihood"] = -nll
                 timings["likelihood"] = (time.perf_counter() - mark) * 1000
@@ -144,6 +150,7 @@ class Hybrid(CompressionMethod):
                     language=opts.language,
                     per_document=True,
                     units=units,
+                    encoded=encoded,
                 )
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)

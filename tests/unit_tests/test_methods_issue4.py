@@ -14,7 +14,6 @@ import pytest
 from ctxcompress import Compressor, InvalidInput, UnknownModel
 from ctxcompress.engines.encoder import TokenEmbeddings
 from ctxcompress.methods._units import question_entities, word_spans
-from ctxcompress.methods.cpc import sentence_vectors
 from ctxcompress.methods.llmlingua2 import chunk_words
 from ctxcompress.methods.tcra_summary import fit_summary
 from ctxcompress.text.tokens import get_target_tokenizer
@@ -117,7 +116,7 @@ def test_cpc_without_question_uses_instruction_or_centroid(compressor, nq, frami
 def test_sentence_vectors_pool_the_pieces_inside_each_span():
     vectors = np.array([[1, 0], [3, 0], [0, 2], [0, 0]], dtype=np.float32)
     tokens = TokenEmbeddings(vectors, np.array([[0, 3], [4, 8], [10, 14], [15, 16]]))
-    pooled = sentence_vectors(tokens, [(0, 10), (10, 15), (15, 20), (20, 25)])
+    pooled = tokens.span_vectors([(0, 10), (10, 15), (15, 20), (20, 25)])
     np.testing.assert_allclose(pooled[0], [1, 0])
     np.testing.assert_allclose(pooled[1], [0, 1])
     np.testing.assert_allclose(pooled[2:], 0)  # a zero vector and a span with no pieces
@@ -313,3 +312,19 @@ def test_blank_cjk_emoji_and_json_documents_give_valid_output(compressor, method
         by_index = {d.index: d.text for d in result.documents}
         if method == "tcra-semantic" and 4 in by_index:  # JSON keys and numbers are protected
             assert '"id":' in by_index[4] and "12345" in by_index[4]
+
+
+def test_one_encoder_pass_gives_the_texts_own_embeddings_and_span_vectors(tiny_encoder):
+    """``pooled`` is what ``embed`` returns for a text that fits one window; a span's vector is the normalised
+    mean of its pieces (late chunking), zero for a span without pieces."""
+    texts = ["Which river flows into the sea?", "The Nile flows north. It is long. Cairo lies on it.", "東京 🙂"]
+    embedded = tiny_encoder.token_embeddings(texts)
+    np.testing.assert_allclose(np.stack([e.pooled for e in embedded]), tiny_encoder.embed(texts), atol=1e-5)
+    nile = embedded[1]
+    spans = [(0, 22), (22, 34), (34, len(texts[1])), (len(texts[1]), len(texts[1]))]
+    vectors = nile.span_vectors(spans)
+    lasts = np.maximum(nile.offsets[:, 0], nile.offsets[:, 1] - 1)
+    first = nile.vectors[lasts < 22].mean(axis=0)
+    np.testing.assert_allclose(vectors[0], first / np.linalg.norm(first), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5)
+    assert not vectors[3].any()
