@@ -2,7 +2,8 @@
 and the top host (cProfile) and device (torch.profiler) costs of one request.
 
 Random weights (real SmolLM2-135M and all-MiniLM-L6-v2 configs and tokenizers): speed does not depend on weight
-values, so no weights need to travel. Prompts: NQ 20-document rows written by ``--write-prompts`` here.
+values, so no weights need to travel; ``--configured-models`` uses the registry's models instead (real weights,
+after ``eval/device/setup.sh``). Prompts: NQ 20-document rows written by ``--write-prompts`` here.
 
 Here:   python eval/device/profile_latency.py --write-prompts .carry/prof/prompts.jsonl  (and copy the configs)
 There:  python3 eval/device/profile_latency.py --kit .carry/prof --out $OUT/profile
@@ -55,8 +56,9 @@ def build_random_models(kit: Path, where: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str) -> None:
-    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
+def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str, configured: bool) -> None:
+    if not configured:
+        os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
     import torch
 
     from ctxcompress import Compressor
@@ -112,11 +114,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
     args = parser.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.count)
     else:
-        profile(args.kit, args.out, args.repeats, args.methods.split(","), args.device)
+        profile(args.kit, args.out, args.repeats, args.methods.split(","), args.device, args.configured_models)
 
 
 if __name__ == "__main__":
