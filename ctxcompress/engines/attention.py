@@ -24,7 +24,7 @@ static shapes eagerly (how tests check them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,21 +148,32 @@ class QuestionAttention:
 
     @torch.inference_mode()
     def window_attention(
-        self, sequences: Sequence[ObservedSequence], layers: Sequence[int] | None = None
+        self,
+        sequences: Sequence[ObservedSequence],
+        layers: Sequence[int] | None = None,
+        *,
+        while_running: Callable[[], object] | None = None,
     ) -> list[np.ndarray]:
         """Per sequence, ``[num_layers, len(ids)]``: the attention mass each token receives from the window's
         queries, averaged over the window and the heads (rows of one layer sum to 1 over the visible keys).
-        ``layers``: read only these (negative counts from the top); the other layers' rows are zero."""
+        ``layers``: read only these (negative counts from the top); the other layers' rows are zero.
+        ``while_running``: host work called once, while the last pass runs on the device (CPU work overlaps it)."""
         read = None if layers is None else frozenset(layer % self.num_layers for layer in layers)
         out: list[np.ndarray] = [np.zeros((self.num_layers, 0), dtype=np.float32)] * len(sequences)
         lengths = [len(s.ids) for s in sequences]
-        for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
+        batches = plan_batches(lengths, max_batch_tokens=self.max_batch_tokens)
+        for b, batch in enumerate(batches):
             rows = [sequences[i] for i in batch]
-            for i, mass in zip(batch, self._run(rows, read), strict=True):
+            last = b == len(batches) - 1
+            for i, mass in zip(batch, self._run(rows, read, while_running if last else None), strict=True):
                 out[i] = mass
+        if not batches and while_running is not None:
+            while_running()
         return out
 
-    def _run(self, rows: list[ObservedSequence], layers: frozenset[int] | None) -> list[np.ndarray]:
+    def _run(
+        self, rows: list[ObservedSequence], layers: frozenset[int] | None, while_running: Callable[[], object] | None
+    ) -> list[np.ndarray]:
         for row in rows:
             if not 0 <= row.window_start < len(row.ids):
                 raise ValueError(f"window_start {row.window_start} outside a sequence of {len(row.ids)} tokens")
@@ -171,6 +182,8 @@ class QuestionAttention:
         if not self.static_shapes:
             inputs = self._fill(self._buffers(len(rows), length, width), rows)
             stacked = self._pass(inputs, layers)
+            if while_running is not None:
+                while_running()
         else:
             padded_length = -(-length // LENGTH_STEP) * LENGTH_STEP
             key = (rows_bucket(len(rows)), padded_length, -(-width // WINDOW_STEP) * WINDOW_STEP, layers)
@@ -188,6 +201,8 @@ class QuestionAttention:
                 else:
                     inputs.output = self._pass(inputs, layers)
                 assert inputs.output is not None
+                if while_running is not None:
+                    while_running()
                 stacked = inputs.output[: len(rows)].cpu()
         host = stacked.float().cpu().numpy()
         return [host[r, :, : len(row.ids)] for r, row in enumerate(rows)]

@@ -115,22 +115,19 @@ def sentence_attention(
                 rows.append(row)
                 owners.append([(r, members[d], *rest) for d, *rest in pieces])
     token_scores = [[np.zeros(len(ids), dtype=np.float32) for ids, _ in docs] for docs in encoded]
-    for mass, pieces in zip(probe.window_attention(rows, chosen), owners, strict=True):
+    split: list[list[tuple[int, list[tuple[int, int]]]]] = [list(u) for u in units] if units is not None else []
+
+    def split_sentences() -> None:  # CPU work, done while the probe's pass runs on the GPU
+        if units is None:
+            split.extend([sentence_units(doc, language) for doc in docs] for docs, _ in requests)
+
+    for mass, pieces in zip(probe.window_attention(rows, chosen, while_running=split_sentences), owners, strict=True):
         per_token = mass[chosen].mean(axis=0)
         for r, d, doc_start, row_start, n in pieces:
             token_scores[r][d][doc_start : doc_start + n] = per_token[row_start : row_start + n]
     out = []
     for r, (docs, _) in enumerate(requests):
-        out.append(
-            [
-                _pool(
-                    units[r][d] if units is not None else sentence_units(doc, language),
-                    encoded[r][d][1],
-                    token_scores[r][d],
-                )
-                for d, doc in enumerate(docs)
-            ]
-        )
+        out.append([_pool(split[r][d], encoded[r][d][1], token_scores[r][d]) for d in range(len(docs))])
     return out
 
 
