@@ -9,6 +9,7 @@ Outputs are cached per (dataset, system, rate) under ``<out>/cache``; a re-run c
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -44,7 +45,16 @@ from ctxcompress_eval.metrics import (
 from ctxcompress_eval.outputs import Output, OutputCache, from_result
 from ctxcompress_eval.reader import Reader
 
-__all__ = ["EvalConfig", "MethodSystem", "System", "evaluate", "expand_methods", "log", "paired_section"]
+__all__ = [
+    "EvalConfig",
+    "MethodSystem",
+    "System",
+    "evaluate",
+    "expand_methods",
+    "log",
+    "method_variant",
+    "paired_section",
+]
 
 SCORER_MODEL = "smollm2-135m"
 ENCODER_MODEL = "minilm-l6"
@@ -78,24 +88,44 @@ class EvalConfig:
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
+def method_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """``method+key=value+...`` → ``(method, options)``: a method with options, compared as a system of its own
+    (e.g. ``hybrid+scorer=gemma-3-270m+signals=all``). Values are read as JSON where they parse, else as text."""
+    method, *pairs = name.split("+")
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"method variant {name!r}: write method+key=value", field="methods")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return method, options
+
+
 class MethodSystem:
-    """A registered ctxcompress method; ``batch_size`` requests per ``compress_batch`` call."""
+    """A registered ctxcompress method (or a variant with options, :func:`method_variant`); ``batch_size``
+    requests per ``compress_batch`` call."""
 
     kind = "ctxcompress"
 
     def __init__(self, name: str, compressor: Compressor, batch_size: int = 1) -> None:
         self.name = name
+        self.method, self.options = method_variant(name)
         self.compressor = compressor
         self.batch_size = max(1, batch_size)
+
+    def request(self, example: Example, rate: float) -> dict[str, Any]:
+        request = example.request(self.method, rate)
+        return {**request, "options": self.options} if self.options else request
 
     def run(self, examples: list[Example], rate: float, progress: Progress | None = None) -> list[Output]:
         outputs: list[Output] = []
         for start in range(0, len(examples), self.batch_size):
             chunk = examples[start : start + self.batch_size]
             started = time.perf_counter()
-            results = self.compressor.compress_batch(
-                [ex.request(self.name, rate) for ex in chunk], return_exceptions=True
-            )
+            results = self.compressor.compress_batch([self.request(ex, rate) for ex in chunk], return_exceptions=True)
             per_prompt = (time.perf_counter() - started) * 1000 / len(chunk)
             for ex, result in zip(chunk, results, strict=True):
                 if isinstance(result, CtxCompressError):
@@ -137,7 +167,7 @@ def expand_methods(spec: Sequence[str]) -> list[str]:
             if name not in names:
                 names.append(name)
     valid = set(aliases["all"])
-    unknown = [n for n in names if n not in valid]
+    unknown = [n for n in names if n not in valid and method_variant(n)[0] not in aliases["methods"]]
     if unknown:
         raise InvalidInput(
             f"unknown method(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}, "

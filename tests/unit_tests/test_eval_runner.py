@@ -7,7 +7,7 @@ import json
 import pytest
 from ctxcompress_eval.datasets import load_datasets
 from ctxcompress_eval.report import write_report
-from ctxcompress_eval.runner import EvalConfig, evaluate, expand_methods
+from ctxcompress_eval.runner import EvalConfig, MethodSystem, evaluate, expand_methods
 
 from ctxcompress.cli import main
 from ctxcompress.errors import InvalidInput
@@ -75,3 +75,16 @@ def test_cli_rejects_bad_arguments_clearly(tmp_path, capsys):
     assert main(["eval", "--out", str(tmp_path), "--report-only"]) == 2
     assert "no results.json" in capsys.readouterr().err
     assert main(["eval", "--out", str(tmp_path), "--reader-url", "http://x/v1"]) == 2
+
+
+def test_a_method_variant_is_a_system_of_its_own_with_its_options(tmp_path):
+    """``hybrid+scorer=gemma-3-270m+signals=all``: the method's requests carry those options; a variant of an
+    unknown method or without ``key=value`` is refused."""
+    assert expand_methods(["hybrid+signals=all+sentence_weight=0.25"]) == ["hybrid+signals=all+sentence_weight=0.25"]
+    system = MethodSystem("hybrid+signals=all+sentence_weight=0.25", compressor=None)  # type: ignore[arg-type]
+    example = load_datasets(["nq20"], DATA_DIR, limit=1)["nq20"][0]
+    request = system.request(example, 0.25)
+    assert request["method"] == "hybrid" and request["options"] == {"signals": "all", "sentence_weight": 0.25}
+    for bad in ["nosuch+signals=all", "hybrid+signals"]:
+        with pytest.raises(InvalidInput):
+            expand_methods([bad])
