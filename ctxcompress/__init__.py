@@ -1,7 +1,8 @@
 """ctxcompress: shrink retrieved context to a token budget while keeping what answers the question.
 
-Methods (all training-free): ``llmlingua``, ``longllmlingua``, ``cpc``, ``tcra-summary``, ``tcra-semantic``,
-``llmlingua2``. Budgets are counted in the target LLM's tokenizer (default ``cl100k_base``).
+Methods (all training-free): ``hybrid`` (the default), ``attention``, ``llmlingua``, ``longllmlingua``, ``cpc``,
+``tcra-summary``, ``tcra-semantic``, ``llmlingua2``. Budgets are counted in the target LLM's tokenizer (default
+``cl100k_base``).
 
 Example:
     >>> from ctxcompress import compress
@@ -55,7 +56,7 @@ def compress(
     documents: list[str],
     question: str | None = None,
     *,
-    method: str = "longllmlingua",
+    method: str = "hybrid",
     rate: float | None = None,
     max_tokens: int | None = None,
     instruction: str | None = None,

@@ -89,7 +89,9 @@ def _units(offsets: list[tuple[int, int]], text: str) -> tuple[np.ndarray, list[
 
     A token opens a new unit when it starts at or after the furthest end reached by the tokens before it (so a
     multi-byte character split across byte tokens stays in one unit) *and* at a word start: after whitespace,
-    on whitespace, or on/after a CJK character (each CJK character is a word, as in ``_units.word_spans``).
+    on whitespace, or on/after a CJK character (each CJK character is a word, as in ``_units.word_spans``) —
+    except right after a whitespace-only token, which leads the word after it (SmolLM2 splits " 1903" into " ",
+    "1", "9", ...: kept alone, the digits of two numbers would run together).
     Unit spans run from their first token's start to the next unit's start, so they cover the text.
     """
     if not offsets:
@@ -103,7 +105,9 @@ def _units(offsets: list[tuple[int, int]], text: str) -> tuple[np.ndarray, list[
         start = int(spans[t, 0])
         here = text[start] if start < len(text) else " "
         before = text[start - 1] if start > 0 else " "
-        opens[t] = before.isspace() or here.isspace() or _is_cjk(here) or _is_cjk(before)
+        previous = text[spans[t - 1, 0] : spans[t - 1, 1]]
+        follows_blank = bool(previous) and previous.isspace()  # a whitespace token leads the word after it
+        opens[t] = not follows_blank and (before.isspace() or here.isspace() or _is_cjk(here) or _is_cjk(before))
     token_unit = np.cumsum(opens) - 1
     starts = spans[opens, 0]
     starts[0] = 0
@@ -204,6 +208,10 @@ def _unit_scores(doc: PrunableDocument, token_scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+PROTECTED_SHARE = 0.5  # of the context budget, for protected spans when all of them would not fit
+FILL_TRIES = 64  # further protected spans tried once the best-first prefix no longer fits
+
+
 def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptDocument]:
     """Keep each document's highest-scoring units so the assembled prompt meets the target-token budget.
 
@@ -211,22 +219,35 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
     target-token count is monotone and nearly linear in ``alpha``, so ``alpha`` is found by false position
     (Illinois variant) on exact counts: typically 3-6 tokenizer calls instead of ~30 for bisection. The result
     is the largest prompt found that does not exceed the budget.
+
+    When the protected spans alone exceed the budget (a long document full of numbers), the best whole spans
+    that fit :data:`PROTECTED_SHARE` of the context budget stay protected, the others are dropped whole (never
+    cut), and the rest of the budget goes to the best other units as usual.
     """
     docs = plan.documents
+    budget = prepared.target_tokens
+    forced = [d.unit_forced for d in docs]
+    dropped = [np.zeros(d.n_units, dtype=bool) for d in docs]
+    if docs and prepared.count_prompt([d.text_of(f) for d, f in zip(docs, forced, strict=True)]) > budget:
+        base = prepared.count_prompt([""] * len(docs))
+        limit = base + int(PROTECTED_SHARE * max(budget - base, 0))
+        forced = _affordable_spans(prepared, docs, plan.token_scores, limit)
+        dropped = [d.unit_forced & ~f for d, f in zip(docs, forced, strict=True)]
     orders = []
-    for doc, token_scores in zip(docs, plan.token_scores, strict=True):
+    for doc, token_scores, must, banned in zip(docs, plan.token_scores, forced, dropped, strict=True):
         scores = _unit_scores(doc, token_scores)
-        scores[doc.unit_forced] = np.inf
+        scores[must] = np.inf
+        scores[banned] = -np.inf
         orders.append(np.argsort(-scores, kind="stable"))
-    forced_counts = [int(d.unit_forced.sum()) for d in docs]
+    forced_counts = [int(f.sum()) for f in forced]
 
     def texts_at(alpha: float) -> list[str]:
         texts = []
-        for doc, order, forced in zip(docs, orders, forced_counts, strict=True):
-            count = max(min(doc.n_units, int(round(alpha * doc.rate * doc.n_units))), forced)
+        for doc, order, count_forced, banned in zip(docs, orders, forced_counts, dropped, strict=True):
+            count = max(min(doc.n_units, int(round(alpha * doc.rate * doc.n_units))), count_forced)
             keep = np.zeros(doc.n_units, dtype=bool)
             keep[order[:count]] = True
-            texts.append(doc.text_of(keep))
+            texts.append(doc.text_of(keep & ~banned))
         return texts
 
     budget = prepared.target_tokens
@@ -234,9 +255,8 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
     low, high = 0.0, max(1.0 / max(d.rate, 1e-6) for d in docs) if docs else 1.0
     best = texts_at(low)
     low_count = prepared.count_prompt(best)
-    if low_count > budget:  # protected spans alone exceed the budget: keep the best whole spans that fit
-        best = _best_protected_spans(prepared, docs, plan.token_scores)
-        return [KeptDocument(index=d.index, text=t) for d, t in zip(docs, best, strict=True)]
+    if low_count > budget:  # even the affordable spans do not fit (instruction + question fill the budget)
+        return [KeptDocument(index=d.index, text="") for d in docs]
     high_texts = texts_at(high)
     high_count = prepared.count_prompt(high_texts)
     if high_count <= budget:
@@ -264,15 +284,12 @@ def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptD
     return [KeptDocument(index=doc.index, text=text) for doc, text in zip(docs, best, strict=True)]
 
 
-def _best_protected_spans(
-    prepared: PreparedRequest, docs: list[PrunableDocument], token_scores: list[np.ndarray]
-) -> list[str]:
-    """Texts keeping only whole protected spans, the highest-scoring ones that fit the budget.
-
-    Used when the protected spans alone exceed the budget: a span (a number, URL, code block) is kept whole or
-    dropped whole, never cut. Spans are ranked by their best unit's score across all documents; the number kept
-    is the largest that fits, found by bisection on exact target-token counts.
-    """
+def _affordable_spans(
+    prepared: PreparedRequest, docs: list[PrunableDocument], token_scores: list[np.ndarray], limit: int
+) -> list[np.ndarray]:
+    """Per document, the units of the protected spans kept when all of them would not fit: spans ranked by their
+    best unit's score across all documents, the longest best-first prefix whose prompt fits ``limit`` tokens, then
+    each further span (up to :data:`FILL_TRIES`) that still fits. A span is kept whole or not at all."""
     spans = []  # (score, document position, span id)
     for position, (doc, scores) in enumerate(zip(docs, token_scores, strict=True)):
         span_of_unit = doc.unit_protected_span
@@ -281,20 +298,28 @@ def _best_protected_spans(
             spans.append((float(unit_scores[span_of_unit == span].max()), position, int(span)))
     spans.sort(key=lambda item: -item[0])  # stable: equal scores keep document order
 
-    def texts_with(count: int) -> list[str]:
+    def masks_with(chosen: list[tuple[float, int, int]]) -> list[np.ndarray]:
         keep = [np.zeros(d.n_units, dtype=bool) for d in docs]
-        for _, position, span in spans[:count]:
+        for _, position, span in chosen:
             keep[position] |= docs[position].unit_protected_span == span
-        return [doc.text_of(mask) for doc, mask in zip(docs, keep, strict=True)]
+        return keep
 
-    low, high = 0, len(spans)  # texts_with(low) fits (nothing kept); find the largest count that fits
+    def fits(chosen: list[tuple[float, int, int]]) -> bool:
+        masks = masks_with(chosen)
+        return prepared.count_prompt([d.text_of(m) for d, m in zip(docs, masks, strict=True)]) <= limit
+
+    low, high = 0, len(spans)  # the empty choice fits; find the longest prefix that fits
     while low < high:
         middle = (low + high + 1) // 2
-        if prepared.count_prompt(texts_with(middle)) <= prepared.target_tokens:
+        if fits(spans[:middle]):
             low = middle
         else:
             high = middle - 1
-    return texts_with(low)
+    chosen = spans[:low]
+    for span in spans[low + 1 : low + 1 + FILL_TRIES]:
+        if fits([*chosen, span]):
+            chosen.append(span)
+    return masks_with(chosen)
 
 
 def finish_results(
