@@ -12,10 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
-from ctxcompress.compressor import Compressor
 from ctxcompress.errors import (
     CompressionTimeout,
     CtxCompressError,
@@ -28,6 +26,21 @@ from ctxcompress.errors import (
 )
 from ctxcompress.recovery import recover
 from ctxcompress.types import Budget, CompressionRequest, CompressionResult, KeptDocument
+
+if TYPE_CHECKING:
+    from ctxcompress.compressor import Compressor
+
+
+def __getattr__(name: str) -> Any:
+    """``Compressor`` loads the ML stack (torch, transformers) on first use, so the thin fronts (the REST client,
+    the types and errors, the remote adapters) import without it."""
+    if name == "Compressor":
+        from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
+        from ctxcompress.compressor import Compressor
+
+        return Compressor
+    raise AttributeError(f"module 'ctxcompress' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 
@@ -49,7 +62,7 @@ __all__ = [
     "recover",
 ]
 
-_DEFAULT_COMPRESSOR: Compressor | None = None
+_DEFAULT_COMPRESSOR: Compressor | None = None  # noqa: F821 (imported on first use)
 
 
 def compress(
@@ -65,6 +78,8 @@ def compress(
     """Compress ``documents`` to ``rate`` (default 0.5) or ``max_tokens`` with a process-wide Compressor."""
     global _DEFAULT_COMPRESSOR
     if _DEFAULT_COMPRESSOR is None:
+        from ctxcompress.compressor import Compressor
+
         _DEFAULT_COMPRESSOR = Compressor()
     budget = {"max_tokens": max_tokens} if max_tokens is not None else {"rate": rate if rate is not None else 0.5}
     return _DEFAULT_COMPRESSOR.compress(

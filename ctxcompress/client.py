@@ -2,7 +2,7 @@
 
 Both speak the library's types (:class:`~ctxcompress.types.CompressionRequest` in,
 :class:`~ctxcompress.types.CompressionResult` out) and raise the service's errors as the matching
-:mod:`ctxcompress.errors` / :mod:`ctxcompress.serving.errors` class, keeping ``message`` and ``field``
+:mod:`ctxcompress.errors` class, keeping ``message`` and ``field``
 (``Overloaded`` also keeps ``retry_after_s`` from the ``Retry-After`` header).
 
 Example:
@@ -20,17 +20,15 @@ import httpx
 from ctxcompress.errors import (
     CompressionTimeout,
     CtxCompressError,
+    EngineUnavailable,
+    Forbidden,
     InvalidInput,
     ModelError,
     ModelNotPrepared,
     Overloaded,
     PayloadTooLarge,
-    UnknownModel,
-)
-from ctxcompress.serving.errors import (
-    EngineUnavailable,
-    Forbidden,
     Unauthorized,
+    UnknownModel,
     UpstreamError,
     UpstreamNotConfigured,
 )

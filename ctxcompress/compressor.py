@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
 from ctxcompress.errors import CtxCompressError, InvalidInput, PayloadTooLarge
 from ctxcompress.methods.base import CompressionMethod, method_class, method_names
 from ctxcompress.models import ModelRegistry

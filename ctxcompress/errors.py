@@ -9,7 +9,15 @@ Hierarchy::
     ├── ModelError            a configured model failed to load or run                                        → 500
     │   └── ModelNotPrepared  a configured embedded model the operator has not prepared (converted) yet        → 503
     ├── Overloaded            the engine's queue is full; retry later                                         → 429
-    └── CompressionTimeout    the request did not finish within its deadline                                  → 504
+    │   └── EngineUnavailable the engine is starting, stopped or shutting down                                → 503
+    ├── CompressionTimeout    the request did not finish within its deadline                                  → 504
+    ├── Unauthorized          no API key given (service)                                                      → 401
+    │   └── Forbidden         the API key is not valid                                                        → 403
+    ├── UpstreamNotConfigured the chat proxy has no upstream URL                                              → 503
+    └── UpstreamError         the upstream LLM server could not be reached                                    → 502
+
+One tree for the library, the engine, the service and the REST client (which rebuilds the class from the error
+body's ``type``); it imports nothing, so thin fronts use it without the ML stack.
 """
 
 from __future__ import annotations
@@ -22,7 +30,12 @@ __all__ = [
     "ModelError",
     "ModelNotPrepared",
     "Overloaded",
+    "EngineUnavailable",
     "CompressionTimeout",
+    "Unauthorized",
+    "Forbidden",
+    "UpstreamNotConfigured",
+    "UpstreamError",
 ]
 
 
@@ -80,3 +93,23 @@ class Overloaded(CtxCompressError):
 
 class CompressionTimeout(CtxCompressError):
     http_status = 504
+
+
+class EngineUnavailable(Overloaded):
+    http_status = 503
+
+
+class Unauthorized(CtxCompressError):
+    http_status = 401
+
+
+class Forbidden(Unauthorized):
+    http_status = 403
+
+
+class UpstreamNotConfigured(CtxCompressError):
+    http_status = 503
+
+
+class UpstreamError(CtxCompressError):
+    http_status = 502

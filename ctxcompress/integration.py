@@ -15,12 +15,12 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from ctxcompress import Budget, CompressionRequest, CompressionResult, Compressor
 from ctxcompress.text.tokens import DEFAULT_TARGET_TOKENIZER, get_target_tokenizer
+from ctxcompress.types import Budget, CompressionRequest, CompressionResult
 
 __all__ = ["CompressedText", "CtxCompressSettings", "METADATA_KEY"]
 
@@ -60,6 +60,14 @@ def _api_key_from_env() -> SecretStr | None:
     return SecretStr(value) if value else None
 
 
+@runtime_checkable
+class InProcessCompressor(Protocol):
+    """What in-process mode needs: a :class:`ctxcompress.Compressor` (typed structurally, so remote mode never
+    imports the ML stack)."""
+
+    def compress(self, request: Any) -> CompressionResult: ...
+
+
 class CtxCompressSettings(BaseModel):
     """Backend and compression settings.
 
@@ -69,7 +77,7 @@ class CtxCompressSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    compressor: Compressor | None = None
+    compressor: InProcessCompressor | None = None
     """In-process :class:`ctxcompress.Compressor` (reuse one: it owns the loaded models)."""
     base_url: str | None = None
     """URL of a ctxcompress service, e.g. ``http://127.0.0.1:8080``; compression then runs there."""

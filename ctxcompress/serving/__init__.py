@@ -3,22 +3,6 @@
 from __future__ import annotations
 
 from ctxcompress.serving.engine import AsyncCompressionEngine, expand_devices
-from ctxcompress.serving.errors import (
-    EngineUnavailable,
-    Forbidden,
-    Unauthorized,
-    UpstreamError,
-    UpstreamNotConfigured,
-)
 from ctxcompress.serving.stats import EngineStats
 
-__all__ = [
-    "AsyncCompressionEngine",
-    "EngineStats",
-    "EngineUnavailable",
-    "Forbidden",
-    "Unauthorized",
-    "UpstreamError",
-    "UpstreamNotConfigured",
-    "expand_devices",
-]
+__all__ = ["AsyncCompressionEngine", "EngineStats", "expand_devices"]

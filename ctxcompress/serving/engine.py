@@ -34,10 +34,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctxcompress.compressor import Compressor, RequestLike
-from ctxcompress.errors import CompressionTimeout, CtxCompressError, ModelError, Overloaded, PayloadTooLarge
+from ctxcompress.errors import (
+    CompressionTimeout,
+    CtxCompressError,
+    EngineUnavailable,
+    ModelError,
+    Overloaded,
+    PayloadTooLarge,
+)
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.cost import CostModel
-from ctxcompress.serving.errors import EngineUnavailable
 from ctxcompress.serving.stats import EngineStats
 from ctxcompress.types import CompressionRequest, CompressionResult
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ctxcompress.serving.errors import Forbidden, Unauthorized
+from ctxcompress.errors import Forbidden, Unauthorized
 
 __all__ = ["require_api_key"]
 

@@ -19,8 +19,8 @@ import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from ctxcompress.errors import UpstreamError, UpstreamNotConfigured
 from ctxcompress.serving.engine import AsyncCompressionEngine
-from ctxcompress.serving.errors import UpstreamError, UpstreamNotConfigured
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression

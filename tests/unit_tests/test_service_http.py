@@ -19,9 +19,8 @@ from ctxcompress_service.testing import ServiceThread
 
 from ctxcompress import CompressionResult, Compressor, Overloaded
 from ctxcompress.client import AsyncCtxCompressClient, CtxCompressClient
-from ctxcompress.errors import InvalidInput
+from ctxcompress.errors import Forbidden, InvalidInput, Unauthorized
 from ctxcompress.pool import ModelPool
-from ctxcompress.serving.errors import Forbidden, Unauthorized
 
 DOCS = [
     "The Nile is a major north-flowing river in northeastern Africa and flows into the Mediterranean Sea.",

@@ -12,8 +12,9 @@ import threading
 import pytest
 
 from ctxcompress import CompressionResult, CompressionTimeout, Compressor, InvalidInput, Overloaded, UnknownModel
+from ctxcompress.errors import EngineUnavailable
 from ctxcompress.pool import ModelPool
-from ctxcompress.serving import AsyncCompressionEngine, EngineUnavailable
+from ctxcompress.serving import AsyncCompressionEngine
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ctxcompress.errors import EngineUnavailable
 from ctxcompress.methods import method_class, method_names
-from ctxcompress.serving.errors import EngineUnavailable
 from ctxcompress_service.auth import require_api_key
 from ctxcompress_service.errors import ERROR_RESPONSES
 from ctxcompress_service.protocol import (
