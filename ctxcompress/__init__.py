@@ -35,9 +35,13 @@ def __getattr__(name: str) -> Any:
     """``Compressor`` loads the ML stack (torch, transformers) on first use, so the thin fronts (the REST client,
     the types and errors, the remote adapters) import without it."""
     if name == "Compressor":
-        from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
-        from ctxcompress.compressor import Compressor
-
+        try:
+            from ctxcompress.compressor import Compressor
+        except ImportError as exc:  # the base install is the thin front
+            raise ImportError(
+                f"ctxcompress.Compressor runs the models in-process and needs the ML stack ({exc.name} is missing): "
+                "pip install 'ctxcompress[ml]'; the REST client (ctxcompress.client) does not"
+            ) from exc
         return Compressor
     raise AttributeError(f"module 'ctxcompress' has no attribute {name!r}")
 

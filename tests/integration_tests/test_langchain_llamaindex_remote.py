@@ -19,7 +19,7 @@ import pytest
 from langchain_ctxcompress import CtxCompressDocumentCompressor, CtxCompressRetriever
 from llama_index.postprocessor.ctxcompress import CtxCompressNodePostprocessor
 
-from tests.conftest import nq_rows
+from tests.conftest import nq_documents, nq_rows
 from tests.integration_tests import test_langchain_real as lc
 from tests.integration_tests import test_llamaindex_real as li
 
@@ -127,3 +127,52 @@ def test_llamaindex_remote_async_gather_and_sync(service_url, rows):
     li.check_output(index, retrieved[0], out, rows[0]["question"], li.rate_target(retrieved[0], rows[0]["question"]))
     kept += li.answer_kept(rows[0], out)
     assert kept >= 2, kept  # the gold passage's answer survives for most of the three questions
+
+
+THIN_CLIENT_SCRIPT = r"""
+import sys
+from langchain_core.documents import Document
+from llama_index.core.schema import NodeWithScore, TextNode
+
+import ctxcompress
+from ctxcompress.client import CtxCompressClient
+from langchain_ctxcompress import CtxCompressDocumentCompressor
+from llama_index.postprocessor.ctxcompress import CtxCompressNodePostprocessor
+
+url, question = sys.argv[1], sys.argv[2]
+docs = sys.argv[3:]
+with CtxCompressClient(url, timeout=900) as client:
+    result = client.compress({"method": "cpc", "documents": docs, "question": question, "budget": {"rate": 0.5}})
+print("client", result.compressed_tokens <= result.target_tokens, len(result.documents) > 0)
+compressor = CtxCompressDocumentCompressor(base_url=url, method="cpc", rate=0.5, timeout=900)
+kept = compressor.compress_documents([Document(page_content=d) for d in docs], question)
+print("langchain", len(kept) > 0)
+post = CtxCompressNodePostprocessor(base_url=url, method="cpc", rate=0.5, timeout=900)
+nodes = post.postprocess_nodes([NodeWithScore(node=TextNode(text=d), score=1.0) for d in docs], query_str=question)
+print("llamaindex", len(nodes) > 0)
+try:
+    ctxcompress.Compressor
+except ImportError as exc:
+    print("in-process:", exc)
+print("torch loaded:", "torch" in sys.modules or "transformers" in sys.modules)
+"""
+
+
+def test_the_base_install_without_torch_talks_to_the_service(service_url, rows, tmp_path):
+    """The thin front: ``pip install ctxcompress`` (no ``[ml]`` extra) in a fresh venv has no torch, and its REST
+    client and both adapters in remote mode compress through the running service; in-process use says what to
+    install."""
+    venv = tmp_path / "thin"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = str(venv / "bin" / "python")
+    lock = str(ROOT / "requirements" / "lock.txt")
+    install = [python, "-m", "pip", "install", "-q", "-c", lock, str(ROOT), "langchain-core", "llama-index-core"]
+    subprocess.run(install, check=True, timeout=1200, capture_output=True)
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
+    docs = [d for row in rows[:1] for d in nq_documents(row)[:5]]
+    args = [python, "-c", THIN_CLIENT_SCRIPT, service_url, rows[0]["question"], *docs]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "client True True" in out.stdout and "langchain True" in out.stdout and "llamaindex True" in out.stdout
+    assert "pip install 'ctxcompress[ml]'" in out.stdout
+    assert "torch loaded: False" in out.stdout
