@@ -32,6 +32,9 @@ def _load(name: str):  # noqa: ANN202 - returns a module
         raise SystemExit(f"ctxcompress {name}: unavailable: {exc}{hint}") from exc
 
 
+_ML_STACK = {"torch", "transformers", "sentence_transformers", "tokenizers", "numpy", "safetensors", "gguf"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="ctxcompress", description=__doc__.splitlines()[0])
@@ -46,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     command_parser = argparse.ArgumentParser(prog=f"ctxcompress {name}", description=SUBCOMMANDS[name][2])
     module.configure(command_parser)
     args = command_parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except ImportError as exc:  # the base install is the thin front: say what to install, no traceback
+        if exc.name not in _ML_STACK and "ctxcompress[ml]" not in str(exc):
+            raise
+        print(f"ctxcompress {name}: needs the ML stack: pip install 'ctxcompress[ml]' ({exc})", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ concurrent calls reach the service together, so its engine batches them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -176,3 +177,11 @@ def test_the_base_install_without_torch_talks_to_the_service(service_url, rows, 
     assert "client True True" in out.stdout and "langchain True" in out.stdout and "llamaindex True" in out.stdout
     assert "pip install 'ctxcompress[ml]'" in out.stdout
     assert "torch loaded: False" in out.stdout
+    (tmp_path / "request.json").write_text(json.dumps({"documents": docs, "question": rows[0]["question"]}))
+    cli = subprocess.run(
+        [str(venv / "bin" / "ctxcompress"), "compress", "--input", str(tmp_path / "request.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 2 and "pip install 'ctxcompress[ml]'" in cli.stderr and "Traceback" not in cli.stderr
