@@ -290,11 +290,6 @@ class AsyncCompressionEngine:
 
     # ---- requests --------------------------------------------------------------------------------------
 
-    def prepare(self, request: RequestLike) -> CompressionRequest:
-        """Validate ``request`` without running models (raises :class:`CtxCompressError` subclasses)."""
-        self._check_documents(request)
-        return self._workers[0].compressor.prepare(request).request
-
     def _check_documents(self, request: RequestLike) -> None:
         documents = request.documents if isinstance(request, CompressionRequest) else None
         if isinstance(request, dict) and isinstance(request.get("documents"), list):

@@ -1,6 +1,6 @@
 """Budget error, answer retention and CPU time per prompt for cpc and tcra-semantic on NQ 20-doc (gold at 9).
 
-Run: HF_HUB_OFFLINE=1 .venv/bin/python -m tests.integration_tests.measure_issue4 [n_questions]
+Run: HF_HUB_OFFLINE=1 .venv/bin/python -m tests.integration_tests.measure_cpc_tcra_semantic [n_questions]
 """
 
 from __future__ import annotations
