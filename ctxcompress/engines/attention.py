@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ctxcompress.batching import plan_batches
+from ctxcompress.engines.attention_plan import attention_backends
 from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
-from ctxcompress.engines.decoder import attention_backends
 
 __all__ = ["LENGTH_STEP", "WINDOW_STEP", "ObservedSequence", "QuestionAttention", "naive_window_attention"]
 

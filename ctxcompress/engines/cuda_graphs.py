@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ctxcompress.engines.decoder import AttentionPlan, Decoder
+from ctxcompress.engines.attention_plan import AttentionPlan, Decoder
 from ctxcompress.engines.kv_buffer import KVBuffer
 
 __all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner", "capture_graph", "rows_bucket"]

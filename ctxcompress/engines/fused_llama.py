@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ctxcompress.engines import triton_kernels
-from ctxcompress.engines.decoder import AttentionPlan, additive_mask, attention_backends
+from ctxcompress.engines.attention_plan import AttentionPlan, additive_mask, attention_backends
 from ctxcompress.engines.kv_buffer import KVBuffer
 
 __all__ = ["FusedLlamaDecoder"]

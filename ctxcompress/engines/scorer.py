@@ -33,8 +33,9 @@ import torch
 
 from ctxcompress.batching import plan_batches
 from ctxcompress.engines import triton_kernels
+from ctxcompress.engines.attention_plan import AttentionPlan
 from ctxcompress.engines.cuda_graphs import StaticShapeRunner
-from ctxcompress.engines.decoder import AttentionPlan, build_decoder
+from ctxcompress.engines.decoder import build_decoder
 from ctxcompress.engines.device import is_oom, resolve_device, scoring_dtype
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.errors import ModelError

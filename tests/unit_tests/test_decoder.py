@@ -5,7 +5,8 @@ import torch
 from transformers import Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from ctxcompress.engines import triton_kernels
-from ctxcompress.engines.decoder import AttentionPlan, TransformersDecoder, build_decoder
+from ctxcompress.engines.attention_plan import AttentionPlan
+from ctxcompress.engines.decoder import TransformersDecoder, build_decoder
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 from ctxcompress.engines.kv_buffer import KVBuffer
 
