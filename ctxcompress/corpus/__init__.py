@@ -1,7 +1,7 @@
 """Offline corpus pre-compression: one compression request per row of a JSONL/Parquet file.
 
 ``run_local`` streams the input through ``Compressor.compress_batch`` into resumable shards; the Ray Data
-engine (``ctxcompress_ray.run_ray``, extra ``ctxcompress[ray]``) runs the same rows through the same
+engine (``ctxcompress.corpus.ray_engine.run_ray``, extra ``ctxcompress[ray]``) runs the same rows through the same
 :func:`compress_records` on a cluster. CLI: ``ctxcompress corpus``.
 
 Example:

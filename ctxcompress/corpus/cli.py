@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         job = _job(args)
         if args.engine == "ray":
             try:
-                from ctxcompress_ray import run_ray
+                from ctxcompress.corpus.ray_engine import run_ray
             except ModuleNotFoundError as exc:
                 raise SystemExit(f"ctxcompress corpus --engine ray: {exc} (pip install 'ctxcompress[ray]')") from exc
             summary = run_ray(

@@ -49,7 +49,7 @@ def local_ray():
 
 
 def test_ray_engine_matches_local_engine(tmp_path, real_compressor, local_ray):
-    from ctxcompress_ray import run_ray
+    from ctxcompress.corpus.ray_engine import run_ray
 
     rows = nq_passages(4)
     lines = rows[:2] + [{"id": "bad", "text": ["not", "text"]}, "{truncated"] + rows[2:]
@@ -79,7 +79,8 @@ def test_ray_engine_matches_local_engine(tmp_path, real_compressor, local_ray):
 
 def test_ray_engine_parquet(tmp_path, local_ray):
     import pyarrow as pa
-    from ctxcompress_ray import run_ray
+
+    from ctxcompress.corpus.ray_engine import run_ray
 
     rows = nq_passages(2, skip=4)
     src = tmp_path / "in.parquet"

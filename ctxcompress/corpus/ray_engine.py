@@ -1,4 +1,15 @@
-"""The Ray Data pipeline of a corpus job and its driver loop (ordered streaming into the output file)."""
+"""The Ray engine of the corpus job (extra ``ctxcompress[ray]``; ``ctxcompress corpus --engine ray``), beside the
+local one: ``read_text`` (JSONL) / ``read_parquet`` → ``map_batches`` with :class:`CompressorWorker`, a stateful
+actor holding one Compressor per worker (on a GPU when ``num_gpus_per_worker > 0``) → ordered ``iter_batches``
+streamed by the driver into the same output file, rejects file and report as the local engine. Ray is imported
+when a job runs, never by importing this module.
+
+Example:
+    >>> from ctxcompress.corpus import CorpusJob
+    >>> from ctxcompress.corpus.ray_engine import run_ray
+    >>> job = CorpusJob.build(input="docs.parquet", output="out.parquet", method="llmlingua", budget={"rate": 0.5})
+    >>> summary = run_ray(job, address="auto", concurrency=8, num_gpus_per_worker=1)
+"""
 
 from __future__ import annotations
 
@@ -9,9 +20,9 @@ from typing import Any
 
 from ctxcompress.corpus.files import RowWriter, atomic_write_text, claim_output, count_rows, output_schema
 from ctxcompress.corpus.job import CorpusJob
+from ctxcompress.corpus.ray_worker import CompressorWorker
 from ctxcompress.corpus.report import JobSummary
 from ctxcompress.corpus.rows import Outcome, reject_record
-from ctxcompress_ray._worker import CompressorWorker
 
 __all__ = ["READ_TASK_CPUS", "ROWS_PER_BLOCK", "build_dataset", "run_ray"]
 
