@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctxcompress.engines.scorer import CausalLMScorer, IterativePrompt, KeepRule
-from ctxcompress.methods._units import CJK_CHARS
+from ctxcompress.methods._units import CJK_CHARS, FILL_TRIES
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.protect import protected_spans
 from ctxcompress.types import CompressionResult, KeptDocument
@@ -209,7 +209,6 @@ def _unit_scores(doc: PrunableDocument, token_scores: np.ndarray) -> np.ndarray:
 
 
 PROTECTED_SHARE = 0.5  # of the context budget, for protected spans when all of them would not fit
-FILL_TRIES = 64  # further protected spans tried once the best-first prefix no longer fits
 
 
 def select_to_budget(prepared: PreparedRequest, plan: PruningPlan) -> list[KeptDocument]:

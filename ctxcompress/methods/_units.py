@@ -140,7 +140,7 @@ def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
-FILL_TRIES = 64
+FILL_TRIES = 64  # units (or protected spans) tried after the best-first prefix no longer fits
 MIN_SHARE = 0.95  # results land within [95%, 100%] of the budget
 
 
