@@ -24,25 +24,30 @@ from ctxcompress.errors import (
     PayloadTooLarge,
     UnknownModel,
 )
-from ctxcompress.recovery import recover
+from ctxcompress.text.recovery import recover
 from ctxcompress.types import Budget, CompressionRequest, CompressionResult, KeptDocument
 
 if TYPE_CHECKING:
     from ctxcompress.compressor import Compressor
+    from ctxcompress.engines.options import EngineOptions
+
+_IN_PROCESS = {"Compressor": "ctxcompress.compressor", "EngineOptions": "ctxcompress.engines.options"}
 
 
 def __getattr__(name: str) -> Any:
-    """``Compressor`` loads the ML stack (torch, transformers) on first use, so the thin fronts (the REST client,
-    the types and errors, the remote adapters) import without it."""
-    if name == "Compressor":
+    """``Compressor`` and ``EngineOptions`` load the ML stack (torch, transformers) on first use, so the thin
+    fronts (the REST client, the types and errors, the remote adapters) import without it."""
+    if name in _IN_PROCESS:
+        import importlib
+
         try:
-            from ctxcompress.compressor import Compressor
+            module = importlib.import_module(_IN_PROCESS[name])
         except ImportError as exc:  # the base install is the thin front
             raise ImportError(
-                f"ctxcompress.Compressor runs the models in-process and needs the ML stack ({exc.name} is missing): "
+                f"ctxcompress.{name} runs the models in-process and needs the ML stack ({exc.name} is missing): "
                 "pip install 'ctxcompress[ml]'; the REST client (ctxcompress.client) does not"
             ) from exc
-        return Compressor
+        return getattr(module, name)
     raise AttributeError(f"module 'ctxcompress' has no attribute {name!r}")
 
 
@@ -55,6 +60,7 @@ __all__ = [
     "CompressionTimeout",
     "Compressor",
     "CtxCompressError",
+    "EngineOptions",
     "InvalidInput",
     "KeptDocument",
     "ModelError",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
+from ctxcompress.engines.options import EngineOptions
 from ctxcompress.errors import CtxCompressError, InvalidInput, PayloadTooLarge
 from ctxcompress.methods.base import CompressionMethod, method_class, method_names
 from ctxcompress.models import ModelRegistry
@@ -42,7 +43,7 @@ class Compressor:
         registry: model names → folders (default: embedded models + ``$CTXCOMPRESS_MODELS``).
         pool: share loaded models with another Compressor.
         max_input_tokens: larger requests are refused with PayloadTooLarge.
-        max_batch_tokens: padded-token cap per forward pass.
+        engine_options: how the engines run (pass size, decoder, kernels, graphs); see :class:`EngineOptions`.
 
     Example:
         >>> compressor = Compressor()
@@ -56,9 +57,9 @@ class Compressor:
         registry: ModelRegistry | None = None,
         pool: ModelPool | None = None,
         max_input_tokens: int = 200_000,
-        max_batch_tokens: int | None = None,
+        engine_options: EngineOptions | None = None,
     ) -> None:
-        self.pool = pool or ModelPool(registry, device=device, max_batch_tokens=max_batch_tokens)
+        self.pool = pool or ModelPool(registry, device=device, options=engine_options)
         self.max_input_tokens = max_input_tokens
         self._methods: dict[str, CompressionMethod] = {}
 

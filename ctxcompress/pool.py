@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ctxcompress.engines.device import resolve_device
+from ctxcompress.engines.options import EngineOptions
 from ctxcompress.engines.scorer import CausalLMScorer
 from ctxcompress.errors import UnknownModel
 from ctxcompress.models import ModelKind, ModelRegistry, default_registry
@@ -34,20 +35,23 @@ class ModelPool:
     Args:
         registry: resolves names to local folders.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        max_batch_tokens: padded-token cap per forward pass for the causal-LM scorer.
+        options: how the engines run (pass size, decoder, kernels, graphs); defaults in :class:`EngineOptions`.
     """
 
     def __init__(
-        self, registry: ModelRegistry | None = None, *, device: str = "auto", max_batch_tokens: int | None = None
+        self, registry: ModelRegistry | None = None, *, device: str = "auto", options: EngineOptions | None = None
     ) -> None:
         self.registry = registry or default_registry()
         self.device = resolve_device(device)
-        self.max_batch_tokens = max_batch_tokens or (131072 if self.device.type == "cuda" else 4096)
+        self.options = options or EngineOptions()
+        self.max_pass_tokens = self.options.pass_tokens(self.device.type)
         self._engines: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def loaded(self) -> list[str]:
-        return [f"{kind}:{name}" for kind, name in self._engines]
+    def loaded_engines(self) -> list[tuple[str, str]]:
+        """``(engine kind, model name)`` of every engine loaded so far."""
+        with self._lock:
+            return list(self._engines)
 
     def get(self, engine: str, name: str, kind: ModelKind, factory: Any, *, field: str | None = None) -> Any:
         """The engine ``engine`` for model ``name``, built by ``factory(local_dir, device)`` on first use."""
@@ -64,9 +68,7 @@ class ModelPool:
             "scorer",
             name,
             "causal-lm",
-            lambda local, device: CausalLMScorer.from_pretrained(
-                local, device=str(device), max_batch_tokens=self.max_batch_tokens
-            ),
+            lambda local, device: CausalLMScorer.from_pretrained(local, device=str(device), options=self.options),
             field=field,
         )
 
@@ -77,7 +79,9 @@ class ModelPool:
         scorer = self.scorer(name, field=field)
         with self._lock:
             if ("attention", name) not in self._engines:
-                probe = QuestionAttention(scorer.model, pad_id=scorer.pad_id, max_batch_tokens=self.max_batch_tokens)
+                probe = QuestionAttention(
+                    scorer.model, pad_id=scorer.pad_id, max_pass_tokens=self.max_pass_tokens, graphs=self.options.graphs
+                )
                 self._engines[("attention", name)] = probe
             return self._engines[("attention", name)]
 
@@ -89,7 +93,7 @@ class ModelPool:
             name,
             "sentence-encoder",
             lambda local, device: SentenceEncoder.from_pretrained(
-                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+                local, device=str(device), max_pass_tokens=self.max_pass_tokens
             ),
             field=field,
         )
@@ -110,7 +114,7 @@ class ModelPool:
             name,
             kind,
             lambda local, device: Generator.from_pretrained(
-                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+                local, device=str(device), max_pass_tokens=self.max_pass_tokens
             ),
             field=field,
         )
@@ -123,7 +127,7 @@ class ModelPool:
             name,
             "token-classifier",
             lambda local, device: TokenClassifier.from_pretrained(
-                local, device=str(device), max_batch_tokens=self.max_batch_tokens
+                local, device=str(device), max_pass_tokens=self.max_pass_tokens
             ),
             field=field,
         )

@@ -84,7 +84,7 @@ def random_scorer(kind: str, model_dir: str | None, pool: object) -> object:
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir), attn_implementation="sdpa")
     device = pool.device  # type: ignore[attr-defined]
     model = model.to(device=device, dtype=default_dtype(device)).eval()
-    return CausalLMScorer(model, tokenizer, max_batch_tokens=pool.max_batch_tokens)  # type: ignore[attr-defined]
+    return CausalLMScorer(model, tokenizer, max_pass_tokens=pool.max_pass_tokens)  # type: ignore[attr-defined]
 
 
 def load_requests(path: Path, n_docs: int, method: str, rate: float, limit: int = 200) -> list[dict]:

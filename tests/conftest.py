@@ -75,7 +75,7 @@ def tiny_scorer(smollm2_dir: str):
     from tests.tiny_models import tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    return CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, max_batch_tokens=2048)
+    return CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, max_pass_tokens=2048)
 
 
 @pytest.fixture()
@@ -135,7 +135,7 @@ def tiny_encoder(tmp_path_factory, bert_tokenizer):
     folder = tmp_path_factory.mktemp("tiny-encoder")
     BertModel(_tiny_bert_config(len(bert_tokenizer))).save_pretrained(folder)
     bert_tokenizer.save_pretrained(folder)
-    encoder = SentenceEncoder.from_pretrained(str(folder), device="cpu", max_batch_tokens=2048)
+    encoder = SentenceEncoder.from_pretrained(str(folder), device="cpu", max_pass_tokens=2048)
     encoder.max_length = 64  # small windows so NQ documents exercise the overlap path
     return encoder
 
@@ -162,7 +162,7 @@ def tiny_generator(smollm2_dir):
     from tests.tiny_models import tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    return Generator(tiny_llama(tokenizer, seed=2), tokenizer, max_batch_tokens=4096)
+    return Generator(tiny_llama(tokenizer, seed=2), tokenizer, max_pass_tokens=4096)
 
 
 @pytest.fixture(scope="session")
@@ -184,7 +184,7 @@ def tiny_seq2seq(bert_tokenizer):
         eos_token_id=bert_tokenizer.sep_token_id,
         decoder_start_token_id=bert_tokenizer.pad_token_id,
     )
-    return Generator(T5ForConditionalGeneration(config), bert_tokenizer, max_batch_tokens=4096)
+    return Generator(T5ForConditionalGeneration(config), bert_tokenizer, max_pass_tokens=4096)
 
 
 @pytest.fixture(scope="session")
@@ -192,6 +192,7 @@ def tiny_all_compressor(tiny_encoder, tiny_generator, tiny_scorer, classifier_di
     """Every method on tiny random models: the default model names are served by tiny models and the
     classifier (``TINY_CLASSIFIER``) is loaded from a configured ``path:``."""
     from ctxcompress import Compressor
+    from ctxcompress.engines.options import EngineOptions
     from ctxcompress.models import ModelRegistry, ModelSpec
     from ctxcompress.pool import ModelPool
 
@@ -202,7 +203,7 @@ def tiny_all_compressor(tiny_encoder, tiny_generator, tiny_scorer, classifier_di
             ModelSpec("minilm-l6", "sentence-encoder", "path:/nonexistent"),
         ]
     )
-    pool = ModelPool(registry, device="cpu", max_batch_tokens=2048)
+    pool = ModelPool(registry, device="cpu", options=EngineOptions(max_pass_tokens=2048))
     pool.register("encoder", "minilm-l6", tiny_encoder)
     pool.register("generator", "smollm2-135m", tiny_generator)
     pool.register("scorer", "smollm2-135m", tiny_scorer)

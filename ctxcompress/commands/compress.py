@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 from ctxcompress.errors import CtxCompressError
 
 
@@ -13,18 +14,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", help="request JSON file (default: stdin); a list compresses a batch")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--prompt-only", action="store_true", help="print only the compressed prompt")
+    add_engine_flags(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxcompress import Compressor
+    from ctxcompress import Compressor, EngineOptions
 
-    raw = open(args.input, encoding="utf-8").read() if args.input else sys.stdin.read()
+    try:
+        raw = open(args.input, encoding="utf-8").read() if args.input else sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"ctxcompress compress: cannot read {args.input}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     try:
         payload = json.loads(raw)
     except json.JSONDecodeError as exc:
         print(json.dumps({"error": {"type": "InvalidInput", "message": f"request is not JSON: {exc}"}}))
         return 2
-    compressor = Compressor(device=args.device)
+    compressor = Compressor(device=args.device, engine_options=EngineOptions(**engine_overrides(args)))
     try:
         if isinstance(payload, list):
             results = compressor.compress_batch(payload)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 from ctxcompress.errors import CtxCompressError, InvalidInput
 
 __all__ = ["configure", "run"]
@@ -29,6 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace the output and discard earlier shards")
     parser.add_argument("--keep-parts", action="store_true", help="local engine: keep <output>.parts/ at the end")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_flags(parser)
     ray = parser.add_argument_group("ray engine (pip install 'ctxcompress[ray]')")
     ray.add_argument("--ray-address", help="existing cluster (e.g. ray://head:10001 or auto); default: start locally")
     ray.add_argument("--concurrency", type=int, default=1, help="compressor actors (default: 1)")
@@ -61,6 +63,9 @@ def _job(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ctxcompress import methods as _methods  # noqa: F401  (registers the methods)
+    from ctxcompress.engines.options import EngineOptions
+
+    engine_options = EngineOptions(**engine_overrides(args))
 
     try:
         job = _job(args)
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 num_gpus_per_worker=args.num_gpus_per_worker,
                 num_cpus_per_worker=args.num_cpus_per_worker,
+                engine_options=engine_options,
                 overwrite=args.overwrite,
                 progress=not args.no_progress,
             )
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             summary = run_local(
                 job,
                 device=args.device,
+                engine_options=engine_options,
                 overwrite=args.overwrite,
                 keep_parts=args.keep_parts,
                 progress=not args.no_progress,

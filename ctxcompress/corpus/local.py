@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ctxcompress.corpus.files import (
     RowWriter,
@@ -29,6 +29,9 @@ from ctxcompress.corpus.job import CorpusJob
 from ctxcompress.corpus.report import JobSummary
 from ctxcompress.corpus.rows import BatchCompressor, compress_records, reject_record
 from ctxcompress.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ctxcompress.engines.options import EngineOptions
 
 __all__ = ["run_local"]
 
@@ -87,6 +90,7 @@ def run_local(
     *,
     compressor: BatchCompressor | None = None,
     device: str = "auto",
+    engine_options: EngineOptions | None = None,
     overwrite: bool = False,
     keep_parts: bool = False,
     progress: bool = True,
@@ -97,6 +101,7 @@ def run_local(
         job: the corpus job.
         compressor: a ready compressor (default: ``Compressor(device=device)``).
         device: device for the default compressor.
+        engine_options: how the default compressor's engines run (pass size, decoder, kernels, graphs).
         overwrite: replace an existing output and discard shards of an earlier run.
         keep_parts: keep ``<output>.parts/`` after the output is assembled.
         progress: show a tqdm bar (chunks/s, tokens saved) on stderr.
@@ -114,7 +119,7 @@ def run_local(
     if compressor is None:
         from ctxcompress.compressor import Compressor
 
-        compressor = Compressor(device=device)
+        compressor = Compressor(device=device, engine_options=engine_options)
 
     resumed_rows = sum(meta["end"] - meta["start"] for meta in done.values())
     bar = _progress(total, resumed_rows, progress)

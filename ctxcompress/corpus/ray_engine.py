@@ -16,13 +16,16 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ctxcompress.corpus.files import RowWriter, atomic_write_text, claim_output, count_rows, output_schema
 from ctxcompress.corpus.job import CorpusJob
 from ctxcompress.corpus.ray_worker import CompressorWorker
 from ctxcompress.corpus.report import JobSummary
 from ctxcompress.corpus.rows import Outcome, reject_record
+
+if TYPE_CHECKING:
+    from ctxcompress.engines.options import EngineOptions
 
 __all__ = ["READ_TASK_CPUS", "ROWS_PER_BLOCK", "build_dataset", "run_ray"]
 
@@ -31,7 +34,12 @@ ROWS_PER_BLOCK = 2000
 
 
 def build_dataset(
-    job: CorpusJob, *, concurrency: int = 1, num_gpus_per_worker: float = 0.0, num_cpus_per_worker: float = 1.0
+    job: CorpusJob,
+    *,
+    concurrency: int = 1,
+    num_gpus_per_worker: float = 0.0,
+    num_cpus_per_worker: float = 1.0,
+    engine_options: EngineOptions | None = None,
 ) -> Any:
     """The lazy dataset of pickled outcomes, one per input row, in input order.
 
@@ -55,6 +63,7 @@ def build_dataset(
         fn_constructor_kwargs={
             "job_json": job.model_dump_json(),
             "device": "cuda" if num_gpus_per_worker > 0 else "cpu",
+            "engine_options": engine_options,
         },
         batch_size=job.batch_size,
         batch_format="pyarrow",
@@ -71,6 +80,7 @@ def run_ray(
     concurrency: int = 1,
     num_gpus_per_worker: float = 0.0,
     num_cpus_per_worker: float = 1.0,
+    engine_options: EngineOptions | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> JobSummary:
@@ -84,6 +94,7 @@ def run_ray(
         concurrency: number of compressor actors.
         num_gpus_per_worker: GPUs per actor; ``> 0`` runs the models on CUDA.
         num_cpus_per_worker: CPUs per actor (also its torch threads).
+        engine_options: how each actor's engines run (pass size, decoder, kernels, graphs).
         overwrite: replace an existing output.
         progress: show a tqdm bar (chunks/s, tokens saved) on stderr.
     """
@@ -117,6 +128,7 @@ def run_ray(
             concurrency=concurrency,
             num_gpus_per_worker=num_gpus_per_worker,
             num_cpus_per_worker=num_cpus_per_worker,
+            engine_options=engine_options,
         )
         summary = JobSummary.start(job, "ray")
         summary.extra = {"concurrency": concurrency, "num_gpus_per_worker": num_gpus_per_worker}

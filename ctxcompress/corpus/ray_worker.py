@@ -20,13 +20,14 @@ class CompressorWorker:
     Args:
         job_json: the :class:`CorpusJob` as JSON.
         device: ``cpu`` or ``cuda`` (Ray restricts each GPU actor to its own GPU).
+        engine_options: how the actor's engines run (an ``EngineOptions``; None: the defaults).
     """
 
-    def __init__(self, job_json: str, device: str = "cpu") -> None:
+    def __init__(self, job_json: str, device: str = "cpu", engine_options: Any = None) -> None:
         from ctxcompress import Compressor
 
         self.job = CorpusJob.model_validate_json(job_json)
-        self.compressor = Compressor(device=device)
+        self.compressor = Compressor(device=device, engine_options=engine_options)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa

@@ -13,7 +13,7 @@ output with SDPA as usual and, while a probe is active on the calling thread, al
 ``[length, length]`` — and adds the per-key mass (mean over the window's queries and the heads) to the
 layer's accumulator. Outside a probe the function is plain SDPA, so the scorer's own passes are unchanged.
 
-Rows are batched right-padded by a padded-token budget (``ctxcompress.batching``), longest first, and run
+Rows are batched right-padded by a padded-token budget (``ctxcompress.engines.batching``), longest first, and run
 without a padding mask: attention is causal and padding only follows a row's tokens, so no real token sees it.
 On CUDA a batch is host-bound (one forward is ~1,000 small kernels), so passes run at bucketed static shapes
 (rows as in ``engines/cuda_graphs.py``, length to a multiple of :data:`LENGTH_STEP`, window to
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ctxcompress.batching import plan_batches
 from ctxcompress.engines.attention_plan import attention_backends
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
 
 __all__ = ["LENGTH_STEP", "WINDOW_STEP", "ObservedSequence", "QuestionAttention", "naive_window_attention"]
@@ -125,17 +125,17 @@ class QuestionAttention:
     Args:
         model: a transformers causal LM (any architecture whose attention goes through ``AttentionInterface``).
         pad_id: token used to right-pad rows.
-        max_batch_tokens: padded tokens per forward pass.
+        max_pass_tokens: padded tokens per forward pass.
         graphs: ``auto``: static shapes replayed as CUDA graphs on CUDA, exact shapes on CPU; ``on``: static
             shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager.
     """
 
-    def __init__(self, model: torch.nn.Module, *, pad_id: int, max_batch_tokens: int = 8192, graphs: str = "auto"):
+    def __init__(self, model: torch.nn.Module, *, pad_id: int, max_pass_tokens: int = 8192, graphs: str = "auto"):
         if graphs not in ("auto", "on", "off"):
             raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
         self.model = model
         self.pad_id = pad_id
-        self.max_batch_tokens = max_batch_tokens
+        self.max_pass_tokens = max_pass_tokens
         self.device = next(model.parameters()).device
         self.num_layers = int(model.config.num_hidden_layers)
         self.static_shapes = graphs == "on" or (graphs == "auto" and self.device.type == "cuda")
@@ -161,7 +161,7 @@ class QuestionAttention:
         read = None if layers is None else frozenset(layer % self.num_layers for layer in layers)
         out: list[np.ndarray] = [np.zeros((self.num_layers, 0), dtype=np.float32)] * len(sequences)
         lengths = [len(s.ids) for s in sequences]
-        batches = plan_batches(lengths, max_batch_tokens=self.max_batch_tokens)
+        batches = plan_batches(lengths, max_padded_tokens=self.max_pass_tokens)
         for b, batch in enumerate(batches):
             rows = [sequences[i] for i in batch]
             last = b == len(batches) - 1

@@ -42,6 +42,22 @@ class AttentionPlan:
 
 
 class Decoder(Protocol):
+    """What the scorer needs from a decoder: the forward pass and a few facts about it.
+
+    ``name``: ``fused`` or ``transformers``. ``kernels``: ``triton`` when its element-wise work (and so the
+    scorer's token NLL) runs as Triton kernels, else ``torch``. ``static_shapes``: its passes can be replayed at
+    fixed shapes as CUDA graphs (``engines/cuda_graphs.py``), which also needs ``num_kv_heads`` and ``head_dim``.
+    ``final_norm``: the RMSNorm weight its hidden states leave with, when the norm is a plain RMSNorm (it bounds
+    the logits; ``engines/vocab_head.py``), else None.
+    """
+
+    name: str
+    kernels: str
+    static_shapes: bool
+    num_kv_heads: int
+    head_dim: int
+    final_norm: torch.Tensor | None
+
     def __call__(self, tokens: torch.Tensor, plan: AttentionPlan, cache: KVBuffer) -> torch.Tensor:
         """Hidden states ``[B, W, H]`` of ``tokens`` ``[B, W]``; their keys/values are appended to ``cache``."""
         ...

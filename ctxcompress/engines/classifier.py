@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctxcompress.batching import plan_batches
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.device import default_dtype, resolve_device
 from ctxcompress.errors import ModelError
 
@@ -27,16 +27,16 @@ class TokenClassifier:
         model: the token-classification model.
         tokenizer: its fast tokenizer (word ids are needed to merge pieces into words).
         keep_label: index of the "keep" label (1 for the LLMLingua-2 checkpoints).
-        max_batch_tokens: padded word pieces per forward pass.
+        max_pass_tokens: padded word pieces per forward pass.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, keep_label: int = 1, max_batch_tokens: int = 8192) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, keep_label: int = 1, max_pass_tokens: int = 8192) -> None:
         if not getattr(tokenizer, "is_fast", False):
             raise ModelError("TokenClassifier needs a fast tokenizer (word ids)")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.keep_label = keep_label
-        self.max_batch_tokens = max_batch_tokens
+        self.max_pass_tokens = max_pass_tokens
         self.device = next(model.parameters()).device
         positions = int(getattr(model.config, "max_position_embeddings", 512) or 512)
         if getattr(model.config, "model_type", "") in ("xlm-roberta", "roberta", "camembert"):
@@ -83,7 +83,7 @@ class TokenClassifier:
         todo = [i for i, e in enumerate(encodings) if e is not None]
         lengths = [len(encodings[i]["input_ids"]) for i in todo]  # type: ignore[index]
         pad = int(self.tokenizer.pad_token_id or 0)
-        for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
+        for batch in plan_batches(lengths, max_padded_tokens=self.max_pass_tokens):
             members = [todo[b] for b in batch]
             longest = max(lengths[b] for b in batch)
             input_ids = torch.full((len(members), longest), pad, dtype=torch.long)

@@ -26,9 +26,15 @@ class TransformersDecoder:
     """The model's own transformers decoder, called with a 4-D additive mask and the :class:`KVBuffer`."""
 
     name = "transformers"
+    kernels = "torch"
+    static_shapes = False  # transformers' own cache and mask handling are not captured as graphs
+    final_norm = None  # the module's final norm may not be a plain RMSNorm (Gemma's is 1 + weight)
 
     def __init__(self, model: torch.nn.Module, *, compile: bool = False) -> None:
         self.config = model.config
+        heads = int(self.config.num_attention_heads)
+        self.num_kv_heads = int(getattr(self.config, "num_key_value_heads", None) or heads)
+        self.head_dim = int(getattr(self.config, "head_dim", None) or self.config.hidden_size // heads)
         self._base = getattr(model, model.base_model_prefix)
         if compile:  # shapes vary from pass to pass, hence dynamic=True
             self._base = torch.compile(self._base, dynamic=True)

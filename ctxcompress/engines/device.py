@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
-__all__ = ["resolve_device", "default_dtype", "scoring_dtype", "cpu_has_amx", "is_oom"]
+from ctxcompress.errors import ModelError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = ["resolve_device", "default_dtype", "scoring_dtype", "cpu_has_amx", "is_oom", "halve_on_oom"]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -56,3 +63,23 @@ def cpu_has_amx() -> bool:
 def is_oom(exc: BaseException) -> bool:
     """True for CUDA out-of-memory errors (and the simulated one raised by token caps in tests)."""
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def halve_on_oom(items: list[T], run: Callable[[list[T]], list[R]], *, device: torch.device, what: str) -> list[R]:
+    """``run(items)``; on out of memory, free the allocator's cache and run each half in turn (recursively),
+    concatenating the halves' lists. A single item that still does not fit raises :class:`ModelError` naming
+    ``what`` it was.
+    """
+    try:
+        return run(items)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        if len(items) == 1:
+            raise ModelError(f"out of memory scoring a single {what}; lower the scorer's pass_tokens") from exc
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        half = len(items) // 2
+        return halve_on_oom(items[:half], run, device=device, what=what) + halve_on_oom(
+            items[half:], run, device=device, what=what
+        )

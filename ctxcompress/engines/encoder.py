@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctxcompress.batching import plan_batches
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.errors import ModelError
 
@@ -59,14 +59,14 @@ class SentenceEncoder:
     Args:
         model: a ``SentenceTransformer`` whose first module is a ``Transformer`` (``auto_model`` + tokenizer).
         batch_size: texts per ``embed`` batch.
-        max_batch_tokens: padded word pieces per forward pass of ``token_embeddings``.
+        max_pass_tokens: padded word pieces per forward pass of ``token_embeddings``.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 64, max_batch_tokens: int = 8192) -> None:
+    def __init__(self, model: Any, *, batch_size: int = 64, max_pass_tokens: int = 8192) -> None:
         self.model = model.eval()
         self.tokenizer = model.tokenizer
         self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self.max_pass_tokens = max_pass_tokens
         self.device = torch.device(str(model.device))
         self._transformer = model[0].auto_model
         limit = int(getattr(model, "max_seq_length", None) or 512)
@@ -142,7 +142,7 @@ class SentenceEncoder:
         counts = [np.zeros(len(ids), dtype=np.float32) for ids, _ in encoded]
         pooled = np.zeros((len(texts), self.dimension), dtype=np.float32)
         lengths = [len(w[2]) + specials for w in windows]
-        for batch in plan_batches(lengths, max_batch_tokens=self.max_batch_tokens):
+        for batch in plan_batches(lengths, max_padded_tokens=self.max_pass_tokens):
             hidden = self._forward([windows[w][2] for w in batch])
             for row, w in enumerate(batch):
                 t, start, ids = windows[w]

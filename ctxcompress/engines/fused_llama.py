@@ -50,6 +50,7 @@ class FusedLlamaDecoder:
     """Decoder over a transformers ``LlamaForCausalLM``/``Qwen2ForCausalLM`` (see :meth:`unsupported_reason`)."""
 
     name = "fused"
+    static_shapes = True
 
     def __init__(self, model: torch.nn.Module, *, compile: bool = False, kernels: str = "auto") -> None:
         reason = self.unsupported_reason(model.config)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ctxcompress.batching import plan_batches
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.device import default_dtype, resolve_device
 from ctxcompress.errors import ModelError
 
@@ -27,18 +27,18 @@ class Generator:
     Args:
         model: a ``*ForSeq2SeqLM`` or ``*ForCausalLM`` transformers model.
         tokenizer: its tokenizer.
-        max_batch_tokens: padded (prompt + generated) tokens per batch.
+        max_pass_tokens: padded (prompt + generated) tokens per batch.
         max_input_tokens: prompts are truncated (from the left for causal LMs) to this many tokens.
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, max_batch_tokens: int = 8192, max_input_tokens: int = 1024
+        self, model: Any, tokenizer: Any, *, max_pass_tokens: int = 8192, max_input_tokens: int = 1024
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.is_seq2seq = bool(getattr(model.config, "is_encoder_decoder", False))
         self.device = next(model.parameters()).device
-        self.max_batch_tokens = max_batch_tokens
+        self.max_pass_tokens = max_pass_tokens
         limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
         self.max_input_tokens = min(max_input_tokens, int(limit)) if limit else max_input_tokens
         if tokenizer.pad_token_id is None:
@@ -88,7 +88,7 @@ class Generator:
         todo = [i for i, n in enumerate(max_new_tokens) if n > 0]
         # Sort key folds the generation length in, so a batch's rows need similar numbers of steps.
         costs = [len(encoded[i]) + 4 * max_new_tokens[i] for i in todo]
-        for batch in plan_batches(costs, max_batch_tokens=self.max_batch_tokens):
+        for batch in plan_batches(costs, max_padded_tokens=self.max_pass_tokens):
             members = [todo[b] for b in batch]
             texts = self._generate_batch([encoded[i] for i in members], [max_new_tokens[i] for i in members])
             for i, text in zip(members, texts, strict=True):

@@ -13,92 +13,39 @@ What it computes:
   original rotary positions. The host never waits for the device inside the loop: kept counts follow from the
   rules alone, and scores are copied back once per group of prompts.
 
-How: sequences are bucketed by length into batches capped by padded tokens (``ctxcompress.batching``). Each
+How: sequences are bucketed by length into passes capped by padded tokens (``engines/batching.py``). Each
 forward pass is described by an ``AttentionPlan`` (which cache slots each query sees: plain causal for fresh
 right-padded rows, causal after a shared prefix, or per-stream masks where pruning freed cache slots) and run by
 a decoder (``engines/decoder.py``: the fused Llama-family decoder, or the checkpoint's transformers module).
 Short prefixes (BOS) are prepended to the rows instead of cached, so those passes stay plainly causal. The
-vocabulary projection runs on chunks of hidden states and only the target token's log-probability is gathered
-(full-vocabulary fp32 logits for a whole batch never exist). On CUDA OOM a batch is split and retried.
+vocabulary head (``engines/vocab_head.py``) reduces hidden states to the target tokens' NLL; keep rules live in
+``engines/keep_rules.py``. On CUDA OOM a batch is split in halves and retried (``device.halve_on_oom``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from ctxcompress.batching import plan_batches
-from ctxcompress.engines import triton_kernels
 from ctxcompress.engines.attention_plan import AttentionPlan
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import StaticShapeRunner
 from ctxcompress.engines.decoder import build_decoder
-from ctxcompress.engines.device import is_oom, resolve_device, scoring_dtype
+from ctxcompress.engines.device import halve_on_oom, resolve_device, scoring_dtype
+from ctxcompress.engines.keep_rules import IterativePrompt, IterativeScores, KeepRule, stack_padded, window_keep
 from ctxcompress.engines.kv_buffer import KVBuffer
+from ctxcompress.engines.options import EngineOptions
+from ctxcompress.engines.vocab_head import VocabHead
 from ctxcompress.errors import ModelError
 
 __all__ = ["CausalLMScorer", "IterativePrompt", "IterativeScores", "KeepRule"]
 
 # Prefixes up to this many tokens are prepended to every row rather than cached once (keeps passes causal).
 INLINE_PREFIX_TOKENS = 16
-# Largest magnitude the fp16 vocabulary head may reach (fp16 max is 65504; the margin covers rounding).
-FP16_SAFE_MAGNITUDE = 30000.0
-
-
-@dataclass
-class KeepRule:
-    """Which tokens of each window join the KV cache that conditions the later windows.
-
-    Per token of the stream: its ``group`` (e.g. its document), whether it is ``pinned`` (always kept), and
-    ``take``: how many *free* (unpinned) tokens of its group the window it falls in keeps, highest score first
-    (ties: the earlier token). ``take`` must be the same for all tokens of one group inside one window.
-    """
-
-    group: np.ndarray  # int64 [n]
-    pinned: np.ndarray  # bool [n]
-    take: np.ndarray  # int64 [n]
-
-    @classmethod
-    def keep_all(cls, n_tokens: int) -> KeepRule:
-        return cls(np.zeros(n_tokens, np.int64), np.ones(n_tokens, bool), np.zeros(n_tokens, np.int64))
-
-    def kept_per_window(self, window: int) -> np.ndarray:
-        """Number of tokens each window keeps (known before scoring: the rule fixes the counts)."""
-        n = len(self.group)
-        windows = np.arange(n) // window
-        kept = np.bincount(windows[self.pinned], minlength=-(-n // window)).astype(np.int64)
-        free = ~self.pinned
-        if free.any():
-            span = int(self.group.max()) - int(self.group.min()) + 1
-            key = windows[free] * span + (self.group[free] - int(self.group.min()))
-            unique, first, counts = np.unique(key, return_index=True, return_counts=True)
-            np.add.at(kept, unique // span, np.minimum(self.take[free][first], counts))
-        return kept
-
-
-@dataclass
-class IterativePrompt:
-    """A token stream to score iteratively, once per conditioning prefix (one scoring *stream* per prefix).
-
-    A token's ranking score is ``sum(weights[s] * nll[s])`` over the streams (default: the first stream's NLL;
-    ``(1, -1)`` gives LongLLMLingua's contrastive score). ``rule`` picks the kept tokens (default: all).
-    """
-
-    tokens: list[int]
-    prefixes: list[list[int]] = field(default_factory=list)
-    weights: tuple[float, ...] = (1.0,)
-    rule: KeepRule | None = None
-
-
-@dataclass
-class IterativeScores:
-    """Per prompt: ``nll`` ``[n_streams, n]`` and the ranking ``score`` ``[n]`` (+inf where no NLL exists)."""
-
-    nll: np.ndarray
-    score: np.ndarray
 
 
 @dataclass
@@ -119,20 +66,12 @@ class CausalLMScorer:
     Args:
         model: a ``*ForCausalLM`` transformers model (its base model and output embeddings are used).
         tokenizer: its (fast) tokenizer.
-        max_batch_tokens: cap on padded tokens per forward pass (default 131072 on CUDA, 4096 on CPU);
-            iterative scoring groups prompts up to 4x this many stream tokens, since each step runs only one
-            window per stream.
+        max_pass_tokens, decoder, compile, kernels, graphs: see :class:`EngineOptions` (defaults there);
+            iterative scoring groups prompts up to 4x ``max_pass_tokens`` stream tokens, since each step runs
+            only one window per stream.
         head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
         oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
-        decoder: ``auto`` (fused Llama-family decoder where supported, else transformers), ``fused`` or
-            ``transformers``.
-        compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with
-            ``ctxcompress bench``).
-        kernels: the fused decoder's element-wise kernels and the token-NLL reduction: ``auto`` (Triton on CUDA
-            where installed, unless ``compile``), ``triton`` or ``torch`` (``engines/triton_kernels.py``).
-        graphs: small passes (up to ``graph_max_tokens`` cache slots) at bucketed static shapes, replayed as
-            CUDA graphs (``engines/cuda_graphs.py``). ``auto``: on CUDA with the fused decoder; ``on``: also on
-            CPU, where the static shapes run eagerly (for tests); ``off``.
+        graph_max_tokens: the largest pass (cache slots) run at static shapes.
     """
 
     def __init__(
@@ -140,13 +79,13 @@ class CausalLMScorer:
         model: torch.nn.Module,
         tokenizer: object,
         *,
-        max_batch_tokens: int | None = None,
+        max_pass_tokens: int | None = EngineOptions.max_pass_tokens,
         head_chunk_tokens: int | None = None,
         oom_token_cap: int | None = None,
-        decoder: str = "auto",
-        compile: bool = False,
-        kernels: str = "auto",
-        graphs: str = "auto",
+        decoder: str = EngineOptions.decoder,
+        compile: bool = EngineOptions.compile,
+        kernels: str = EngineOptions.kernels,
+        graphs: str = EngineOptions.graphs,
         graph_max_tokens: int = 16384,
     ) -> None:
         self.model = model.eval()
@@ -154,16 +93,18 @@ class CausalLMScorer:
         self.config = model.config
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.max_batch_tokens = max_batch_tokens or (131072 if self.device.type == "cuda" else 4096)
+        self.max_pass_tokens = EngineOptions(max_pass_tokens=max_pass_tokens).pass_tokens(self.device.type)
         # Rows projected onto the vocabulary at once: bounds the fp32 logits buffer (8192 x 49152 x 4 B = 1.6 GB).
         self.head_chunk_tokens = head_chunk_tokens or (8192 if self.device.type == "cuda" else 1024)
         self.oom_token_cap = oom_token_cap
         self.decoder = build_decoder(model, decoder, compile=compile, kernels=kernels)
-        self._head = model.get_output_embeddings()
-        self._head_fp16 = self._fp16_head_weight()
-        # Token NLL as one Triton kernel over the logits where the decoder runs Triton kernels too.
-        self._fused_nll = getattr(self.decoder, "kernels", "torch") == "triton"
-        self._softcap = getattr(self.config, "final_logit_softcapping", None)
+        self.head = VocabHead(
+            model.get_output_embeddings(),
+            chunk_rows=self.head_chunk_tokens,
+            final_norm=self.decoder.final_norm,
+            softcap=getattr(self.config, "final_logit_softcapping", None),
+            fused_nll=self.decoder.kernels == "triton",
+        )
         self.max_positions = int(getattr(self.config, "max_position_embeddings", 8192) or 8192)
         bos = getattr(tokenizer, "bos_token_id", None)
         if bos is None:
@@ -176,28 +117,11 @@ class CausalLMScorer:
         self.tokens_processed = 0  # forward-pass tokens (real, not padding), for throughput accounting
         self._counter_lock = threading.Lock()
 
-    def _fp16_head_weight(self) -> torch.Tensor | None:
-        """An fp16 copy of the vocabulary projection, for bf16 models on CUDA when no logit can overflow fp16.
-
-        fp16 logits carry more mantissa than bf16 ones and feed the one-pass log-softmax kernel. Overflow is ruled
-        out by a bound, not hoped away: the fused decoder's hidden states leave RMSNorm with weight ``g``, so
-        ``||h|| <= sqrt(H) * max|g|`` and ``|logit| <= ||h|| * max_v ||w_v||`` (Cauchy-Schwarz).
-        """
-        from ctxcompress.engines.fused_llama import FusedLlamaDecoder
-
-        head = self._head
-        if not (
-            self.device.type == "cuda" and self.dtype == torch.bfloat16 and isinstance(self.decoder, FusedLlamaDecoder)
-        ):
-            return None
-        if not isinstance(head, torch.nn.Linear) or head.bias is not None:
-            return None
-        if fp16_logit_bound(self.decoder.final_norm, head.weight) > FP16_SAFE_MAGNITUDE:
-            return None
-        return head.weight.detach().half()
-
     @classmethod
-    def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: int | None) -> CausalLMScorer:
+    def from_pretrained(
+        cls, model_dir: str, *, device: str = "auto", options: EngineOptions | None = None
+    ) -> CausalLMScorer:
+        """Load a local causal-LM folder (safetensors, no remote code) onto ``device``."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch_device = resolve_device(device)
@@ -212,19 +136,17 @@ class CausalLMScorer:
             ).to(torch_device)
         except Exception as exc:
             raise ModelError(f"could not load causal LM from {model_dir}: {exc}") from exc
-        return cls(model, tokenizer, **kwargs)  # type: ignore[arg-type]
+        return cls(model, tokenizer, **asdict(options or EngineOptions()))
 
     def set_graphs(self, graphs: str, *, max_tokens: int = 16384) -> None:
         """Turn static-shape passes (CUDA graphs) ``auto``/``on``/``off``; see the constructor's ``graphs``."""
-        from ctxcompress.engines.fused_llama import FusedLlamaDecoder
-
         if graphs not in ("auto", "on", "off"):
             raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
-        fused = isinstance(self.decoder, FusedLlamaDecoder)
-        if graphs == "off" or (graphs == "auto" and not (fused and self.device.type == "cuda")):
+        static = self.decoder.static_shapes
+        if graphs == "off" or (graphs == "auto" and not (static and self.device.type == "cuda")):
             self.graphs = None
-        elif not fused:
-            raise ValueError("static-shape passes (graphs='on') need the fused decoder")
+        elif not static:
+            raise ValueError(f"static-shape passes (graphs='on') need the fused decoder, not {self.decoder.name}")
         else:
             self.graphs = StaticShapeRunner(
                 self.decoder,
@@ -297,33 +219,21 @@ class CausalLMScorer:
         if not pieces:
             return results
         prefix_state = self._prefix_state(prefix_ids) if prefix_ids and not inline else None
-        budget = max(1, self.max_batch_tokens)
+        budget = max(1, self.max_pass_tokens)
         scored: list[tuple[list[int], torch.Tensor]] = []
-        for batch in plan_batches([len(p[2]) for p in pieces], max_batch_tokens=budget):
-            seqs = [pieces[b][2] for b in batch]
-            scored += self._score_with_retry(seqs, [first_scored[b] for b in batch], prefix_state, batch)
+
+        def score(batch: list[int]) -> list[tuple[list[int], torch.Tensor]]:
+            seqs, firsts = [pieces[b][2] for b in batch], [first_scored[b] for b in batch]
+            return [(batch, self._score_batch(seqs, firsts, prefix_state))]
+
+        for batch in plan_batches([len(p[2]) for p in pieces], max_padded_tokens=budget):
+            scored += halve_on_oom(batch, score, device=self.device, what="sequence")
         for batch, nll_dev in scored:  # copied back only after every batch is queued (no waits in between)
             nll = nll_dev.cpu().numpy()
             for row, idx in enumerate(batch):
                 seq_index, start, ids = pieces[idx]
                 results[seq_index][start : start + len(ids) - len(inline)] = nll[row, len(inline) : len(ids)]
         return results
-
-    def _score_with_retry(
-        self, seqs: list[list[int]], firsts: list[int], prefix_state: _StreamState | None, ids: list[int]
-    ) -> list[tuple[list[int], torch.Tensor]]:
-        try:
-            return [(ids, self._score_batch(seqs, firsts, prefix_state))]
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            if len(seqs) == 1:
-                raise ModelError("out of memory scoring a single sequence; lower max_batch_tokens") from exc
-            _empty_cache(self.device)
-            half = len(seqs) // 2
-            return self._score_with_retry(
-                seqs[:half], firsts[:half], prefix_state, ids[:half]
-            ) + self._score_with_retry(seqs[half:], firsts[half:], prefix_state, ids[half:])
 
     def _prefix_state(self, prefix_ids: list[int]) -> _StreamState:
         state = self._start_streams([prefix_ids], extra_capacity=0, static=False)
@@ -373,26 +283,15 @@ class CausalLMScorer:
                 raise ValueError("keep rule arrays must have one entry per token")
         results: list[IterativeScores | None] = [None] * len(prompts)
         costs = [len(p.prefixes) * (len(p.tokens) + max(len(x) for x in p.prefixes)) for p in prompts]
-        for group in plan_batches(costs, max_batch_tokens=4 * max(self.max_batch_tokens, 1)):
-            for index, scores in self._iterate_group_with_retry([prompts[i] for i in group], group, window):
-                results[index] = scores
-        return results  # type: ignore[return-value]
 
-    def _iterate_group_with_retry(
-        self, prompts: list[IterativePrompt], ids: list[int], window: int
-    ) -> list[tuple[int, IterativeScores]]:
-        try:
-            return list(zip(ids, self._iterate_group(prompts, window), strict=True))
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            if len(prompts) == 1:
-                raise ModelError("out of memory scoring a single prompt; lower max_batch_tokens") from exc
-            _empty_cache(self.device)
-            half = len(prompts) // 2
-            return self._iterate_group_with_retry(prompts[:half], ids[:half], window) + self._iterate_group_with_retry(
-                prompts[half:], ids[half:], window
-            )
+        def iterate(group: list[int]) -> list[IterativeScores]:
+            return self._iterate_group([prompts[i] for i in group], window)
+
+        for group in plan_batches(costs, max_padded_tokens=4 * max(self.max_pass_tokens, 1)):
+            scores = halve_on_oom(group, iterate, device=self.device, what="prompt")
+            for index, prompt_scores in zip(group, scores, strict=True):
+                results[index] = prompt_scores
+        return results  # type: ignore[return-value]
 
     def _iterate_group(self, prompts: list[IterativePrompt], window: int) -> list[IterativeScores]:
         owners = [(p_i, s_i) for p_i, p in enumerate(prompts) for s_i in range(len(p.prefixes))]
@@ -403,7 +302,7 @@ class CausalLMScorer:
             counts = rule.kept_per_window(window)
             kept_host[p_i, : len(counts)] = counts
         group, pinned, take = (
-            self._to_device(_stack([getattr(r, name) for r in rules], longest, fill))
+            self._to_device(stack_padded([getattr(r, name) for r in rules], longest, fill))
             for name, fill in (("group", -1), ("pinned", False), ("take", 0))
         )
         weights = np.zeros((n_prompts, max(len(p.prefixes) for p in prompts)), dtype=np.float32)
@@ -436,7 +335,7 @@ class CausalLMScorer:
                 score = torch.where(streams[:, 0].isnan(), float("inf"), score)
                 score_all[:, start : start + width] = torch.where(prompt_valid, score, float("nan"))
                 span = slice(start, start + width)
-                keep = _window_keep(score, group[:, span], pinned[:, span], take[:, span], prompt_valid)
+                keep = window_keep(score, group[:, span], pinned[:, span], take[:, span], prompt_valid)
                 state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
         finally:
             state.cache.release()  # a static cache goes back to its runner
@@ -587,86 +486,16 @@ class CausalLMScorer:
         if total:
             row_base = np.arange(batch, dtype=np.int64) * width + starts - (np.cumsum(counts) - counts)
             index = self._to_device(np.repeat(row_base, counts) + np.arange(total, dtype=np.int64))
-            values = self._nll(predictors.reshape(batch * width, -1)[index], targets.reshape(-1)[index])
+            values = self.head.nll(predictors.reshape(batch * width, -1)[index], targets.reshape(-1)[index])
             out.index_copy_(0, index, values)
         return out.view(batch, width)
-
-    def _nll(self, predictors: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``-log softmax(head(h))[target]`` computed over chunks of rows, in fp32."""
-        out = torch.empty(targets.shape[0], dtype=torch.float32, device=self.device)
-        for start in range(0, targets.shape[0], self.head_chunk_tokens):
-            stop = start + self.head_chunk_tokens
-            if self._head_fp16 is not None:
-                logits = torch.nn.functional.linear(predictors[start:stop].half(), self._head_fp16)
-            else:
-                logits = self._head(predictors[start:stop])
-            if self._softcap:
-                logits = torch.tanh(logits / self._softcap) * self._softcap
-            if self._fused_nll:
-                out[start:stop] = triton_kernels.token_nll(logits, targets[start:stop])
-            else:
-                out[start:stop] = -_log_softmax_fp32(logits).gather(1, targets[start:stop, None])[:, 0]
-        return out
 
     def _check_cap(self, tokens: int) -> None:
         if self.oom_token_cap is not None and tokens > self.oom_token_cap:
             raise torch.OutOfMemoryError(f"simulated out of memory: {tokens} tokens > cap {self.oom_token_cap}")
 
 
-def fp16_logit_bound(norm_weight: torch.Tensor, head_weight: torch.Tensor) -> float:
-    """Upper bound on any hidden entry or logit after ``rms_norm(x, norm_weight)`` and ``head_weight`` ``[V, H]``."""
-    hidden_bound = norm_weight.shape[0] ** 0.5 * float(norm_weight.detach().float().abs().max())
-    return hidden_bound * max(1.0, float(torch.linalg.vector_norm(head_weight.detach().float(), dim=1).max()))
-
-
-def _log_softmax_fp32(logits: torch.Tensor) -> torch.Tensor:
-    """fp32 log-softmax over the vocabulary. On CUDA, fp16 logits are read once by a kernel that converts as it
-    goes (``_log_softmax(..., half_to_float=True)``; torch has it for fp16 only): far less memory traffic than
-    ``.float()`` followed by ``logsumexp`` (max, subtract, exp, sum: each a pass over the fp32 copy)."""
-    if logits.is_cuda and logits.dtype == torch.float16:
-        return torch._log_softmax(logits, -1, True)
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
-def _stack(arrays: list[np.ndarray], width: int, fill: object) -> np.ndarray:
-    out = np.full((len(arrays), width), fill, dtype=arrays[0].dtype)
-    for row, values in enumerate(arrays):
-        out[row, : len(values)] = values
-    return out
-
-
-# Pairwise comparisons per block of rows in _window_keep (bounds the [rows, W, W] temporaries).
-_RANK_BLOCK_ELEMENTS = 1 << 24
-
-
-def _window_keep(
-    score: torch.Tensor, group: torch.Tensor, pinned: torch.Tensor, take: torch.Tensor, valid: torch.Tensor
-) -> torch.Tensor:
-    """Keep mask ``[P, W]``: pinned tokens, plus in each group the ``take`` best free tokens (ties: earlier).
-
-    A free token's rank in its group is the number of free tokens of the same group that beat it (higher
-    score, or equal score and earlier), counted by pairwise comparison: no sort, no host round trip.
-    """
-    rows, width = score.shape
-    free = valid & ~pinned
-    earlier = torch.ones((width, width), dtype=torch.bool, device=score.device).tril(-1)  # [t, u]: u < t
-    rank = torch.empty((rows, width), dtype=torch.long, device=score.device)
-    block = max(1, _RANK_BLOCK_ELEMENTS // max(width * width, 1))
-    for lo in range(0, rows, block):
-        s, g, f = score[lo : lo + block], group[lo : lo + block], free[lo : lo + block]
-        mine, theirs = s[:, :, None], s[:, None, :]
-        beats = (theirs > mine) | ((theirs == mine) & earlier)
-        beats &= f[:, None, :] & (g[:, None, :] == g[:, :, None])
-        rank[lo : lo + block] = beats.sum(dim=2)
-    return (pinned & valid) | (free & (rank < take))
-
-
 def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> torch.Tensor:
     eye = torch.zeros((width, old_len + width), dtype=torch.bool, device=device)
     eye[:, old_len:] = torch.eye(width, dtype=torch.bool, device=device)
     return eye[None].expand(batch, -1, -1)
-
-
-def _empty_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()

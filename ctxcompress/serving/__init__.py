@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from ctxcompress.serving.engine import AsyncCompressionEngine, expand_devices
+from ctxcompress.serving.options import ServingOptions
+from ctxcompress.serving.protocol import EngineClient, MethodDescription, ModelStatus
 from ctxcompress.serving.stats import EngineStats
 
-__all__ = ["AsyncCompressionEngine", "EngineStats", "expand_devices"]
+__all__ = [
+    "AsyncCompressionEngine",
+    "EngineClient",
+    "EngineStats",
+    "MethodDescription",
+    "ModelStatus",
+    "ServingOptions",
+    "expand_devices",
+]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctxcompress.compressor import Compressor, RequestLike
+from ctxcompress.engines.options import EngineOptions
 from ctxcompress.errors import (
     CompressionTimeout,
     CtxCompressError,
@@ -42,8 +43,11 @@ from ctxcompress.errors import (
     Overloaded,
     PayloadTooLarge,
 )
+from ctxcompress.methods import method_class, method_names
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.cost import CostModel
+from ctxcompress.serving.options import ServingOptions
+from ctxcompress.serving.protocol import MethodDescription, ModelStatus
 from ctxcompress.serving.stats import EngineStats
 from ctxcompress.types import CompressionRequest, CompressionResult
 
@@ -107,15 +111,8 @@ class AsyncCompressionEngine:
         compressors: ready Compressors, one per device (tests inject ones backed by tiny models); when left
             out, one ``Compressor(device=d)`` is built per entry of ``devices``.
         devices: ``["auto"]`` (every GPU, else CPU), ``["cpu"]``, ``["cuda:0", "cuda:1"]``…
-        max_concurrent_requests: admitted requests (queued + running) before :class:`Overloaded`.
-        max_batch_requests: requests per ``compress_batch`` call.
-        max_batch_tokens: origin tokens (target tokenizer) per batch; a larger single request runs alone.
-        max_wait_ms: how long the batcher waits for more requests after the first one.
-        request_timeout_s: default deadline per request (:class:`CompressionTimeout`).
-        max_documents: documents per request before :class:`PayloadTooLarge`.
-        max_input_tokens: origin tokens per request before :class:`PayloadTooLarge` (built compressors only).
-        batches_per_device: batches assigned to a device at once: 2 = one running + one prefetched (hides the
-            gap between batches on GPUs); 1 = no prefetch (the next batch takes everything queued meanwhile).
+        options: queue and batching limits (:class:`ServingOptions`, defaults there).
+        engine_options: how built compressors run their models (:class:`EngineOptions`).
         registry: model names → folders for built compressors (the service passes one that never converts a
             model inside a request).
 
@@ -131,21 +128,19 @@ class AsyncCompressionEngine:
         compressors: Sequence[Compressor] | None = None,
         *,
         devices: Sequence[str] = ("auto",),
-        max_concurrent_requests: int = 512,
-        max_batch_requests: int = 32,
-        max_batch_tokens: int = 65_536,
-        max_wait_ms: float = 5.0,
-        request_timeout_s: float = 60.0,
-        max_documents: int = 1000,
-        max_input_tokens: int = 200_000,
-        batches_per_device: int = 2,
+        options: ServingOptions | None = None,
+        engine_options: EngineOptions | None = None,
         registry: ModelRegistry | None = None,
     ) -> None:
-        if max_concurrent_requests < 1 or max_batch_requests < 1 or max_batch_tokens < 1:
-            raise ValueError("max_concurrent_requests, max_batch_requests and max_batch_tokens must be >= 1")
+        options = options or ServingOptions()
         if compressors is None:
             compressors = [
-                Compressor(device=d, registry=registry, max_input_tokens=max_input_tokens)
+                Compressor(
+                    device=d,
+                    registry=registry,
+                    max_input_tokens=options.max_input_tokens,
+                    engine_options=engine_options,
+                )
                 for d in expand_devices(devices)
             ]
         if not compressors:
@@ -161,13 +156,8 @@ class AsyncCompressionEngine:
             )
             for i, c in enumerate(compressors)
         ]
-        self.max_concurrent_requests = max_concurrent_requests
-        self.max_batch_requests = max_batch_requests
-        self.max_batch_tokens = max_batch_tokens
-        self.max_wait_s = max_wait_ms / 1000
-        self.request_timeout_s = request_timeout_s
-        self.max_documents = max_documents
-        self.batches_per_device = max(1, batches_per_device)
+        self.options = options
+        self.max_wait_s = options.max_wait_ms / 1000
         self._permits: asyncio.Semaphore | None = None
         self._queue: asyncio.Queue[_Entry | None] | None = None
         self._carry: deque[_Entry] = deque()
@@ -196,7 +186,7 @@ class AsyncCompressionEngine:
         """Start the batcher (idempotent). Call from the event loop that will serve requests."""
         if self._batcher is not None:
             return
-        self._permits = asyncio.Semaphore(self.max_concurrent_requests)
+        self._permits = asyncio.Semaphore(self.options.max_concurrent_requests)
         self._queue = asyncio.Queue()
         self._device_free = asyncio.Condition()
         self._batcher = asyncio.create_task(self._batch_loop(), name="ctxcompress-batcher")
@@ -247,6 +237,56 @@ class AsyncCompressionEngine:
                 raise out
         return list(outputs)
 
+    async def load_models(self, names: Sequence[str]) -> None:
+        """Convert (once, shared by all devices) and load the named causal LMs on every device.
+
+        Names of other kinds are skipped with a warning (only causal LMs are preloaded).
+        """
+        registry = self._workers[0].compressor.pool.registry
+
+        def convert_once() -> None:  # before any device loads: conversion writes files all devices share
+            import transformers  # noqa: F401  (first import off the device threads: its lazy imports are not thread-safe)
+
+            for name in names:
+                registry.prepare(name)
+
+        def load(compressor: Compressor) -> None:
+            for name in names:
+                kind = compressor.pool.registry.spec(name).kind
+                if kind == "causal-lm":
+                    compressor.pool.scorer(name)
+                else:
+                    logger.warning("preload skipped", extra={"model": name, "kind": kind})
+
+        await asyncio.to_thread(convert_once)
+        await self.run_on_devices(load)
+
+    def models(self) -> list[ModelStatus]:
+        """Every configured model (requests pick by name) and whether any device has it loaded."""
+        registry = self._workers[0].compressor.pool.registry
+        loaded = {name for w in self._workers for _, name in w.compressor.pool.loaded_engines()}
+        return [
+            ModelStatus(name, registry.spec(name).kind, registry.spec(name).description, name in loaded)
+            for name in registry.names()
+        ]
+
+    def loaded(self) -> list[str]:
+        """``kind:name`` of the engines loaded on any device, sorted."""
+        return sorted({f"{kind}:{name}" for w in self._workers for kind, name in w.compressor.pool.loaded_engines()})
+
+    @staticmethod
+    def methods() -> list[MethodDescription]:
+        """The registered methods, their summaries and option schemas."""
+        return [
+            MethodDescription(
+                name=name,
+                summary=method_class(name).summary,
+                needs_question=method_class(name).needs_question,
+                options_schema=method_class(name).options_model.model_json_schema(),
+            )
+            for name in method_names()
+        ]
+
     async def shutdown(self, *, drain: bool = True) -> None:
         """Stop admitting; with ``drain`` run every accepted request first, else fail the queued ones."""
         self._accepting = False
@@ -277,7 +317,7 @@ class AsyncCompressionEngine:
             queue_depth=queued,
             in_flight=self._admitted,
             running_batches=sum(w.assigned for w in self._workers),
-            max_concurrent_requests=self.max_concurrent_requests,
+            max_concurrent_requests=self.options.max_concurrent_requests,
             devices=self.devices,
             requests_total=c.requests,
             dropped_total=c.dropped,
@@ -294,9 +334,9 @@ class AsyncCompressionEngine:
         documents = request.documents if isinstance(request, CompressionRequest) else None
         if isinstance(request, dict) and isinstance(request.get("documents"), list):
             documents = request["documents"]
-        if documents is not None and len(documents) > self.max_documents:
+        if documents is not None and len(documents) > self.options.max_documents:
             raise PayloadTooLarge(
-                f"request has {len(documents)} documents; the limit is {self.max_documents}", field="documents"
+                f"request has {len(documents)} documents; the limit is {self.options.max_documents}", field="documents"
             )
 
     async def compress(self, request: RequestLike, *, timeout_s: float | None = None) -> CompressionResult:
@@ -317,7 +357,7 @@ class AsyncCompressionEngine:
         assert self._permits is not None
         self._admitted += len(requests)
         try:
-            timeout = self.request_timeout_s if timeout_s is None else timeout_s
+            timeout = self.options.request_timeout_s if timeout_s is None else timeout_s
             waits = [self._submit(r, timeout) for r in requests]
             outputs = await asyncio.gather(*waits, return_exceptions=True)
         finally:
@@ -347,7 +387,7 @@ class AsyncCompressionEngine:
                     self._permits.release()
                 self._counters.rejected += n
                 raise Overloaded(
-                    f"{self._admitted} requests in flight (limit {self.max_concurrent_requests}); retry later",
+                    f"{self._admitted} requests in flight (limit {self.options.max_concurrent_requests}); retry later",
                     retry_after_s=self._retry_after(),
                 )
             await self._permits.acquire()
@@ -454,7 +494,7 @@ class AsyncCompressionEngine:
             self._held = 0
             batch, tokens = [first], first.tokens
             cutoff = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch_requests:
+            while len(batch) < self.options.max_batch_requests:
                 try:
                     entry = await self._next_entry(0.0 if closing else cutoff - loop.time())
                 except TimeoutError:
@@ -462,7 +502,7 @@ class AsyncCompressionEngine:
                 if entry is None:
                     closing = self._queue_closed = True
                     continue
-                if tokens + entry.tokens > self.max_batch_tokens or self._makes_late(worker, [*batch, entry]):
+                if tokens + entry.tokens > self.options.max_batch_tokens or self._makes_late(worker, [*batch, entry]):
                     self._carry.appendleft(entry)
                     break
                 batch.append(entry)
@@ -492,7 +532,7 @@ class AsyncCompressionEngine:
         async with self._device_free:
             while True:
                 worker = min(self._workers, key=lambda w: (w.assigned, w.index))
-                if worker.assigned < self.batches_per_device:
+                if worker.assigned < self.options.batches_per_device:
                     worker.assigned += 1
                     return worker
                 await self._device_free.wait()

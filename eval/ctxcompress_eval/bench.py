@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["configure", "run"]
@@ -45,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="*", default=None, help="NQ 20-doc .jsonl.gz files (default: ../shared)")
     parser.add_argument("--model-dir", default=None, help="model folder (default: the embedded smollm2-135m)")
     parser.add_argument("--random-weights", action="store_true", help="real config+tokenizer, random weights")
-    parser.add_argument("--max-batch-tokens", type=int, default=None)
+    parser.add_argument("--max-pass-tokens", type=int, default=None)
     parser.add_argument("--decoder", default="auto", choices=["auto", "fused", "transformers"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
     parser.add_argument(
@@ -67,7 +68,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--profile", action="store_true", help="torch.profiler tables: one request, one batch")
     parser.add_argument("--cprofile", action="store_true", help="Python cProfile of one batch of 64 (host work)")
-    parser.add_argument("--no-cudnn-attention", action="store_true", help="keep SDPA off the cuDNN backend")
     parser.add_argument(
         "--workers",
         type=int,
@@ -134,6 +134,7 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from ctxcompress.engines.device import scoring_dtype
+    from ctxcompress.engines.options import EngineOptions
     from ctxcompress.engines.scorer import CausalLMScorer
     from ctxcompress.models import default_registry
 
@@ -151,18 +152,14 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
         model.save_pretrained(saved_copy)
         tokenizer.save_pretrained(saved_copy)
         model_dir = saved_copy
-    kwargs = {"max_batch_tokens": args.max_batch_tokens} if args.max_batch_tokens else {}
-    if args.no_cudnn_attention:
-        torch.backends.cuda.enable_cudnn_sdp(False)
-    scorer = CausalLMScorer(
-        model,
-        tokenizer,
+    options = EngineOptions(
+        max_pass_tokens=args.max_pass_tokens,
         decoder=args.decoder,
         compile=args.compile,
         kernels=args.kernels,
         graphs=args.graphs,
-        **kwargs,
     )
+    scorer = CausalLMScorer(model, tokenizer, **asdict(options))
     return scorer, model_dir
 
 
@@ -325,11 +322,11 @@ def run(args: argparse.Namespace) -> int:
         "torch_threads": torch.get_num_threads(),
         "dtype": str(scoring_dtype(device)),
         "torch_compile": bool(args.compile),
-        "kernels": getattr(scorer.decoder, "kernels", "torch"),
+        "kernels": scorer.decoder.kernels,
         "cuda_graphs": scorer.graphs is not None,
         "workers": args.workers,
         "processes": args.processes,
-        "decoder": getattr(scorer.decoder, "name", type(scorer.decoder).__name__),
+        "decoder": scorer.decoder.name,
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
         "ctxcompress": table,

@@ -15,6 +15,7 @@ import ctxcompress
 from ctxcompress.compressor import Compressor
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.engine import AsyncCompressionEngine
+from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import BodyLimitMiddleware, ObservabilityMiddleware
@@ -26,7 +27,7 @@ __all__ = ["app_from_env", "build_app", "build_engine"]
 
 logger = logging.getLogger("ctxcompress.service")
 
-EngineFactory = Callable[[Settings], AsyncCompressionEngine]
+EngineFactory = Callable[[Settings], EngineClient]
 
 _WARMUP_DOCUMENTS = [
     "The Nile is a major north-flowing river in northeastern Africa; it flows into the Mediterranean Sea.",
@@ -40,40 +41,16 @@ def build_engine(settings: Settings, compressors: list[Compressor] | None = None
     return AsyncCompressionEngine(
         compressors,
         devices=settings.device,
-        max_concurrent_requests=settings.max_concurrent_requests,
-        max_batch_requests=settings.max_batch_requests,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_wait_ms=settings.max_wait_ms,
-        request_timeout_s=settings.request_timeout_s,
-        max_documents=settings.max_documents,
-        max_input_tokens=settings.max_tokens_per_request,
-        batches_per_device=settings.batches_per_device,
+        options=settings.serving_options(),
+        engine_options=settings.engine_options(),
         registry=ModelRegistry(convert_on_first_use=False),
     )
 
 
-async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompressionEngine) -> None:
+async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient) -> None:
     """Load the configured causal LMs on every device, then warm up with one real compression per device."""
-    names = list(settings.preload_models)
-
-    def convert_once() -> None:  # shared by every device: done once, before any device loads
-        import transformers  # noqa: F401  (first import off the device threads: its lazy imports are not thread-safe)
-
-        registry = engine.compressors[0].pool.registry
-        for name in names:
-            registry.prepare(name)
-
-    def preload(compressor: Compressor) -> None:
-        for name in names:
-            kind = compressor.pool.registry.spec(name).kind
-            if kind == "causal-lm":
-                compressor.pool.scorer(name)
-            else:
-                logger.warning("preload skipped", extra={"model": name, "kind": kind})
-
     try:
-        await asyncio.to_thread(convert_once)
-        await engine.run_on_devices(preload)
+        await engine.load_models(list(settings.preload_models))
         if settings.warmup:
             question = "Which river flows into the Mediterranean?"
             request = {
@@ -84,7 +61,7 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: AsyncCompres
             }
             await engine.warmup([request])
         app.state.ready = True
-        logger.info("ready", extra={"devices": engine.devices, "models": names})
+        logger.info("ready", extra={"devices": engine.devices, "models": list(settings.preload_models)})
     except Exception as exc:  # the service stays up (healthz) and reports why it is not ready
         app.state.not_ready_reason = f"model preparation failed: {type(exc).__name__}: {exc}"
         logger.exception("model preparation failed")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
+
 __all__ = ["configure", "run"]
 
 
@@ -23,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="server processes, each with its own engine (env CTXCOMPRESS_WORKERS)"
     )
+    add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             "upstream_url": args.upstream_url,
             "log_level": args.log_level,
             "workers": args.workers,
+            **engine_overrides(args),
         }.items()
         if value is not None
     }

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from ctxcompress.serving.engine import AsyncCompressionEngine
+from ctxcompress.serving.protocol import EngineClient
 from ctxcompress.types import CompressionResult
 
 __all__ = ["Metrics"]
@@ -22,7 +22,7 @@ class _EngineCollector(Collector):
         self._engine = engine
 
     def collect(self) -> Iterator[Any]:
-        engine: AsyncCompressionEngine | None = self._engine()
+        engine: EngineClient | None = self._engine()
         if engine is None:
             return
         stats = engine.stats()

@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from ctxcompress.errors import UpstreamError, UpstreamNotConfigured
-from ctxcompress.serving.engine import AsyncCompressionEngine
+from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
@@ -46,9 +46,7 @@ def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
 class ChatProxy:
     """Handles ``POST /v1/chat/completions``: compress (through the engine), then forward with httpx."""
 
-    def __init__(
-        self, settings: Settings, engine: AsyncCompressionEngine, metrics: Metrics, client: httpx.AsyncClient
-    ) -> None:
+    def __init__(self, settings: Settings, engine: EngineClient, metrics: Metrics, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics

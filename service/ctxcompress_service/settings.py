@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ctxcompress.engines.options import DecoderChoice, EngineOptions, GraphsChoice, KernelsChoice
+from ctxcompress.serving.options import ServingOptions
 from ctxcompress.types import Budget
 
 __all__ = ["Settings"]
@@ -40,18 +42,25 @@ class Settings(BaseSettings):
     default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
     """Budget used when a request leaves ``budget`` out (JSON: ``{"rate": 0.5}``)."""
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_documents: int = Field(default=1000, gt=0)
-    max_tokens_per_request: int = Field(default=200_000, gt=0)
+    max_documents: int = Field(default=ServingOptions.max_documents, gt=0)
+    max_tokens_per_request: int = Field(default=ServingOptions.max_input_tokens, gt=0)
     max_batch_items: int = Field(default=64, gt=0)
     """Requests in one ``/v1/compress/batch`` call."""
-    max_concurrent_requests: int = Field(default=512, gt=0)
+    max_concurrent_requests: int = Field(default=ServingOptions.max_concurrent_requests, gt=0)
     """Queue bound: admitted requests (queued + running) before 429."""
-    max_batch_requests: int = Field(default=32, gt=0)
-    max_batch_tokens: int = Field(default=65_536, gt=0)
-    max_wait_ms: float = Field(default=5.0, ge=0)
-    batches_per_device: int = Field(default=2, ge=1, le=8)
+    max_batch_requests: int = Field(default=ServingOptions.max_batch_requests, gt=0)
+    max_batch_tokens: int = Field(default=ServingOptions.max_batch_tokens, gt=0)
+    """Origin tokens (target tokenizer) of the requests batched together (the serving batch)."""
+    max_wait_ms: float = Field(default=ServingOptions.max_wait_ms, ge=0)
+    batches_per_device: int = Field(default=ServingOptions.batches_per_device, ge=1, le=8)
     """Batches assigned to a device at once (2 = one running + one prefetched; 1 = no prefetch)."""
-    request_timeout_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=ServingOptions.request_timeout_s, gt=0)
+    max_pass_tokens: int | None = Field(default=EngineOptions.max_pass_tokens, gt=0)
+    """Padded tokens per forward pass of the models (the memory knob); unset: 131,072 on CUDA, 4,096 on CPU."""
+    decoder: DecoderChoice = EngineOptions.decoder
+    kernels: KernelsChoice = EngineOptions.kernels
+    graphs: GraphsChoice = EngineOptions.graphs
+    compile: bool = EngineOptions.compile
     api_keys: CommaList = Field(default_factory=list)
     """Accepted ``Authorization: Bearer`` keys; empty = no auth."""
     cors_origins: CommaList = Field(default_factory=list)
@@ -79,3 +88,24 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
+
+    def serving_options(self) -> ServingOptions:
+        return ServingOptions(
+            max_concurrent_requests=self.max_concurrent_requests,
+            max_batch_requests=self.max_batch_requests,
+            max_batch_tokens=self.max_batch_tokens,
+            max_wait_ms=self.max_wait_ms,
+            request_timeout_s=self.request_timeout_s,
+            max_documents=self.max_documents,
+            max_input_tokens=self.max_tokens_per_request,
+            batches_per_device=self.batches_per_device,
+        )
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(
+            max_pass_tokens=self.max_pass_tokens,
+            decoder=self.decoder,
+            kernels=self.kernels,
+            graphs=self.graphs,
+            compile=self.compile,
+        )

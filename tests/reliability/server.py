@@ -31,7 +31,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tiny_scorer(max_batch_tokens: int = 4096) -> Any:
+def tiny_scorer(max_pass_tokens: int = 4096) -> Any:
     """The unit tests' tiny random Llama with the embedded SmolLM2 tokenizer (fast; mechanics only)."""
     from transformers import AutoTokenizer
 
@@ -40,7 +40,7 @@ def tiny_scorer(max_batch_tokens: int = 4096) -> Any:
     from tests.tiny_models import tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(default_registry().resolve("smollm2-135m"))
-    return CausalLMScorer(tiny_llama(tokenizer, max_positions=4096), tokenizer, max_batch_tokens=max_batch_tokens)
+    return CausalLMScorer(tiny_llama(tokenizer, max_positions=4096), tokenizer, max_pass_tokens=max_pass_tokens)
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ def rows() -> list[dict]:
 
 @pytest.mark.parametrize("graphs", ["off", "on"])  # "on" on CPU: bucketed static shapes (rows, length, window)
 def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, graphs):
-    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_batch_tokens=96, graphs=graphs)
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_pass_tokens=96, graphs=graphs)
     sequences = [
         ObservedSequence(list(range(5, 65)), 50),
         ObservedSequence(list(range(7, 27)), 12),  # padded in a batch with the longer one

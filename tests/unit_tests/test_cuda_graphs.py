@@ -146,7 +146,7 @@ def test_bf16_scorer_uses_the_fp16_head_and_matches_fp32(model, sequences):
 
     reference = CausalLMScorer(copy.deepcopy(model), _Tok(), graphs="off").token_nll(sequences)
     scorer = CausalLMScorer(copy.deepcopy(model).to("cuda", torch.bfloat16), _Tok())
-    assert scorer._head_fp16 is not None
+    assert scorer.head.fp16_weight is not None
     for got, want in zip(scorer.token_nll(sequences), reference, strict=True):
         assert np.abs(got[1:] - want[1:]).max() < 0.1
 

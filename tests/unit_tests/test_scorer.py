@@ -59,20 +59,20 @@ def reference_nll(model, context: list[int], targets: list[int], positions: list
 
 
 def test_token_nll_matches_one_shot_forward(model, sequences, decoder):
-    scorer = _scorer(model, decoder, max_batch_tokens=100, head_chunk_tokens=7)
+    scorer = _scorer(model, decoder, max_pass_tokens=100, head_chunk_tokens=7)
     for seq, nll in zip(sequences, scorer.token_nll(sequences), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, [1], seq), atol=1e-4)
 
 
 def test_short_prefix_inlined_in_rows_matches_one_shot(model, sequences, decoder):
-    scorer = _scorer(model, decoder, max_batch_tokens=128)
+    scorer = _scorer(model, decoder, max_pass_tokens=128)
     prefix = [1, 7, 8, 9, 10]
     for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
 
 
 def test_long_prefix_is_cached_once_and_matches_one_shot(model, sequences, decoder):
-    scorer = _scorer(model, decoder, max_batch_tokens=128)
+    scorer = _scorer(model, decoder, max_pass_tokens=128)
     prefix = [1] + list(range(40, 70))  # longer than INLINE_PREFIX_TOKENS: run once, KV cache shared by rows
     for seq, nll in zip(sequences, scorer.token_nll(sequences, prefix=prefix), strict=True):
         np.testing.assert_allclose(nll, reference_nll(model, prefix, seq), atol=1e-4)
@@ -87,7 +87,7 @@ def test_score_last_only_scores_the_tail(model, sequences, decoder):
 
 
 def test_iterative_keep_all_equals_one_shot_for_every_stream(model, sequences, decoder):
-    scorer = _scorer(model, decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_pass_tokens=4096)
     question = [1, 7, 8, 9]
     prompts = [IterativePrompt(s, [[1], question], weights=(1.0, -1.0)) for s in sequences]
     for seq, scores in zip(sequences, scorer.iterative_nll(prompts, window=7), strict=True):
@@ -106,7 +106,7 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, 
     """A window dropped whole disappears from the cache: the next window's NLL equals a fresh forward over
     the kept tokens at their original positions. (Tokens kept from a partly pruned window keep the keys
     computed with their whole window in view, as in the reference implementation.)"""
-    scorer = _scorer(model, decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_pass_tokens=4096)
     prompts = [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) // 10) % 2 == 0)) for s in sequences]
     results = scorer.iterative_nll(prompts, window=10)
     seq = sequences[4]  # 64 tokens: windows at 0, 10, ..., 60
@@ -121,7 +121,7 @@ def test_iterative_windows_are_conditioned_on_the_kept_prefix(model, sequences, 
 def test_keep_rule_takes_the_best_free_tokens_of_each_group(model, decoder):
     """Quotas per (window, group), pinned tokens on top: the run conditions on exactly the tokens a plain host
     loop over its scores picks (a second run that pins those tokens gives the same NLL everywhere)."""
-    scorer = _scorer(model, decoder, max_batch_tokens=4096)
+    scorer = _scorer(model, decoder, max_pass_tokens=4096)
     rng = np.random.default_rng(3)
     seq = rng.integers(3, 300, size=45).tolist()
     group = np.repeat([0, 1, 2, 3], [12, 9, 14, 10])
@@ -142,21 +142,21 @@ def test_keep_rule_takes_the_best_free_tokens_of_each_group(model, decoder):
 
 
 def test_window_keep_ranks_ties_and_unscorable_tokens_like_a_stable_sort():
-    from ctxcompress.engines.scorer import _window_keep
+    from ctxcompress.engines.keep_rules import window_keep
 
     score = torch.tensor([[1.0, 3.0, 3.0, float("inf"), 2.0, 5.0, 0.0, 3.0]])
     group = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
     pinned = torch.tensor([[False, False, False, False, False, True, False, False]])
     take = torch.tensor([[2, 2, 2, 2, 1, 1, 1, 1]])
     valid = torch.tensor([[True] * 7 + [False]])
-    keep = _window_keep(score, group, pinned, take, valid)
+    keep = window_keep(score, group, pinned, take, valid)
     # group 0: inf first, then the earlier of the tied 3.0s; group 1: pinned 5.0 plus the best free (2.0)
     assert keep.tolist() == [[False, True, False, True, True, True, False, False]]
 
 
 def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequences, decoder):
-    roomy = _scorer(model, decoder, max_batch_tokens=4096)
-    capped = _scorer(model, decoder, max_batch_tokens=4096, oom_token_cap=70)
+    roomy = _scorer(model, decoder, max_pass_tokens=4096)
+    capped = _scorer(model, decoder, max_pass_tokens=4096, oom_token_cap=70)
     for a, b in zip(roomy.token_nll(sequences), capped.token_nll(sequences), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -164,7 +164,7 @@ def test_simulated_oom_splits_batches_and_gives_identical_results(model, sequenc
         return [IterativePrompt(s, [[1]], rule=_pinned_rule((np.arange(len(s)) % 8) % 3 != 0)) for s in sequences]
 
     first = roomy.iterative_nll(prompts(), window=8)
-    capped_iter = _scorer(model, decoder, max_batch_tokens=4096, oom_token_cap=150)
+    capped_iter = _scorer(model, decoder, max_pass_tokens=4096, oom_token_cap=150)
     second = capped_iter.iterative_nll(prompts(), window=8)
     for a, b in zip(first, second, strict=True):
         np.testing.assert_allclose(a.nll, b.nll, atol=1e-4)
@@ -181,7 +181,7 @@ def test_single_sequence_over_cap_is_a_clear_error(model, decoder):
 def test_fp16_logit_bound_holds_for_extreme_hidden_states():
     """The bound that allows the fp16 vocabulary head (CUDA) is never below a real logit, even for inputs whose
     RMS-normalised direction lines up with a head row."""
-    from ctxcompress.engines.scorer import fp16_logit_bound
+    from ctxcompress.engines.vocab_head import fp16_logit_bound
 
     torch.manual_seed(0)
     norm, head = torch.rand(64) * 3, torch.randn(300, 64)

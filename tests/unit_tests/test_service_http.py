@@ -199,13 +199,15 @@ def test_overload_429_and_timeout_504(make_service) -> None:  # noqa: ANN001
 def test_readiness_methods_and_models(make_service) -> None:  # noqa: ANN001
     broken, _ = make_service(preload_models="no-such-model")
     time.sleep(0.2)
-    assert httpx.get(f"{broken.url}/healthz").json() == {"status": "ok", "devices": [], "loaded": []}
+    health = httpx.get(f"{broken.url}/healthz").json()  # alive, and the same engine facts as /readyz
+    assert health["status"] == "ok" and health["devices"] == ["cpu"]
     not_ready = httpx.get(f"{broken.url}/readyz")
     assert not_ready.status_code == 503 and "no-such-model" in not_ready.json()["error"]["message"]
     service, _ = make_service()
     wait_ready(service.url)
     ready = httpx.get(f"{service.url}/readyz").json()
     assert ready["devices"] == ["cpu"] and "scorer:smollm2-135m" in ready["loaded"]
+    assert httpx.get(f"{service.url}/healthz").json() == ready  # one truth (was devices [] / loaded [] before)
     methods = httpx.get(f"{service.url}/v1/methods").json()
     by_name = {m["name"]: m for m in methods["methods"]}
     assert {"llmlingua", "longllmlingua"} <= set(by_name)

@@ -14,7 +14,7 @@ import pytest
 
 from ctxcompress import CompressionResult, CompressionTimeout, Compressor, Overloaded
 from ctxcompress.pool import ModelPool
-from ctxcompress.serving import AsyncCompressionEngine
+from ctxcompress.serving import AsyncCompressionEngine, ServingOptions
 from ctxcompress.serving.cost import CostModel
 
 DOCS = [
@@ -52,7 +52,7 @@ def slow(tiny_scorer) -> SlowDeviceCompressor:  # noqa: ANN001
 @pytest.mark.asyncio
 async def test_overload_costs_the_newest_a_429_and_never_a_504(slow: SlowDeviceCompressor) -> None:
     timeout = 2.5
-    engine = AsyncCompressionEngine([slow], request_timeout_s=timeout, max_wait_ms=5)
+    engine = AsyncCompressionEngine([slow], options=ServingOptions(request_timeout_s=timeout, max_wait_ms=5))
     await engine.start()
     await engine.warmup([request(0)])  # seeds the cost model, as the service does at start-up
     per_request = slow.prepare(request(1)).origin_tokens * SECONDS_PER_TOKEN
@@ -75,7 +75,9 @@ async def test_overload_costs_the_newest_a_429_and_never_a_504(slow: SlowDeviceC
 
 @pytest.mark.asyncio
 async def test_a_batch_stops_growing_before_its_tightest_member_is_late(slow: SlowDeviceCompressor) -> None:
-    engine = AsyncCompressionEngine([slow], request_timeout_s=30, max_wait_ms=50, batches_per_device=1)
+    engine = AsyncCompressionEngine(
+        [slow], options=ServingOptions(request_timeout_s=30, max_wait_ms=50, batches_per_device=1)
+    )
     await engine.start()
     await engine.warmup([request(0)])
     per_request = slow.prepare(request(1)).origin_tokens * SECONDS_PER_TOKEN

@@ -14,7 +14,7 @@ import pytest
 from ctxcompress import CompressionResult, CompressionTimeout, Compressor, InvalidInput, Overloaded, UnknownModel
 from ctxcompress.errors import EngineUnavailable
 from ctxcompress.pool import ModelPool
-from ctxcompress.serving import AsyncCompressionEngine
+from ctxcompress.serving import AsyncCompressionEngine, ServingOptions
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,7 +65,7 @@ async def _hold(engine: AsyncCompressionEngine, gated: GatedCompressor) -> async
 
 
 async def test_concurrent_requests_share_a_batch(gated: GatedCompressor) -> None:
-    engine = AsyncCompressionEngine([gated], max_wait_ms=5)
+    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_wait_ms=5))
     await engine.start()
     first = await _hold(engine, gated)
     prefetched = [asyncio.create_task(engine.compress(request(i))) for i in range(6)]
@@ -84,7 +84,7 @@ async def test_concurrent_requests_share_a_batch(gated: GatedCompressor) -> None
 
 
 async def test_overload_is_rejected_at_once_with_retry_after(gated: GatedCompressor) -> None:
-    engine = AsyncCompressionEngine([gated], max_concurrent_requests=2)
+    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_concurrent_requests=2))
     await engine.start()
     first = await _hold(engine, gated)
     second = asyncio.create_task(engine.compress(request(1)))
@@ -127,7 +127,7 @@ async def test_within_budget_returns_without_a_batch(gated: GatedCompressor) -> 
 
 
 async def test_timeout_and_cancelled_callers_are_dropped_unrun(gated: GatedCompressor) -> None:
-    engine = AsyncCompressionEngine([gated], max_wait_ms=1)
+    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_wait_ms=1))
     await engine.start()
     first = await _hold(engine, gated)
     # Wait until a second batch is assigned too (one running + one prefetched), so later entries stay queued.
@@ -167,7 +167,9 @@ async def test_shutdown_drains_accepted_requests(gated: GatedCompressor) -> None
 
 
 async def test_token_cap_splits_batches(gated: GatedCompressor) -> None:
-    engine = AsyncCompressionEngine([gated], max_batch_tokens=80)  # one request is ~60 target tokens
+    engine = AsyncCompressionEngine(
+        [gated], options=ServingOptions(max_batch_tokens=80)
+    )  # one request is ~60 target tokens
     await engine.start()
     first = await _hold(engine, gated)
     queued = [asyncio.create_task(engine.compress(request(i))) for i in range(3)]
@@ -201,7 +203,7 @@ async def test_batches_spread_over_devices(tiny_scorer) -> None:  # noqa: ANN001
         compressors.append(GatedCompressor(pool))
     for c in compressors:
         c.gate.clear()
-    engine = AsyncCompressionEngine(compressors, max_batch_requests=1, max_wait_ms=0)
+    engine = AsyncCompressionEngine(compressors, options=ServingOptions(max_batch_requests=1, max_wait_ms=0))
     await engine.start()
     tasks = [asyncio.create_task(engine.compress(request(i))) for i in range(4)]
     await asyncio.sleep(0.1)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from ctxcompress.batching import plan_batches
-from ctxcompress.recovery import recover
+from ctxcompress.engines.batching import plan_batches
 from ctxcompress.text import get_target_tokenizer, protected_spans, split_sentences, split_sentences_with_spans
+from ctxcompress.text.recovery import recover
 
 
 def test_sentence_spans_cover_text_exactly():
@@ -33,11 +33,11 @@ def test_target_tokenizer_is_offline_cl100k():
 
 def test_plan_batches_caps_padded_tokens_and_covers_every_index():
     lengths = [5, 100, 7, 90, 300, 1, 50]
-    batches = plan_batches(lengths, max_batch_tokens=200)
+    batches = plan_batches(lengths, max_padded_tokens=200)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches:
         assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 200
-    assert plan_batches(lengths, max_batch_tokens=10_000, max_batch_size=3)[0] == [4, 1, 3]
+    assert plan_batches(lengths, max_padded_tokens=10_000, max_batch_size=3)[0] == [4, 1, 3]
 
 
 def test_recover_restores_pruned_fragments():

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ctxcompress.errors import EngineUnavailable
-from ctxcompress.methods import method_class, method_names
+from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.auth import require_api_key
 from ctxcompress_service.errors import ERROR_RESPONSES
 from ctxcompress_service.protocol import (
@@ -28,11 +28,10 @@ ops_router = APIRouter(tags=["ops"])
 @router.get("/v1/methods", response_model=MethodsResponse, summary="Methods and their options with defaults")
 async def methods(request: Request) -> MethodsResponse:
     settings = request.app.state.settings
-    infos = []
-    for name in method_names():
-        cls = method_class(name)
-        schema = cls.options_model.model_json_schema()
-        infos.append(MethodInfo(name=name, summary=cls.summary, needs_question=cls.needs_question, options=schema))
+    infos = [
+        MethodInfo(name=m.name, summary=m.summary, needs_question=m.needs_question, options=m.options_schema)
+        for m in request.app.state.engine.methods()
+    ]
     return MethodsResponse(
         default_method=settings.default_method, default_budget=settings.default_budget, methods=infos
     )
@@ -40,19 +39,23 @@ async def methods(request: Request) -> MethodsResponse:
 
 @router.get("/v1/models", response_model=ModelsResponse, summary="Configured models (requests pick by name)")
 async def models(request: Request) -> ModelsResponse:
-    engine = request.app.state.engine
-    registry = engine.compressors[0].pool.registry
-    loaded = {entry.split(":", 1)[1] for c in engine.compressors for entry in c.pool.loaded()}
-    data = []
-    for name in registry.names():
-        spec = registry.spec(name)
-        data.append(ModelInfo(name=name, kind=spec.kind, description=spec.description, loaded=name in loaded))
+    data = [
+        ModelInfo(name=m.name, kind=m.kind, description=m.description, loaded=m.loaded)
+        for m in request.app.state.engine.models()
+    ]
     return ModelsResponse(data=data)
 
 
-@ops_router.get("/healthz", response_model=HealthResponse, summary="Liveness")
-async def healthz() -> HealthResponse:
-    return HealthResponse()
+def _engine_state(engine: EngineClient | None) -> HealthResponse:
+    """Devices and loaded engines: the same facts on ``/healthz`` and ``/readyz``."""
+    if engine is None:
+        return HealthResponse()
+    return HealthResponse(devices=engine.devices, loaded=engine.loaded())
+
+
+@ops_router.get("/healthz", response_model=HealthResponse, summary="Liveness (the process answers)")
+async def healthz(request: Request) -> HealthResponse:
+    return _engine_state(request.app.state.engine)
 
 
 @ops_router.get(
@@ -66,8 +69,7 @@ async def readyz(request: Request) -> HealthResponse:
     state.engine.check_health()
     if not state.ready:
         raise EngineUnavailable(state.not_ready_reason, retry_after_s=5.0)
-    loaded = sorted({entry for c in state.engine.compressors for entry in c.pool.loaded()})
-    return HealthResponse(devices=state.engine.devices, loaded=loaded)
+    return _engine_state(state.engine)
 
 
 @ops_router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,0 +1,61 @@
+"""EngineOptions: how the engines run (not what they compute), with every default in this one place.
+
+The library (``Compressor``), the service (``CTXCOMPRESS_*``), the CLI and ``ctxcompress bench`` all build
+engines from one of these. None of these options changes which tokens a method keeps beyond float rounding
+(``ctxcompress_eval.graph_check`` checks it per setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["DecoderChoice", "EngineOptions", "GraphsChoice", "KernelsChoice"]
+
+DecoderChoice = Literal["auto", "fused", "transformers"]
+KernelsChoice = Literal["auto", "triton", "torch"]
+GraphsChoice = Literal["auto", "on", "off"]
+
+# Padded tokens per forward pass when not configured: what one H200/H100 or a 2-core CPU handles well.
+CUDA_PASS_TOKENS = 131_072
+CPU_PASS_TOKENS = 4_096
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Engine settings.
+
+    Attributes:
+        max_pass_tokens: padded tokens per forward pass of any engine (scorer, attention probe, encoder,
+            generator, classifier); the memory knob. None: 131,072 on CUDA, 4,096 on CPU.
+        decoder: the causal LM's decoder: ``auto`` (fused Llama-family decoder where the architecture allows,
+            else the model's transformers module), ``fused`` or ``transformers``.
+        kernels: the fused decoder's element-wise kernels and the token-NLL reduction: ``auto`` (Triton on CUDA
+            where installed, unless ``compile``), ``triton`` or ``torch``.
+        graphs: small passes at bucketed static shapes replayed as CUDA graphs: ``auto`` (on CUDA with the fused
+            decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
+        compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
+    """
+
+    max_pass_tokens: int | None = None
+    decoder: DecoderChoice = "auto"
+    kernels: KernelsChoice = "auto"
+    graphs: GraphsChoice = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("decoder", ("auto", "fused", "transformers")),
+            ("kernels", ("auto", "triton", "torch")),
+            ("graphs", ("auto", "on", "off")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.max_pass_tokens is not None and self.max_pass_tokens < 1:
+            raise ValueError("max_pass_tokens must be >= 1")
+
+    def pass_tokens(self, device_type: str) -> int:
+        """``max_pass_tokens``, or the default for a device of this type (``cuda`` or ``cpu``)."""
+        if self.max_pass_tokens is not None:
+            return self.max_pass_tokens
+        return CUDA_PASS_TOKENS if device_type == "cuda" else CPU_PASS_TOKENS
