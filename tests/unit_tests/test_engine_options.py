@@ -1,0 +1,81 @@
+"""Engine settings: one set of defaults (EngineOptions, ServingOptions), reachable from the library, the
+service's CTXCOMPRESS_* settings and the CLI flags; the two token budgets have distinct names."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+from ctxcompress_service.app import build_engine
+from ctxcompress_service.settings import Settings
+
+from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
+from ctxcompress.engines.options import EngineOptions
+from ctxcompress.serving.options import ServingOptions
+
+
+def test_invalid_engine_options_name_the_setting() -> None:
+    with pytest.raises(ValueError, match="decoder"):
+        EngineOptions(decoder="vllm")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_pass_tokens"):
+        EngineOptions(max_pass_tokens=0)
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        ServingOptions(max_batch_tokens=0)
+    assert EngineOptions().pass_tokens("cuda") > EngineOptions().pass_tokens("cpu")
+    assert EngineOptions(max_pass_tokens=512).pass_tokens("cuda") == 512
+
+
+def test_service_settings_take_their_defaults_from_the_options_and_reach_the_engine(monkeypatch) -> None:  # noqa: ANN001
+    defaults = Settings()
+    assert defaults.engine_options() == EngineOptions()
+    assert defaults.serving_options() == ServingOptions()
+    monkeypatch.setenv("CTXCOMPRESS_DEVICE", "cpu")
+    monkeypatch.setenv("CTXCOMPRESS_MAX_PASS_TOKENS", "512")
+    monkeypatch.setenv("CTXCOMPRESS_DECODER", "transformers")
+    monkeypatch.setenv("CTXCOMPRESS_GRAPHS", "off")
+    monkeypatch.setenv("CTXCOMPRESS_MAX_BATCH_TOKENS", "999")
+    engine = build_engine(Settings())
+    pool = engine.compressors[0].pool
+    assert pool.options == EngineOptions(max_pass_tokens=512, decoder="transformers", graphs="off")
+    assert pool.max_pass_tokens == 512
+    assert engine.options.max_batch_tokens == 999  # the serving batch: a different budget, a different name
+
+
+def test_a_scorer_built_from_options_runs_as_they_say(tiny_scorer) -> None:  # noqa: ANN001
+    from dataclasses import asdict
+
+    from ctxcompress.engines.scorer import CausalLMScorer
+    from tests.tiny_models import tiny_llama
+
+    tokenizer = tiny_scorer.tokenizer  # a model of its own: the shared fixture's model stays untouched
+    options = EngineOptions(max_pass_tokens=64, decoder="transformers", graphs="off")
+    scorer = CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, **asdict(options))
+    assert scorer.decoder.name == "transformers" and scorer.max_pass_tokens == 64 and scorer.graphs is None
+    fused = CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, **asdict(EngineOptions(decoder="fused")))
+    ids = [[5, 6, 7, 8, 9, 10]]
+    assert fused.decoder.name == "fused"
+    assert abs(float(fused.token_nll(ids)[0][1:].sum() - scorer.token_nll(ids)[0][1:].sum())) < 1e-3
+
+
+def test_cli_flags_map_onto_engine_options() -> None:
+    parser = argparse.ArgumentParser()
+    add_engine_flags(parser)
+    assert engine_overrides(parser.parse_args([])) == {}
+    args = parser.parse_args(["--max-pass-tokens", "2048", "--kernels", "torch", "--graphs", "off", "--compile"])
+    assert EngineOptions(**engine_overrides(args)) == EngineOptions(
+        max_pass_tokens=2048, kernels="torch", graphs="off", compile=True
+    )
+
+
+def test_compress_cli_names_a_missing_input_in_one_line(tmp_path) -> None:  # noqa: ANN001
+    missing = tmp_path / "missing.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "ctxcompress.cli", "compress", "--input", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and str(missing) in run.stderr and len(run.stderr.strip().splitlines()) == 1
