@@ -132,8 +132,13 @@ def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> Prep
         fixed_tokens=fixed_tokens,
     )
     if not prepared.fits_uncompressed() and prepared.context_budget() <= 0:
+        fixed = " and ".join(
+            name
+            for name, text in (("the instruction", request.instruction), ("the question", request.question))
+            if text
+        )
         raise InvalidInput(
-            f"budget of {target_tokens} tokens cannot hold the instruction and question "
+            f"budget of {target_tokens} tokens cannot hold {fixed or 'the prompt'} "
             f"({fixed_tokens} tokens, never compressed); raise the budget",
             field="budget",
         )

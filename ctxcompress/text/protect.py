@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from typing import Literal, get_args
 
-__all__ = ["protected_spans", "merge_spans", "PROTECTABLE_KINDS", "ProtectKind"]
+__all__ = ["contains_code", "protected_spans", "merge_spans", "PROTECTABLE_KINDS", "ProtectKind"]
 
 ProtectKind = Literal["digits", "urls", "code", "json", "headers"]
 PROTECTABLE_KINDS: tuple[ProtectKind, ...] = get_args(ProtectKind)
@@ -29,6 +29,26 @@ _JSON_STRUCTURE = re.compile(r"[{}\[\]:,]")
 _HEADER = re.compile(
     r"\A\s*(?:Document\s*\[[^\]\n]{1,16}\]\s*)?\(Title:[^\n]{0,300}?\)(?=\s|\Z)|\A\s*Title:[^\n]{0,300}(?=\n)"
 )
+
+
+# A line that reads as source code: a statement keyword at its start, a call or assignment ending the line,
+# or a line ending in a block opener/closer. Used to recognise unfenced code (``contains_code``).
+_CODE_LINE = re.compile(
+    r"^\s*(?:def |class |import |from \S+ import |return\b|print\(|#include|function |const |let |var |public |"
+    r"if .*:$|for .*:$|while .*:$|elif .*:$|else:$|try:$|except.*:$)"
+    r"|[;{}]\s*$|^\s*[\w.\[\]]+\s*=\s*\S.*$|^\s*\w[\w.]*\(.*\)\s*$"
+)
+
+
+def contains_code(text: str) -> bool:
+    """Whether ``text`` holds source code: a fenced block, or at least two lines that read as code, one of
+    them an indented line or one ending a statement (``;``, ``{``, ``}``, ``:``) or a call."""
+    if _FENCED_CODE.search(text):
+        return True
+    lines = [line for line in text.splitlines() if line.strip()]
+    code = [line for line in lines if _CODE_LINE.search(line)]
+    indented = any(line.startswith(("    ", "\t")) for line in code)
+    return len(code) >= 2 and (indented or any(line.rstrip().endswith((";", "{", "}", ":", ")")) for line in code))
 
 
 def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

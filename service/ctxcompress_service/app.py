@@ -78,6 +78,11 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.upstream_url and settings.upstream_api_key is not None and not settings.api_keys:
+            logger.warning(
+                "the proxy forwards with CTXCOMPRESS_UPSTREAM_API_KEY and CTXCOMPRESS_API_KEYS is empty: any caller "
+                "that reaches this port spends the operator's upstream key; set CTXCOMPRESS_API_KEYS"
+            )
         engine = (engine_factory or build_engine)(settings)
         app.state.engine = engine
         app.state.ready = False

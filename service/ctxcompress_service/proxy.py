@@ -3,7 +3,19 @@
 Which text is context: by default the last user message. Its final part (split on the configured separator,
 a blank line by default) is the question, the other parts are the documents; system messages and earlier turns
 pass untouched. The request's optional ``ctxcompress`` field overrides method, budget, options, documents and
-question and is removed before forwarding. Streaming (SSE) responses are passed through as they arrive; if the
+question and is removed before forwarding.
+
+A message passes *untouched* (and the response says why in ``x-ctxcompress-skipped``) when compressing it would
+not help or could break it: ``small`` (fewer than ``proxy_min_tokens`` target tokens: greetings, short chats),
+``code`` (it holds source code, which blank-line splitting would tear apart), ``budget`` (the budget cannot even
+hold the question), ``no-context`` (no documents before the question), ``not-text`` (image or tool content),
+``disabled`` (``ctxcompress.enabled`` false).
+
+Upstream responses keep the body the OpenAI SDKs parse, carry ``x-ctxcompress-upstream-status`` (so an upstream
+401/429/500 is told apart from the service's own), and lose hop-by-hop and cookie headers. Errors never show the
+upstream URL (it may hold credentials or tokens); the log has it redacted.
+
+Streaming (SSE) responses are passed through as they arrive; if the
 upstream fails mid-stream (after the 200 status went out), the stream ends with one SSE error event,
 ``data: {"error": {"type": "UpstreamError", ...}}``, and a proper end of body instead of a torn connection.
 """
@@ -13,25 +25,57 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from ctxcompress.errors import UpstreamError, UpstreamNotConfigured
+from ctxcompress.errors import InvalidInput, UpstreamError, UpstreamNotConfigured
 from ctxcompress.serving.protocol import EngineClient
+from ctxcompress.text.protect import contains_code
+from ctxcompress.text.tokens import get_target_tokenizer
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
 from ctxcompress_service.settings import Settings
 
-__all__ = ["ChatProxy", "message_text", "upstream_error_event"]
+__all__ = ["ChatProxy", "Plan", "message_text", "redact_url", "upstream_error_event"]
 
 logger = logging.getLogger("ctxcompress.service")
 
-# Hop-by-hop headers, and those our own server sets (passing the upstream's would send them twice).
-_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive", "date", "server"}
+# Upstream response headers never relayed: hop-by-hop ones (RFC 9110 §7.6.1), those our own server sets (they would
+# go out twice), cookies (the caller talks to this service, not to the upstream's origin) and authentication
+# challenges (an upstream 401's challenge is not ours to pose).
+_DROPPED_HEADERS = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "date",
+    "server",
+    "set-cookie",
+    "set-cookie2",
+    "www-authenticate",
+}
+UPSTREAM_STATUS_HEADER = "x-ctxcompress-upstream-status"
+SKIPPED_HEADER = "x-ctxcompress-skipped"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info, query or fragment (``http://***@host/v1?***``): safe to log."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = ("***@" if parts.username or parts.password else "") + host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
 
 
 def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
@@ -43,6 +87,16 @@ def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
     return None
 
 
+@dataclass
+class Plan:
+    """What the proxy does with a chat request: compress message ``index`` with ``request``, or pass untouched
+    for ``skipped`` (a reason)."""
+
+    index: int | None = None
+    request: CompressionRequest | None = None
+    skipped: str | None = None
+
+
 class ChatProxy:
     """Handles ``POST /v1/chat/completions``: compress (through the engine), then forward with httpx."""
 
@@ -52,26 +106,32 @@ class ChatProxy:
         self.metrics = metrics
         self.client = client
 
-    def to_compression_request(self, body: ChatCompletionRequest) -> tuple[int, CompressionRequest] | None:
-        """The message index to replace and the compression request for it; None when nothing to compress."""
+    def plan(self, body: ChatCompletionRequest) -> Plan:
+        """Which message to compress and how, or why the request passes untouched."""
         opts = body.ctxcompress or ProxyCompression()
         users = [i for i, m in enumerate(body.messages) if m.role == "user"]
-        if not opts.enabled or not users:
-            return None
+        if not opts.enabled:
+            return Plan(skipped="disabled")
+        if not users:
+            return Plan(skipped="no-context")
         index = users[-1]
         text = message_text(body.messages[index].content)
         if text is None:
-            return None
+            return Plan(skipped="not-text")
         if opts.documents is not None:
             documents, question = opts.documents, opts.question or text
         else:
+            if contains_code(text):
+                return Plan(skipped="code")
             parts = [p.strip() for p in text.split(self.settings.proxy_separator) if p.strip()]
             if opts.question is not None:
                 documents, question = parts, opts.question
             elif len(parts) < 2:
-                return None
+                return Plan(skipped="no-context")
             else:
                 documents, question = parts[:-1], parts[-1]
+        if get_target_tokenizer().count("\n\n".join([*documents, question])) < self.settings.proxy_min_tokens:
+            return Plan(skipped="small")
         request = CompressionRequest(
             method=opts.method or self.settings.default_method,
             documents=documents,
@@ -79,7 +139,7 @@ class ChatProxy:
             budget=opts.budget or self.settings.default_budget,
             options=opts.options,
         )
-        return index, request
+        return Plan(index=index, request=request)
 
     async def handle(self, body: ChatCompletionRequest, request: Request) -> Response:
         if not self.settings.upstream_url:
@@ -89,10 +149,19 @@ class ChatProxy:
             )
         messages = list(body.messages)
         headers = {"x-ctxcompress-origin-tokens": "0", "x-ctxcompress-compressed-tokens": "0"}
-        planned = self.to_compression_request(body)
-        if planned is not None:
-            index, compression = planned
-            result = await cancel_on_disconnect(request, self.engine.compress(compression))
+        plan = self.plan(body)
+        result = None
+        if plan.request is not None:
+            try:
+                result = await cancel_on_disconnect(request, self.engine.compress(plan.request))
+            except InvalidInput as exc:
+                if exc.field != "budget":  # a bad method or option is the caller's to fix
+                    raise
+                plan.skipped = "budget"  # the budget cannot hold the question: forward the chat as sent
+        if plan.skipped is not None:
+            headers[SKIPPED_HEADER] = plan.skipped
+        if result is not None and plan.index is not None:
+            index = plan.index
             self.metrics.observe_result(result)
             messages[index] = ChatMessage.model_validate({**messages[index].model_dump(), "content": result.prompt})
             headers = {
@@ -123,8 +192,13 @@ class ChatProxy:
         try:
             upstream = await self.client.send(upstream_request, stream=stream)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"upstream {self.settings.upstream_url} failed: {type(exc).__name__}: {exc}") from exc
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS} | extra
+            logger.warning(
+                "upstream request failed",
+                extra={"upstream": redact_url(self.settings.upstream_url or ""), "error": type(exc).__name__},
+            )
+            raise UpstreamError(f"the upstream LLM API did not answer ({type(exc).__name__})") from None
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED_HEADERS} | extra
+        headers[UPSTREAM_STATUS_HEADER] = str(upstream.status_code)
         if not stream:
             return Response(upstream.content, status_code=upstream.status_code, headers=headers)
         return StreamingResponse(_relay(upstream), status_code=upstream.status_code, headers=headers)
@@ -141,7 +215,7 @@ async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
             yield chunk
     except httpx.HTTPError as exc:
         logger.warning("upstream failed mid-stream", extra={"error": type(exc).__name__})
-        yield upstream_error_event(f"upstream failed mid-stream: {type(exc).__name__}: {exc}")
+        yield upstream_error_event(f"upstream failed mid-stream ({type(exc).__name__})")
     finally:
         await upstream.aclose()
 

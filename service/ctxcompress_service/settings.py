@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     proxy_separator: str = "\n\n"
     """Splits the last user message into documents (the final part is the question)."""
+    proxy_min_tokens: int = Field(default=512, ge=0)
+    """Last user messages shorter than this (target tokens) are forwarded untouched (``x-ctxcompress-skipped``)."""
     log_prompts: bool = False
     log_level: str = "info"
     graceful_shutdown_s: float = Field(default=30.0, gt=0)

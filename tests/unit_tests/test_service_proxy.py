@@ -10,7 +10,7 @@ import pytest
 from ctxcompress_service import Settings, build_app, build_engine
 from ctxcompress_service.testing import ServiceThread
 from fastapi import FastAPI, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ctxcompress import Compressor
 from ctxcompress.pool import ModelPool
@@ -33,6 +33,11 @@ def fake_openai() -> FastAPI:
     async def chat(request: Request):  # noqa: ANN202
         body = await request.json()
         app.state.received.append((body, dict(request.headers)))
+        if body["model"].startswith("status-"):  # an upstream error, as OpenAI shapes it, with a cookie and a challenge
+            status = int(body["model"].removeprefix("status-"))
+            error = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+            headers = {"set-cookie": "session=upstream-secret", "www-authenticate": "Bearer", "x-request-id": "up-1"}
+            return JSONResponse(error, status_code=status, headers=headers)
         if body.get("stream"):
 
             async def events():  # noqa: ANN202
@@ -65,6 +70,7 @@ def proxy(tiny_scorer, upstream):  # noqa: ANN001, ANN201
         default_method="llmlingua",
         upstream_url=f"{upstream[0].url}/v1/",
         upstream_api_key="sk-upstream",
+        proxy_min_tokens=0,  # these tests compress a few short documents
     )
     upstream[1].clear()
     app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
@@ -140,10 +146,65 @@ def test_proxy_errors(proxy, tiny_scorer) -> None:  # noqa: ANN001
     with socket.socket() as sock:  # a port with nothing listening
         sock.bind(("127.0.0.1", 0))
         dead = sock.getsockname()[1]
-    cases = [(None, 503, "UpstreamNotConfigured"), (f"http://127.0.0.1:{dead}/v1", 502, "UpstreamError")]
+    secret_url = f"http://admin:hunter2@127.0.0.1:{dead}/v1?token=abc"
+    cases = [(None, 503, "UpstreamNotConfigured"), (secret_url, 502, "UpstreamError")]
     for upstream_url, status, kind in cases:
         settings = Settings(_env_file=None, device=["cpu"], preload_models=[], warmup=False, upstream_url=upstream_url)
         app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
         with ServiceThread(app) as service:
             response = httpx.post(f"{service.url}/v1/chat/completions", json=chat_body(), timeout=60)
         assert response.status_code == status and response.json()["error"]["type"] == kind
+        assert not {"hunter2", "admin", "token", str(dead)} & set(response.text.replace('"', " ").split())
+        assert "hunter2" not in response.text and "token=abc" not in response.text
+
+
+def test_short_chats_code_and_tight_budgets_pass_untouched(proxy, tiny_scorer, upstream) -> None:  # noqa: ANN001
+    url, received = proxy
+    code = "def f(x):\n    return x\n\n\nprint(f(1))\n\nWhat does this print?"
+    greeting = "Hi there\n\nHow are you?"  # rate 0.5 of 5 tokens cannot hold the question
+    for content, reason in ((code, "code"), (greeting, "budget")):
+        body = chat_body(messages=[{"role": "user", "content": content}])
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-ctxcompress-skipped"] == reason
+        assert received[-1][0]["messages"] == body["messages"]
+
+    pool = ModelPool(device="cpu")  # the default size threshold: a short chat is not worth compressing
+    pool.register("scorer", "smollm2-135m", tiny_scorer)
+    settings = Settings(
+        _env_file=None, device=["cpu"], preload_models=[], warmup=False, upstream_url=f"{upstream[0].url}/v1"
+    )
+    app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
+    with ServiceThread(app) as service:
+        response = httpx.post(f"{service.url}/v1/chat/completions", json=chat_body(), timeout=60)
+    assert response.status_code == 200 and response.headers["x-ctxcompress-skipped"] == "small"
+    assert received[-1][0]["messages"] == chat_body()["messages"]
+
+
+def test_upstream_errors_are_marked_and_lose_cookies(proxy) -> None:  # noqa: ANN001
+    url, _ = proxy
+    for status in (401, 429, 500):
+        response = httpx.post(f"{url}/v1/chat/completions", json=chat_body(model=f"status-{status}"), timeout=60)
+        assert response.status_code == status
+        assert response.json()["error"]["message"] == "Incorrect API key provided"  # the body the SDKs parse
+        assert response.headers["x-ctxcompress-upstream-status"] == str(status)
+        assert "set-cookie" not in response.headers and "www-authenticate" not in response.headers
+    ok = httpx.post(f"{url}/v1/chat/completions", json=chat_body(), timeout=60)
+    assert ok.headers["x-ctxcompress-upstream-status"] == "200" and "x-ctxcompress-skipped" not in ok.headers
+
+
+def test_an_operator_key_without_service_keys_is_warned_about(caplog, tiny_scorer) -> None:  # noqa: ANN001
+    pool = ModelPool(device="cpu")
+    pool.register("scorer", "smollm2-135m", tiny_scorer)
+    settings = Settings(
+        _env_file=None,
+        device=["cpu"],
+        preload_models=[],
+        warmup=False,
+        upstream_url="http://127.0.0.1:9/v1",
+        upstream_api_key="sk-operator",
+    )
+    app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
+    with caplog.at_level("WARNING", logger="ctxcompress.service"), ServiceThread(app):
+        pass
+    assert any("spends the operator's upstream key" in r.getMessage() for r in caplog.records)
