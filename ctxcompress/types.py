@@ -68,6 +68,11 @@ Text = Annotated[str, AfterValidator(_unicode_text)]
 """A string that is valid Unicode (no lone surrogates)."""
 
 
+# Largest token budget accepted: far above any request the service takes (200k tokens by default); a larger
+# number is a client bug (e.g. 1e40), not a budget.
+MAX_BUDGET_TOKENS = 100_000_000
+
+
 class Budget(BaseModel):
     """Target size of the whole compressed prompt (instruction + context + question).
 
@@ -78,7 +83,7 @@ class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rate: float | None = Field(default=None, gt=0.0, le=1.0, strict=True)
-    max_tokens: int | None = Field(default=None, gt=0, strict=True)
+    max_tokens: int | None = Field(default=None, gt=0, le=MAX_BUDGET_TOKENS, strict=True)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Budget:

@@ -18,7 +18,7 @@ from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
-from ctxcompress_service.middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from ctxcompress_service.proxy import ChatProxy
 from ctxcompress_service.routes import chat, compress, info
 from ctxcompress_service.settings import Settings
@@ -121,6 +121,9 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_request_bytes, read_timeout_s=settings.body_read_timeout_s
+    )
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)  # outside the body limit: keys first
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

@@ -3,29 +3,38 @@
 Every library/service error class carries its status (``http_status``): 422 invalid input (naming the field),
 413 too large, 401 missing / 403 bad API key, 429 overloaded and 503 unavailable (both with ``Retry-After``),
 502 upstream failure, 504 timeout, 499 client gone (nobody reads it; it shows in metrics and logs).
-Request-parsing errors become 422 with the field's dotted path; so does a body that is not UTF-8 (FastAPI's
-400). Anything else is a server bug: 500, logged, with no internals in the body. Error text is made UTF-8-safe
-(lone surrogates escaped) so that an error about bad text can always be sent.
+Request-parsing errors become 422 with the field's dotted path; so does a body the JSON parser gives up on
+(FastAPI's 400: not UTF-8, nested too deep, a number too long; the message says which); a non-JSON content type
+is 415; a 401 carries ``WWW-Authenticate: Bearer``; a stalled body is 408. Anything else is a server bug: 500,
+logged, with no internals in the body. Error text is made UTF-8-safe (lone surrogates escaped) so that an error
+about bad text can always be sent.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ctxcompress.errors import CtxCompressError, Overloaded
+from ctxcompress.errors import CtxCompressError, Forbidden, Overloaded, Unauthorized
 from ctxcompress_service.protocol import ErrorDetail, ErrorResponse
 
 __all__ = ["error_detail", "error_response", "install_error_handlers", "ERROR_RESPONSES"]
 
 logger = logging.getLogger("ctxcompress.service")
 
-_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType"}
+_HTTP_TYPES = {
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    408: "RequestTimeout",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
 
 # For the OpenAPI spec: the error statuses every compression route can return.
 ERROR_RESPONSES: dict[int | str, dict] = {
@@ -60,7 +69,20 @@ def error_response(exc: CtxCompressError) -> JSONResponse:
     headers = None
     if isinstance(exc, Overloaded):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    elif isinstance(exc, Unauthorized) and not isinstance(exc, Forbidden):
+        headers = {"WWW-Authenticate": 'Bearer realm="ctxcompress"'}
     return _json(exc.http_status, error_detail(exc), headers)
+
+
+def _unparsable_body_message(cause: BaseException | None) -> str:
+    """Why the JSON parser gave up on a body, with the limit that was hit."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"request body is not UTF-8 text ({cause.reason} at byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "request body nests JSON arrays/objects deeper than the parser allows (about 1,000 levels)"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return f"request body holds a number longer than the parser allows ({sys.get_int_max_str_digits():,} digits)"
+    return "request body could not be parsed as JSON"
 
 
 def _validation_detail(exc: RequestValidationError) -> ErrorDetail:
@@ -80,13 +102,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        body_wrong_type = any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
+        if body_wrong_type and "json" not in content_type:  # FastAPI read a non-JSON body as raw bytes
+            message = (
+                f"expected a JSON object body with Content-Type: application/json (got {content_type or 'none'!r})"
+            )
+            return _json(415, ErrorDetail(type="UnsupportedMediaType", message=message, field="body"))
         return _json(422, _validation_detail(exc))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8): same as invalid JSON
-            message = f"request body could not be read as UTF-8 JSON: {exc.detail}"
+        if exc.status_code == 400:  # FastAPI's parser gave up on the body: say which limit it hit
+            message = _unparsable_body_message(exc.__cause__)
             return _json(422, ErrorDetail(type="InvalidInput", message=message, field="body"))
         kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
         return _json(exc.status_code, ErrorDetail(type=kind, message=str(exc.detail)), exc.headers)

@@ -1,7 +1,10 @@
-"""ASGI middleware: request-size limit (413) and per-request metrics + one structured log line."""
+"""ASGI middleware: request-size limit (413), slow-body limit (408), API keys before anything is parsed (401/403),
+per-request metrics + one structured log line."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 import uuid
@@ -12,17 +15,46 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctxcompress_service.metrics import Metrics
 
-__all__ = ["BodyLimitMiddleware", "ObservabilityMiddleware"]
+__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "ObservabilityMiddleware"]
 
 logger = logging.getLogger("ctxcompress.service.access")
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes``: by ``Content-Length`` before reading, else while streaming in."""
+class ApiKeyMiddleware:
+    """With API keys configured, ``/v1/*`` answers 401 (with ``WWW-Authenticate``) or 403 before the body is read,
+    so an unauthenticated caller learns nothing about the request's validity."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, keys: list[str]) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        from ctxcompress_service.auth import key_matches
+
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            message = "API key required: send 'Authorization: Bearer <key>'"
+            await _send_error(
+                send, 401, "Unauthorized", message, [(b"www-authenticate", b'Bearer realm="ctxcompress"')]
+            )
+        elif not key_matches(key.strip(), self.keys):
+            await _send_error(send, 403, "Forbidden", "API key is not valid")
+        else:
+            await self.app(scope, receive, send)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` (413): by ``Content-Length`` before reading, else while streaming in; and
+    bodies that stall (408): no part of the body for ``read_timeout_s`` (e.g. shorter than its ``Content-Length``)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,7 +68,13 @@ class BodyLimitMiddleware:
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout_s)
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"request body stalled: nothing arrived for {self.read_timeout_s:g} s (is Content-Length right?)",
+                ) from None
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
                 raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes")
@@ -46,16 +84,23 @@ class BodyLimitMiddleware:
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    import json
+    await _send_error(send, 413, "PayloadTooLarge", f"request body exceeds {limit} bytes")
 
-    body = json.dumps(
-        {"error": {"type": "PayloadTooLarge", "message": f"request body exceeds {limit} bytes", "field": None}}
-    ).encode()
+
+async def _send_error(
+    send: Send, status: int, kind: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """The service's ``{"error": ...}`` response, sent from middleware (before any route runs)."""
+    body = json.dumps({"error": {"type": kind, "message": message, "field": None}}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

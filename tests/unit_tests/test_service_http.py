@@ -289,3 +289,51 @@ def test_a_request_whose_client_left_is_dropped_unrun(make_service) -> None:  # 
     assert metric(page, "ctxcompress_http_requests_total", route="/v1/compress", status="499") == 1
     assert metric(page, "ctxcompress_engine_dropped_total") == 1
     assert gated.batch_sizes == [1]  # only the first request ever ran
+
+
+def test_unauthenticated_callers_get_a_challenge_before_any_body_check(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service(api_keys=["k1"])
+    bad_body = {"content": b"{", "headers": {"content-type": "application/json"}}
+    missing = httpx.post(f"{service.url}/v1/compress", **bad_body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Bearer")
+    assert missing.json()["error"]["type"] == "Unauthorized"
+    wrong = httpx.post(f"{service.url}/v1/compress", content=b"{", headers={"authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and "www-authenticate" not in wrong.headers
+    authed_headers = {"authorization": "Bearer k1", "content-type": "application/json"}
+    authed = httpx.post(f"{service.url}/v1/compress", content=b"{", headers=authed_headers)
+    assert authed.status_code == 422
+
+
+def test_bodies_the_parser_refuses_say_which_limit(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service()
+    url = f"{service.url}/v1/compress"
+    json_type = {"content-type": "application/json"}
+    digits = httpx.post(url, content=b'{"documents": [' + b"1" * 5000 + b"]}", headers=json_type)
+    assert digits.status_code == 422 and "4,300 digits" in digits.json()["error"]["message"]
+    nested = httpx.post(url, content=b"[" * 1000 + b"]" * 1000, headers=json_type)
+    assert nested.status_code == 422 and "nests" in nested.json()["error"]["message"]
+    plain = httpx.post(url, content=b"some documents", headers={"content-type": "text/plain"})
+    assert plain.status_code == 415 and "application/json" in plain.json()["error"]["message"]
+    huge = httpx.post(url, json={"documents": ["a b c"], "budget": {"max_tokens": 10**40}})
+    assert huge.status_code == 422 and huge.json()["error"]["field"] == "budget.max_tokens"
+    tight = {"documents": ["The Nile flows north into the Mediterranean Sea."], "question": "Which river flows north?"}
+    refused = httpx.post(url, json=tight | {"budget": {"max_tokens": 2}})
+    assert refused.status_code == 422
+    assert "question" in refused.json()["error"]["message"] and "instruction" not in refused.json()["error"]["message"]
+
+
+def test_a_body_shorter_than_its_content_length_gets_408(make_service) -> None:  # noqa: ANN001
+    import socket
+
+    service, _ = make_service(body_read_timeout_s=0.5)
+    host, port = service.url.removeprefix("http://").split(":")
+    started = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST /v1/compress HTTP/1.1\r\nHost: {host}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"documents"')
+        answer = sock.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 408") and "stalled" in answer
+    assert time.perf_counter() - started < 5
