@@ -16,6 +16,7 @@ from ctxcompress.compressor import Compressor
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress.serving.protocol import EngineClient
+from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
@@ -106,7 +107,10 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         version=ctxcompress.__version__,
         summary="Prompt/context compression for RAG: REST API and OpenAI-compatible compressing proxy.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI / ReDoc from a CDN; ours are served from the package
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.engine = None
     app.state.ready = False

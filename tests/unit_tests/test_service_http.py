@@ -337,3 +337,14 @@ def test_a_body_shorter_than_its_content_length_gets_408(make_service) -> None: 
         answer = sock.recv(4096).decode("latin-1")
     assert answer.startswith("HTTP/1.1 408") and "stalled" in answer
     assert time.perf_counter() - started < 5
+
+
+def test_docs_page_works_offline_and_is_counted(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service()
+    page = httpx.get(f"{service.url}/docs")
+    assert page.status_code == 200 and "cdn." not in page.text and "/docs/assets/swagger-ui-bundle.js" in page.text
+    script = httpx.get(f"{service.url}/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert httpx.get(f"{service.url}/docs/assets/swagger-ui.css").status_code == 200
+    scraped = httpx.get(f"{service.url}/metrics").text
+    assert metric(scraped, "ctxcompress_http_requests_total", route="/docs", status="200") >= 1
