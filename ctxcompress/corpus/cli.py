@@ -99,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
         error = {"type": type(exc).__name__, "message": exc.message, "field": exc.field}
         print(json.dumps({"error": error}))
         return 2
+    except KeyboardInterrupt:
+        resume = "re-run without --overwrite to resume" if args.engine == "local" else "re-run to start again"
+        print(
+            f"\nctxcompress corpus: interrupted; {resume} (the previous output and report are untouched)",
+            file=sys.stderr,
+        )
+        return 130
     print(summary.text(), file=sys.stderr)
     print(json.dumps(summary.as_dict(), indent=2))
     return 0

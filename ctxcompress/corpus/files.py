@@ -130,15 +130,19 @@ class RowWriter:
 
 
 def claim_output(output: Path, parts_dir: Path | None, *, overwrite: bool) -> None:
-    """Refuse to clobber an existing output unless ``overwrite``; with it, remove the output and its shards."""
+    """Refuse to clobber an existing output unless ``overwrite`` or an unfinished run's shards are there to resume.
+
+    Nothing is deleted up front: the output and report are replaced (renamed into place) only when a run
+    completes, so an interrupted ``--overwrite`` run leaves the previous output and report as they were. With
+    ``overwrite``, an unfinished run's shards are discarded.
+    """
     import shutil
 
     from ctxcompress.errors import InvalidInput
 
-    if output.exists():
-        if not overwrite:
-            raise InvalidInput(f"output {str(output)!r} already exists; pass --overwrite to replace it", field="output")
-        output.unlink()
+    resumable = parts_dir is not None and parts_dir.exists() and not overwrite
+    if output.exists() and not overwrite and not resumable:
+        raise InvalidInput(f"output {str(output)!r} already exists; pass --overwrite to replace it", field="output")
     if overwrite and parts_dir is not None and parts_dir.exists():
         shutil.rmtree(parts_dir)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -205,3 +205,31 @@ def test_cli_refuses_question_methods_with_a_json_error(tmp_path, capsys):
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["type"] == "InvalidInput" and error["field"] == "method" and "needs a question" in error["message"]
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_output_and_resumes(tmp_path, tiny_compressor):
+    src = write_jsonl(tmp_path / "in.jsonl", nq_passages(6))
+    run_local(job(tmp_path, src), compressor=tiny_compressor, progress=False)
+    output, report = tmp_path / "out.jsonl", job(tmp_path, src).report_path
+    before = output.read_text(), report.read_text()
+    crashing = CountingCompressor(tiny_compressor, fail_after=2)
+    with pytest.raises(RuntimeError):
+        run_local(job(tmp_path, src, budget={"rate": 0.3}), compressor=crashing, overwrite=True, progress=False)
+    assert (output.read_text(), report.read_text()) == before  # nothing replaced until a run completes
+    summary = run_local(job(tmp_path, src, budget={"rate": 0.3}), compressor=tiny_compressor, progress=False)
+    assert summary.shards_resumed == 1 and summary.rows == 6
+    assert output.read_text() != before[0] and report.read_text() != before[1]  # the completed run replaced both
+
+
+def test_ctrl_c_in_the_cli_says_how_to_resume_and_exits_130(tmp_path, capsys, monkeypatch):
+    import ctxcompress.corpus.local as local
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local, "run_local", interrupted)
+    src = write_jsonl(tmp_path / "in.jsonl", nq_passages(1))
+    argv = ["corpus", "-i", str(src), "-o", str(tmp_path / "o.jsonl"), "-m", "llmlingua", "--rate", "0.5"]
+    assert cli_main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; re-run without --overwrite to resume" in err and "Traceback" not in err
