@@ -93,6 +93,7 @@ class PreparedRequest:
         return CompressionResult(
             method=self.request.method,
             documents=kept,
+            dropped_documents=sorted(set(range(len(self.documents))) - {d.index for d in kept}),
             prompt=prompt,
             origin_tokens=self.origin_tokens,
             compressed_tokens=compressed,

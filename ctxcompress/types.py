@@ -129,6 +129,7 @@ class CompressionResult(BaseModel):
 
     ``documents`` are the kept documents in output order; ``prompt`` is instruction + compressed context +
     question joined as the LLM should receive it. ``ratio`` is origin_tokens / compressed_tokens (4.0 = 4x).
+    ``dropped_documents`` are the indices of the request's documents that were dropped whole (sorted).
     ``ranking`` is the method's coarse ranking of all document indices, best first, when it ranks.
     """
 
@@ -136,6 +137,7 @@ class CompressionResult(BaseModel):
 
     method: str
     documents: list[KeptDocument]
+    dropped_documents: list[int] = Field(default_factory=list)
     prompt: str
     origin_tokens: int
     compressed_tokens: int

@@ -8,10 +8,13 @@ Retrieval Augmented Large Language Model for Inference Cost Reduction", §3.1).
    (T5/BART family; T5 gets its ``summarize:`` prefix) or an instruct causal LM prompted to summarize
    (default: the embedded SmolLM2-135M-Instruct, chat template). With a question, the causal-LM prompt asks to
    keep what helps answer it.
-3. Faithfulness/length guard: a summary longer than its share is cut at its last sentence boundary that fits
-   (at a word boundary if its first sentence does not fit); if the assembled prompt still exceeds the budget,
-   the longest summaries lose their last words until it fits. Summaries may be shorter than the budget (the
-   generator stops when it is done); they never exceed it.
+3. Faithfulness guard (``faithful``, on by default; ``methods/summary_guard.py``): summary sentences whose
+   numbers or names the document does not contain, or whose content words are mostly new, are dropped; a
+   summary with nothing left falls back to the document's own leading sentences (extractive) within its share.
+4. Length guard: a summary longer than its share is cut at its last sentence boundary that fits (at a word
+   boundary if its first sentence does not fit); if the assembled prompt still exceeds the budget, the longest
+   summaries lose their last words until it fits. Summaries may be shorter than the budget (the generator stops
+   when it is done); they never exceed it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import Field
 from ctxcompress.engines.generator import Generator
 from ctxcompress.methods._units import word_spans
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
+from ctxcompress.methods.summary_guard import supported_summary
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.text.tokens import TargetTokenizer
@@ -40,7 +44,9 @@ class TCRASummaryOptions(BaseOptions):
     question_focus: bool = True
     """With a question, ask the (causal) generator to keep what helps answer it."""
     language: str = "english"
-    """Punkt sentence-splitter language (for the length guard)."""
+    """Punkt sentence-splitter language (for the guards)."""
+    faithful: bool = True
+    """Drop summary sentences the document does not support; fall back to its leading sentences when none is."""
 
 
 def summary_prompt(generator: Generator, document: str, words: int, question: str | None) -> str:
@@ -120,9 +126,9 @@ class TCRASummary(CompressionMethod):
         generate_ms = (time.perf_counter() - started) * 1000
         results = []
         for r, prepared in enumerate(requests):
-            language = prepared.options.language
+            opts = prepared.options
             kept = [
-                [i, fit_summary(s, share, prepared.target, language)]
+                [i, fit_summary(_faithful(s, prepared.documents[i], opts), share, prepared.target, opts.language)]
                 for (owner, i, share), s in zip(jobs, summaries, strict=True)
                 if owner == r
             ]
@@ -139,3 +145,11 @@ class TCRASummary(CompressionMethod):
                 )
             )
         return results
+
+
+def _faithful(summary: str, document: str, options: TCRASummaryOptions) -> str:
+    """The summary's supported sentences, or the document itself (cut to its share later) when none is."""
+    if not options.faithful:
+        return summary
+    guarded = supported_summary(summary, document, options.language)
+    return guarded.text or document

@@ -15,6 +15,7 @@ from ctxcompress import Compressor, InvalidInput, UnknownModel
 from ctxcompress.engines.encoder import TokenEmbeddings
 from ctxcompress.methods._units import question_entities, word_spans
 from ctxcompress.methods.llmlingua2 import chunk_words
+from ctxcompress.methods.summary_guard import supported_summary
 from ctxcompress.methods.tcra_summary import fit_summary
 from ctxcompress.text.tokens import get_target_tokenizer
 from tests.conftest import TINY_CLASSIFIER, nq_documents, nq_rows
@@ -95,6 +96,8 @@ def test_cpc_keeps_whole_sentences_and_ranks_every_document(compressor, nq):
     req["options"] = {"trim_last_sentence": False}
     result = compressor.compress(req)
     assert sorted(result.ranking) == list(range(20))
+    kept_indices = {d.index for d in result.documents}
+    assert result.dropped_documents == sorted(set(range(20)) - kept_indices) and result.dropped_documents
     from ctxcompress.text.sentences import split_sentences
 
     for kept in result.documents:
@@ -267,6 +270,32 @@ def test_fit_summary_cuts_at_a_sentence_then_a_word_boundary():
     assert fit_summary(summary, 17, target, "english") == "Curie won in 1903. She won again in 1911."
     cut = fit_summary("one two three four five six seven eight", 3, target, "english")
     assert cut == "one two three"
+
+
+def test_faithfulness_guard_drops_sentences_with_names_or_numbers_the_source_lacks():
+    source = (
+        "Santiago Ramón y Cajal was a Spanish neuroscientist and pathologist, specializing in neuroanatomy. "
+        "He won the Nobel Prize in 1906 with Camillo Golgi."
+    )
+    swapped = supported_summary("Marie Curie worked on neuroanatomy. Cajal won the Nobel Prize in 1906.", source)
+    assert swapped.text == "Cajal won the Nobel Prize in 1906." and (swapped.dropped, swapped.sentences) == (1, 2)
+    assert supported_summary("Meyer Olf Grau studied the brain.", source).text == ""  # an invented person
+    assert supported_summary("He won it in 1907.", source).text == ""  # a number the source does not hold
+    paraphrase = "Cajal, a Spanish neuroscientist, shared the 1906 Nobel Prize with Golgi."
+    assert supported_summary(paraphrase, source).text == paraphrase
+
+
+def test_tcra_summary_keeps_only_supported_text_or_the_documents_own_lead(compressor, nq):
+    """The tiny random generator writes gibberish: the guard must replace it with the documents' own sentences."""
+    docs = nq_documents(nq[0])[:3]
+    request = {"method": "tcra-summary", "documents": docs, "question": nq[0]["question"], "budget": {"rate": 0.4}}
+    guarded = compressor.compress(request | {"options": {"max_new_tokens": 24}})
+    for kept in guarded.documents:
+        source = docs[kept.index]
+        assert source.startswith(kept.text) or supported_summary(kept.text, source).dropped == 0
+    assert guarded.compressed_tokens <= guarded.target_tokens
+    unguarded = compressor.compress(request | {"options": {"max_new_tokens": 24, "faithful": False}})
+    assert any(not docs[k.index].startswith(k.text) for k in unguarded.documents)  # the guard changed something
 
 
 def test_generator_batches_like_single_calls_and_respects_each_limit(tiny_generator, tiny_seq2seq):
