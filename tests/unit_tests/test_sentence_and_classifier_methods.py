@@ -97,7 +97,10 @@ def test_cpc_keeps_whole_sentences_and_ranks_every_document(compressor, nq):
     result = compressor.compress(req)
     assert sorted(result.ranking) == list(range(20))
     kept_indices = {d.index for d in result.documents}
-    assert result.dropped_documents == sorted(set(range(20)) - kept_indices) and result.dropped_documents
+    assert result.dropped_documents == sorted(set(range(20)) - kept_indices)
+    tight = compressor.compress(request(nq[0], "cpc", rate=0.1))
+    assert tight.dropped_documents == sorted(set(range(20)) - {d.index for d in tight.documents})
+    assert tight.dropped_documents, "at rate 0.1 some of 20 documents are dropped whole"
     from ctxcompress.text.sentences import split_sentences
 
     for kept in result.documents:
