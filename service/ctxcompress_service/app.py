@@ -68,6 +68,12 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient
         logger.exception("model preparation failed")
 
 
+async def _sync_metrics(metrics: Metrics, period_s: float = 1.0) -> None:
+    while True:
+        metrics.sync()
+        await asyncio.sleep(period_s)
+
+
 def app_from_env() -> FastAPI:
     """The app configured from ``CTXCOMPRESS_*`` alone (each ``--workers`` process calls this)."""
     return build_app(Settings())
@@ -92,9 +98,13 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         client = httpx.AsyncClient(timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0))
         app.state.proxy = ChatProxy(settings, engine, app.state.metrics, client)
         preparing = asyncio.create_task(_prepare_models(app, settings, engine))
+        # With several workers a scrape reads every worker's files: keep this one's engine figures fresh in them.
+        syncing = asyncio.create_task(_sync_metrics(app.state.metrics)) if app.state.metrics.multiprocess else None
         try:
             yield
         finally:
+            if syncing is not None:
+                syncing.cancel()
             app.state.ready = False
             app.state.not_ready_reason = "shutting down"
             await asyncio.gather(preparing, return_exceptions=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 
 from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 
@@ -66,5 +67,8 @@ def run(args: argparse.Namespace) -> int:
     # Worker processes rebuild the settings from the environment, so the flags travel there.
     for key, value in overrides.items():
         os.environ[f"CTXCOMPRESS_{key.upper()}"] = str(value)
-    uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=settings.workers, **common)
+    # Metrics of all workers are summed at every scrape (prometheus-client multiprocess mode, a fresh folder).
+    with tempfile.TemporaryDirectory(prefix="ctxcompress-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=settings.workers, **common)
     return 0

@@ -1,71 +1,81 @@
-"""Prometheus metrics: per-app registry; engine state (queue depth, batch sizes) is read at scrape time."""
+"""Prometheus metrics, one truth across ``serve --workers N`` processes.
+
+HTTP counters and latencies are recorded as requests finish; the engine's state (queue depth, batch sizes,
+counters) is copied into ordinary Prometheus metrics by :meth:`Metrics.sync`: at every scrape and, with several
+workers, once a second in each process. With several workers the serve command sets
+``PROMETHEUS_MULTIPROC_DIR``; every process then writes its values to files there and a scrape answered by any
+worker sums all of them (prometheus-client's multiprocess mode: counters and histograms summed, gauges summed over
+live processes), so counters never jump between processes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections import Counter as Tally
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from ctxcompress.serving.protocol import EngineClient
+from ctxcompress.serving.stats import BATCH_SIZE_BUCKETS, EngineStats
 from ctxcompress.types import CompressionResult
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "multiprocess_dir"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class _EngineCollector(Collector):
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-
-    def collect(self) -> Iterator[Any]:
-        engine: EngineClient | None = self._engine()
-        if engine is None:
-            return
-        stats = engine.stats()
-        yield GaugeMetricFamily("ctxcompress_queue_depth", "requests waiting for a batch", value=stats.queue_depth)
-        yield GaugeMetricFamily("ctxcompress_in_flight_requests", "admitted requests", value=stats.in_flight)
-        yield GaugeMetricFamily(
-            "ctxcompress_max_concurrent_requests", "admission bound", value=stats.max_concurrent_requests
-        )
-        yield GaugeMetricFamily("ctxcompress_running_batches", "batches on devices", value=stats.running_batches)
-        for name, doc, value in (
-            ("ctxcompress_engine_requests", "requests submitted to the engine", stats.requests_total),
-            ("ctxcompress_engine_dropped", "requests dropped unrun (caller gone or expired)", stats.dropped_total),
-            ("ctxcompress_engine_timeouts", "requests that timed out", stats.timeouts_total),
-            ("ctxcompress_engine_rejected", "requests rejected as overloaded", stats.rejected_total),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
-        batches = HistogramMetricFamily("ctxcompress_batch_size", "requests per compress_batch call")
-        buckets = [(("+Inf" if b == float("inf") else str(int(b))), n) for b, n in stats.batch_size_buckets()]
-        total = sum(size * n for size, n in stats.batch_sizes.items())
-        batches.add_metric([], buckets, sum_value=total)
-        yield batches
-        yield CounterMetricFamily(
-            "ctxcompress_batch_seconds", "time spent running batches", value=stats.batch_seconds_sum
-        )
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus-client's multiprocess mode, when the serve command set one."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
     """The service's metrics; ``engine_getter()`` returns the live engine (or None before startup)."""
 
     def __init__(self, engine_getter: Any) -> None:
+        self._engine = engine_getter
+        self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry()
+        if self.multiprocess:  # values live in per-process files; the exposition registry reads all of them
+            MultiProcessCollector(self.registry)
+        own = None if self.multiprocess else self.registry
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, registry=own, multiprocess_mode="livesum")
+
         self.requests = Counter(
-            "ctxcompress_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+            "ctxcompress_http_requests", "HTTP requests", ["route", "method", "status"], registry=own
         )
         self.latency = Histogram(
             "ctxcompress_http_request_seconds",
             "HTTP request latency",
             ["route"],
             buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
-        self.tokens = Counter("ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=self.registry)
-        self.registry.register(_EngineCollector(engine_getter))
+        self.tokens = Counter("ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=own)
+        self.queue_depth = gauge("ctxcompress_queue_depth", "requests waiting for a batch")
+        self.in_flight = gauge("ctxcompress_in_flight_requests", "admitted requests")
+        self.max_concurrent = gauge("ctxcompress_max_concurrent_requests", "admission bound")
+        self.running_batches = gauge("ctxcompress_running_batches", "batches on devices")
+        self.engine_counters = {
+            field: Counter(name, doc, registry=own)
+            for field, name, doc in (
+                ("requests_total", "ctxcompress_engine_requests", "requests submitted to the engine"),
+                ("dropped_total", "ctxcompress_engine_dropped", "requests dropped unrun (caller gone or expired)"),
+                ("timeouts_total", "ctxcompress_engine_timeouts", "requests that timed out"),
+                ("rejected_total", "ctxcompress_engine_rejected", "requests rejected as overloaded"),
+                ("batch_seconds_sum", "ctxcompress_batch_seconds", "time spent running batches"),
+            )
+        }
+        self.batch_size = Histogram(
+            "ctxcompress_batch_size", "requests per compress_batch call", buckets=BATCH_SIZE_BUCKETS, registry=own
+        )
+        self._synced = EngineStats()  # what has been copied into the metrics so far
+        self._sync_lock = threading.Lock()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -74,3 +84,31 @@ class Metrics:
     def observe_result(self, result: CompressionResult) -> None:
         self.tokens.labels("origin").inc(result.origin_tokens)
         self.tokens.labels("compressed").inc(result.compressed_tokens)
+
+    def sync(self) -> None:
+        """Copy the engine's state into the metrics: gauges set, counters and the batch histogram advanced by what
+        happened since the last sync."""
+        engine: EngineClient | None = self._engine()
+        if engine is None:
+            return
+        with self._sync_lock:
+            stats, last = engine.stats(), self._synced
+            self.queue_depth.set(stats.queue_depth)
+            self.in_flight.set(stats.in_flight)
+            self.max_concurrent.set(stats.max_concurrent_requests)
+            self.running_batches.set(stats.running_batches)
+            for field, counter in self.engine_counters.items():
+                delta = getattr(stats, field) - getattr(last, field)
+                if delta > 0:
+                    counter.inc(delta)
+            new_batches: Tally[int] = Tally(stats.batch_sizes)
+            new_batches.subtract(last.batch_sizes)
+            for size, n in new_batches.items():
+                for _ in range(max(n, 0)):
+                    self.batch_size.observe(size)
+            self._synced = EngineStats(**{**stats.__dict__, "batch_sizes": Tally(stats.batch_sizes)})
+
+    def exposition(self) -> bytes:
+        """The scrape body (every worker's values with several workers)."""
+        self.sync()
+        return generate_latest(self.registry)

@@ -334,9 +334,14 @@ def test_a_body_shorter_than_its_content_length_gets_408(make_service) -> None: 
             "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
         )
         sock.sendall(head.encode() + b'{"documents"')
-        answer = sock.recv(4096).decode("latin-1")
-    assert answer.startswith("HTTP/1.1 408") and "stalled" in answer
-    assert time.perf_counter() - started < 5
+        answer = b""
+        while b"stalled" not in answer:  # status line and body may come in separate segments
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and b"stalled" in answer
+    assert time.perf_counter() - started < 8  # 0.5 s limit (was: held until the client gave up)
 
 
 def test_docs_page_works_offline_and_is_counted(make_service) -> None:  # noqa: ANN001
