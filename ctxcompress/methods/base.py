@@ -43,6 +43,8 @@ class CompressionMethod(ABC):
     name: ClassVar[str]
     options_model: ClassVar[type[BaseOptions]] = BaseOptions
     needs_question: ClassVar[bool] = False
+    required_options: ClassVar[tuple[str, ...]] = ()
+    """Options a request must set (published in the service's schema; ``validate`` enforces them)."""
     summary: ClassVar[str] = ""
 
     def __init__(self, pool: ModelPool) -> None:

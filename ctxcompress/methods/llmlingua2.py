@@ -98,6 +98,7 @@ def chunk_words(
 class LLMLingua2(CompressionMethod):
     name = "llmlingua2"
     options_model = LLMLingua2Options
+    required_options = ("classifier",)
     summary = "Token classification (keep probability per word) with one threshold per request (LLMLingua-2)."
 
     def validate(self, prepared: PreparedRequest) -> None:

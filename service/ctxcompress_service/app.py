@@ -20,6 +20,7 @@ from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
+from ctxcompress_service.openapi import install_request_constraints
 from ctxcompress_service.proxy import ChatProxy
 from ctxcompress_service.routes import chat, compress, info
 from ctxcompress_service.settings import Settings
@@ -121,6 +122,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         redoc_url=None,
     )
     install_docs(app)
+    install_request_constraints(app, default_method=settings.default_method, max_documents=settings.max_documents)
     app.state.settings = settings
     app.state.engine = None
     app.state.ready = False

@@ -23,5 +23,7 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_spec(served: str) -> N
     assert report.failures == 0 and report.server_errors == 0, failures
     assert report.cases >= 200
     by_operation = {(o.operation, o.mode): o for o in report.operations}
-    assert by_operation[("POST /v1/compress", "positive")].statuses.get("200", 0) > 0  # some reach the model
+    # The published schema carries the API's checks (method enum, options per method, question where needed,
+    # one of rate/max_tokens): most schema-valid requests are accepted (11 of 40 before it did, 21 after).
+    assert by_operation[("POST /v1/compress", "positive")].statuses.get("200", 0) >= 16
     assert by_operation[("POST /v1/chat/completions", "positive")].statuses.get("200", 0) > 0
