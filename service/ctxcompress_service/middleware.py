@@ -65,9 +65,12 @@ class BodyLimitMiddleware:
             await _send_413(send, self.max_bytes)
             return
         seen = 0
+        body_done = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, body_done
+            if body_done:  # after the body, receive() waits for the disconnect: no time limit
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), self.read_timeout_s)
             except TimeoutError:
@@ -76,6 +79,7 @@ class BodyLimitMiddleware:
                     f"request body stalled: nothing arrived for {self.read_timeout_s:g} s (is Content-Length right?)",
                 ) from None
             seen += len(message.get("body", b""))
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if seen > self.max_bytes:
                 raise HTTPException(413, f"request body exceeds {self.max_bytes} bytes")
             return message

@@ -18,9 +18,11 @@ import pytest
 from ctxcompress import CompressionResult
 from ctxcompress.client import CtxCompressClient
 from tests.conftest import gold_index, nq_documents, nq_rows
+from tests.unit_tests.test_service_http import metric
 
 pytestmark = pytest.mark.real_model
 ROOT = Path(__file__).resolve().parents[2]
+INFO_CALLS = 24
 
 
 def free_port() -> int:
@@ -118,7 +120,8 @@ def _server_workers(pid: int) -> list[str]:
 
 def test_two_worker_processes_serve_one_port(tmp_path) -> None:  # noqa: ANN001
     """``serve --workers 2``: uvicorn's supervisor runs two server processes (each its own engine and model);
-    concurrent requests on the one port are all answered, and SIGTERM stops the supervisor and both."""
+    concurrent requests on the one port are all answered, every scrape of ``/metrics`` reports the sum over both
+    (before, each showed one process's counters, so they jumped between scrapes), and SIGTERM stops all three."""
     port = free_port()
     env = os.environ | {"HF_HUB_OFFLINE": "1", "CTXCOMPRESS_WARMUP": "false", "CTXCOMPRESS_REQUEST_TIMEOUT_S": "600"}
     command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", "cpu", "--port", str(port)]
@@ -151,6 +154,17 @@ def test_two_worker_processes_serve_one_port(tmp_path) -> None:  # noqa: ANN001
             thread.join(600)
         assert len(results) == 4
         assert all(r.compressed_tokens <= r.target_tokens < r.origin_tokens for r in results)
+        # Every scrape reports both processes' sums, whichever answers (prometheus-client multiprocess mode).
+        with httpx.Client(base_url=url, timeout=60, headers={"connection": "close"}) as client:
+            for _ in range(INFO_CALLS):
+                assert client.get("/v1/methods").status_code == 200
+            time.sleep(2.5)  # each worker copies its engine figures into the shared files once a second
+            for _ in range(8):  # new connections: the scrapes spread over the workers
+                scraped = client.get("/metrics").text
+                assert (
+                    metric(scraped, "ctxcompress_http_requests_total", route="/v1/methods", status="200") == INFO_CALLS
+                )
+                assert metric(scraped, "ctxcompress_engine_requests_total") == len(rows)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -353,3 +353,19 @@ def test_docs_page_works_offline_and_is_counted(make_service) -> None:  # noqa: 
     assert httpx.get(f"{service.url}/docs/assets/swagger-ui.css").status_code == 200
     scraped = httpx.get(f"{service.url}/metrics").text
     assert metric(scraped, "ctxcompress_http_requests_total", route="/docs", status="200") >= 1
+
+
+def test_a_request_may_run_longer_than_the_body_read_timeout(make_service) -> None:  # noqa: ANN001
+    """The 408 limit covers reading the body only, not the wait for the result (the disconnect watcher's receive)."""
+    service, gated = make_service(body_read_timeout_s=0.3)
+    gated.gate.clear()
+    outcome: dict[str, httpx.Response] = {}
+    held = threading.Thread(
+        target=lambda: outcome.update(r=httpx.post(f"{service.url}/v1/compress", json=body(), timeout=30))
+    )
+    held.start()
+    assert gated.entered.wait(10)
+    time.sleep(1.0)  # > 3x the body read timeout
+    gated.gate.set()
+    held.join(30)
+    assert outcome["r"].status_code == 200, outcome["r"].text
