@@ -22,13 +22,14 @@ def rows():
     return nq_rows(5, gold=9)
 
 
+# The first 10 of the 20 NQ documents (the gold one is the 10th): the real-model tests' cost on 2 CPU cores is
+# the small LM's passes, which grow with the documents; 10 keep every property the tests check.
+DOCUMENTS = 10
+
+
 @pytest.fixture(scope="module")
 def long_results(real_compressor, rows):
-    requests = [
-        {"method": "longllmlingua", "documents": nq_documents(r), "question": r["question"], "budget": {"rate": 0.5}}
-        for r in rows
-    ]
-    return real_compressor.compress_batch(requests)
+    return real_compressor.compress_batch([_long_request(r) for r in rows])
 
 
 def test_budget_within_five_percent(long_results):
@@ -71,7 +72,7 @@ def fp32_compressor():  # noqa: ANN201
 
 
 def _long_request(row: dict) -> dict:
-    documents = nq_documents(row)
+    documents = nq_documents(row)[:DOCUMENTS]
     return {"method": "longllmlingua", "documents": documents, "question": row["question"], "budget": {"rate": 0.5}}
 
 
@@ -80,8 +81,8 @@ def test_batching_does_not_change_outputs_beyond_float_noise(fp32_compressor, ro
     up to float noise: same rankings, same answers, >= 98% identical words."""
     import difflib
 
-    batched_results = fp32_compressor.compress_batch([_long_request(row) for row in rows[:3]])
-    for row, batched in zip(rows[:3], batched_results, strict=True):
+    batched_results = fp32_compressor.compress_batch([_long_request(row) for row in rows[:2]])
+    for row, batched in zip(rows[:2], batched_results, strict=True):
         alone = fp32_compressor.compress(_long_request(row))
         assert alone.ranking == batched.ranking
         kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
