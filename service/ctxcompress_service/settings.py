@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     """Server processes on the one port, each with its own engine and models. On a GPU, several processes share
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do
-    (measured in eval/results/bench_h100). Metrics are per process."""
+    (measured in eval/results/bench_h100). ``/metrics`` sums all processes."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
