@@ -20,9 +20,9 @@ from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
-from ctxcompress_service.openapi import install_request_constraints
 from ctxcompress_service.proxy import ChatProxy
 from ctxcompress_service.routes import chat, compress, info
+from ctxcompress_service.schema_constraints import install_request_constraints
 from ctxcompress_service.settings import Settings
 
 __all__ = ["app_from_env", "build_app", "build_engine"]
