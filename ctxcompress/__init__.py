@@ -25,7 +25,7 @@ from ctxcompress.errors import (
     UnknownModel,
 )
 from ctxcompress.text.recovery import recover
-from ctxcompress.types import Budget, CompressionRequest, CompressionResult, KeptDocument
+from ctxcompress.types import Budget, CompressionRequest, CompressionResult, DocumentSpans, KeptDocument
 
 if TYPE_CHECKING:
     from ctxcompress.compressor import Compressor
@@ -62,6 +62,7 @@ __all__ = [
     "CtxCompressError",
     "EngineOptions",
     "InvalidInput",
+    "DocumentSpans",
     "KeptDocument",
     "ModelError",
     "ModelNotPrepared",

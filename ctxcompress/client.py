@@ -162,6 +162,11 @@ class CtxCompressClient(_ClientBase):
         body = self._call("POST", "/v1/compress/batch", [_payload(r) for r in requests])
         return _batch_results(body, return_exceptions)
 
+    def recover(self, original: str, compressed: str, response: str) -> str:
+        """``POST /v1/recover``: ``response`` with fragments of ``compressed`` mapped back to ``original``."""
+        body = {"original": original, "compressed": compressed, "response": response}
+        return str(self._call("POST", "/v1/recover", body)["response"])
+
     def methods(self) -> dict[str, Any]:
         """``GET /v1/methods``: methods, their option schemas, the service's default method and budget."""
         return self._call("GET", "/v1/methods")
@@ -203,6 +208,10 @@ class AsyncCtxCompressClient(_ClientBase):
     ) -> list[CompressionResult | CtxCompressError]:
         body = await self._call("POST", "/v1/compress/batch", [_payload(r) for r in requests])
         return _batch_results(body, return_exceptions)
+
+    async def recover(self, original: str, compressed: str, response: str) -> str:
+        body = {"original": original, "compressed": compressed, "response": response}
+        return str((await self._call("POST", "/v1/recover", body))["response"])
 
     async def methods(self) -> dict[str, Any]:
         return await self._call("GET", "/v1/methods")

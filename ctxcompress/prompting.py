@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ctxcompress.errors import InvalidInput
+from ctxcompress.text.alignment import dropped_spans, kept_spans
 from ctxcompress.text.tokens import TargetTokenizer, get_target_tokenizer
-from ctxcompress.types import CompressionRequest, CompressionResult, KeptDocument
+from ctxcompress.types import CompressionRequest, CompressionResult, DocumentSpans, KeptDocument
 
 __all__ = ["PreparedRequest", "assemble_prompt", "parse_options", "prepare", "SEPARATOR"]
 
@@ -100,8 +101,19 @@ class PreparedRequest:
             ratio=round(self.origin_tokens / max(compressed, 1), 4),
             target_tokens=self.target_tokens,
             ranking=ranking,
+            spans=self.spans(kept) if self.request.include_spans else None,
             timings_ms=timings_ms or {},
         )
+
+    def spans(self, kept: list[KeptDocument]) -> list[DocumentSpans]:
+        """Per request document: the character spans kept and dropped (None for text not taken from it)."""
+        out = []
+        for index, document in enumerate(self.documents):
+            pieces = [k.text for k in kept if k.index == index]
+            located = kept_spans(document, " ".join(pieces)) if pieces else []
+            dropped = None if located is None else dropped_spans(len(document), located)
+            out.append(DocumentSpans(index=index, kept=located, dropped=dropped))
+        return out
 
     def unchanged(self) -> CompressionResult:
         """The input as it is (budget at or above the input size): ratio 1.0."""

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Budget", "CompressionRequest", "KeptDocument", "CompressionResult", "find_lone_surrogate"]
+__all__ = ["Budget", "CompressionRequest", "CompressionResult", "DocumentSpans", "KeptDocument", "find_lone_surrogate"]
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -113,6 +113,8 @@ class CompressionRequest(BaseModel):
     instruction: Text | None = None
     budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
     options: Annotated[dict[str, Any], AfterValidator(_unicode_tree)] = Field(default_factory=dict)
+    include_spans: bool = False
+    """Also return, per document, the character spans of the original that were kept and dropped."""
 
 
 class KeptDocument(BaseModel):
@@ -124,11 +126,25 @@ class KeptDocument(BaseModel):
     text: str
 
 
+class DocumentSpans(BaseModel):
+    """Which characters of one request document survived: half-open ``[start, end)`` offsets into the original.
+
+    ``kept`` and ``dropped`` are None when the kept text is not made of pieces of the document (a summary).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    kept: list[tuple[int, int]] | None
+    dropped: list[tuple[int, int]] | None
+
+
 class CompressionResult(BaseModel):
     """What a compression returns.
 
     ``documents`` are the kept documents in output order; ``prompt`` is instruction + compressed context +
     question joined as the LLM should receive it. ``ratio`` is origin_tokens / compressed_tokens (4.0 = 4x).
+    ``spans`` (when the request set ``include_spans``) locate kept and dropped text in each original document.
     ``dropped_documents`` are the indices of the request's documents that were dropped whole (sorted).
     ``ranking`` is the method's coarse ranking of all document indices, best first, when it ranks.
     """
@@ -144,4 +160,6 @@ class CompressionResult(BaseModel):
     ratio: float
     target_tokens: int
     ranking: list[int] | None = None
+    spans: list[DocumentSpans] | None = None
+    """Per request document (``include_spans``): what was kept and dropped, as character offsets."""
     timings_ms: dict[str, float] = Field(default_factory=dict)

@@ -47,17 +47,23 @@ def recover(original: str, compressed: str, response: str) -> str:
     compressed_words = [m.group() for m in _WORD.finditer(compressed)]
     response_matches = list(_WORD.finditer(response))
 
-    def in_compressed(words: list[str]) -> bool:
-        size = len(words)
-        return any(compressed_words[k : k + size] == words for k in range(len(compressed_words) - size + 1))
+    starts: dict[str, list[int]] = {}  # word -> its positions in the compressed prompt
+    for k, word in enumerate(compressed_words):
+        starts.setdefault(word, []).append(k)
 
     pieces: list[str] = []
     cursor = 0
     i = 0
     while i < len(response_matches):
-        j = i
-        while j < len(response_matches) and in_compressed([m.group() for m in response_matches[i : j + 1]]):
-            j += 1
+        # Longest run response[i:j] that occurs in the compressed prompt: keep the start positions that still
+        # match as the run grows (each step filters the survivors; no rescans of the prompt).
+        alive = starts.get(response_matches[i].group(), [])
+        j = i + 1 if alive else i
+        while alive and j < len(response_matches):
+            step, word = j - i, response_matches[j].group()
+            alive = [k for k in alive if k + step < len(compressed_words) and compressed_words[k + step] == word]
+            if alive:
+                j += 1
         if j == i:
             i += 1
             continue

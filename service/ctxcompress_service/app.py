@@ -21,7 +21,7 @@ from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from ctxcompress_service.proxy import ChatProxy
-from ctxcompress_service.routes import chat, compress, info
+from ctxcompress_service.routes import chat, compress, info, recover
 from ctxcompress_service.schema_constraints import install_request_constraints
 from ctxcompress_service.settings import Settings
 
@@ -129,7 +129,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
     app.state.not_ready_reason = "starting"
     app.state.metrics = Metrics(lambda: app.state.engine)
     install_error_handlers(app)
-    for module in (compress, chat):
+    for module in (compress, recover, chat):
         app.include_router(module.router)
     app.include_router(info.router)
     app.include_router(info.ops_router)

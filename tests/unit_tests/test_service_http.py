@@ -369,3 +369,30 @@ def test_a_request_may_run_longer_than_the_body_read_timeout(make_service) -> No
     gated.gate.set()
     held.join(30)
     assert outcome["r"].status_code == 200, outcome["r"].text
+
+
+def test_recover_over_rest_and_spans_in_the_result(make_service) -> None:  # noqa: ANN001
+    service, _ = make_service()
+    original = "The population of Washington was 1,234,567 in 2020, according to the census."
+    compressed = "population Wash 1 2020 census."
+    recovered = httpx.post(
+        f"{service.url}/v1/recover",
+        json={"original": original, "compressed": compressed, "response": "It was Wash in 2020."},
+    )
+    assert recovered.status_code == 200 and "Washington" in recovered.json()["response"]
+    too_long = httpx.post(
+        f"{service.url}/v1/recover", json={"original": "a", "compressed": "a", "response": "a" * 20_000}
+    )
+    assert too_long.status_code == 422 and too_long.json()["error"]["field"] == "response"
+
+    docs = body()["documents"]
+    result = httpx.post(f"{service.url}/v1/compress", json=body(include_spans=True)).json()
+    assert [s["index"] for s in result["spans"]] == list(range(len(docs)))
+    for spans in result["spans"]:
+        document = docs[spans["index"]]
+        kept_text = " ".join(document[a:b] for a, b in spans["kept"])
+        kept = [d["text"] for d in result["documents"] if d["index"] == spans["index"]]
+        assert kept_text.split() == " ".join(kept).split()  # the spans hold exactly the kept words
+        covered = sorted(spans["kept"] + spans["dropped"])
+        assert covered[0][0] == 0 and covered[-1][1] == len(document)
+    assert httpx.post(f"{service.url}/v1/compress", json=body()).json()["spans"] is None  # opt-in

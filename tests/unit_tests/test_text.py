@@ -46,3 +46,16 @@ def test_recover_restores_pruned_fragments():
     response = "It was Wilhelm Rönt, in 1901."
     assert recover(original, compressed, response) == "It was Wilhelm Conrad Röntgen, in 1901."
     assert recover(original, compressed, "No idea.") == "No idea."
+
+
+def test_kept_spans_locate_extractive_text_and_refuse_abstractive_text():
+    from ctxcompress.text.alignment import dropped_spans, kept_spans
+
+    original = "The Nile is a major river. It flows north into the Mediterranean Sea. Paris is in France."
+    spans = kept_spans(original, "The Nile is a major river. Paris is in France.")
+    assert [original[a:b] for a, b in spans] == ["The Nile is a major river.", "Paris is in France."]
+    assert dropped_spans(len(original), spans) == [(26, 70)]
+    words = kept_spans(original, "Nile major river flows north Mediterranean")
+    assert [original[a:b] for a, b in words] == ["Nile", "major river", "flows north", "Mediterranean"]
+    assert kept_spans(original, "The Danube is long.") is None  # not taken from the document
+    assert kept_spans(original, "") == [] and dropped_spans(len(original), []) == [(0, len(original))]
