@@ -16,12 +16,13 @@ from ctxcompress.compressor import Compressor
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress.serving.protocol import EngineClient
+from ctxcompress_service.anthropic_proxy import AnthropicProxy
 from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from ctxcompress_service.proxy import ChatProxy
-from ctxcompress_service.routes import chat, compress, info, recover
+from ctxcompress_service.routes import chat, compress, info, messages, recover
 from ctxcompress_service.schema_constraints import install_request_constraints
 from ctxcompress_service.settings import Settings
 
@@ -86,9 +87,12 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.upstream_url and settings.upstream_api_key is not None and not settings.api_keys:
+        operator_keys = (settings.upstream_url and settings.upstream_api_key is not None) or (
+            settings.anthropic_upstream_url and settings.anthropic_upstream_api_key is not None
+        )
+        if operator_keys and not settings.api_keys:
             logger.warning(
-                "the proxy forwards with CTXCOMPRESS_UPSTREAM_API_KEY and CTXCOMPRESS_API_KEYS is empty: any caller "
+                "the proxy forwards with the operator's upstream API key and CTXCOMPRESS_API_KEYS is empty: any caller "
                 "that reaches this port spends the operator's upstream key; set CTXCOMPRESS_API_KEYS"
             )
         engine = (engine_factory or build_engine)(settings)
@@ -98,6 +102,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         await engine.start()
         client = httpx.AsyncClient(timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0))
         app.state.proxy = ChatProxy(settings, engine, app.state.metrics, client)
+        app.state.anthropic_proxy = AnthropicProxy(settings, engine, app.state.metrics, client)
         preparing = asyncio.create_task(_prepare_models(app, settings, engine))
         # With several workers a scrape reads every worker's files: keep this one's engine figures fresh in them.
         syncing = asyncio.create_task(_sync_metrics(app.state.metrics)) if app.state.metrics.multiprocess else None
@@ -129,7 +134,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
     app.state.not_ready_reason = "starting"
     app.state.metrics = Metrics(lambda: app.state.engine)
     install_error_handlers(app)
-    for module in (compress, recover, chat):
+    for module in (compress, recover, chat, messages):
         app.include_router(module.router)
     app.include_router(info.router)
     app.include_router(info.ops_router)

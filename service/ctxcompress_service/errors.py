@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ctxcompress.errors import CtxCompressError, Forbidden, Overloaded, Unauthorized
+from ctxcompress_service.anthropic_proxy import ANTHROPIC_PATH, anthropic_error
 from ctxcompress_service.protocol import ErrorDetail, ErrorResponse
 
 __all__ = ["error_detail", "error_response", "install_error_handlers", "ERROR_RESPONSES"]
@@ -60,18 +61,23 @@ def _utf8_safe(text: str | None) -> str | None:
     return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _json(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+def _json(
+    status: int, detail: ErrorDetail, headers: dict[str, str] | None = None, request: Request | None = None
+) -> JSONResponse:
     safe = ErrorDetail(type=detail.type, message=_utf8_safe(detail.message) or "", field=_utf8_safe(detail.field))
+    if request is not None and request.url.path == ANTHROPIC_PATH:  # the shape the Anthropic SDKs parse
+        where = f"{safe.field}: " if safe.field else ""
+        return JSONResponse(anthropic_error(status, where + safe.message), status_code=status, headers=headers)
     return JSONResponse(ErrorResponse(error=safe).model_dump(), status_code=status, headers=headers)
 
 
-def error_response(exc: CtxCompressError) -> JSONResponse:
+def error_response(exc: CtxCompressError, request: Request | None = None) -> JSONResponse:
     headers = None
     if isinstance(exc, Overloaded):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     elif isinstance(exc, Unauthorized) and not isinstance(exc, Forbidden):
         headers = {"WWW-Authenticate": 'Bearer realm="ctxcompress"'}
-    return _json(exc.http_status, error_detail(exc), headers)
+    return _json(exc.http_status, error_detail(exc), headers, request)
 
 
 def _unparsable_body_message(cause: BaseException | None) -> str:
@@ -98,8 +104,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into the ``{"error": {...}}`` shape."""
 
     @app.exception_handler(CtxCompressError)
-    async def _library(_: Request, exc: CtxCompressError) -> JSONResponse:
-        return error_response(exc)
+    async def _library(request: Request, exc: CtxCompressError) -> JSONResponse:
+        return error_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -109,18 +115,18 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (
                 f"expected a JSON object body with Content-Type: application/json (got {content_type or 'none'!r})"
             )
-            return _json(415, ErrorDetail(type="UnsupportedMediaType", message=message, field="body"))
-        return _json(422, _validation_detail(exc))
+            return _json(415, ErrorDetail(type="UnsupportedMediaType", message=message, field="body"), None, request)
+        return _json(422, _validation_detail(exc), None, request)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's parser gave up on the body: say which limit it hit
             message = _unparsable_body_message(exc.__cause__)
-            return _json(422, ErrorDetail(type="InvalidInput", message=message, field="body"))
+            return _json(422, ErrorDetail(type="InvalidInput", message=message, field="body"), None, request)
         kind = _HTTP_TYPES.get(exc.status_code, "HTTPError")
-        return _json(exc.status_code, ErrorDetail(type=kind, message=str(exc.detail)), exc.headers)
+        return _json(exc.status_code, ErrorDetail(type=kind, message=str(exc.detail)), exc.headers, request)
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _json(500, ErrorDetail(type="InternalError", message="internal server error"))
+        return _json(500, ErrorDetail(type="InternalError", message="internal server error"), None, request)

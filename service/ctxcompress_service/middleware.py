@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ctxcompress_service.anthropic_proxy import ANTHROPIC_PATH, anthropic_error
 from ctxcompress_service.metrics import Metrics
 
 __all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "ObservabilityMiddleware"]
@@ -22,7 +23,9 @@ logger = logging.getLogger("ctxcompress.service.access")
 
 class ApiKeyMiddleware:
     """With API keys configured, ``/v1/*`` answers 401 (with ``WWW-Authenticate``) or 403 before the body is read,
-    so an unauthenticated caller learns nothing about the request's validity."""
+    so an unauthenticated caller learns nothing about the request's validity. The key comes as
+    ``Authorization: Bearer <key>`` or, as the Anthropic SDKs send it, ``x-api-key: <key>``; on ``/v1/messages``
+    the error has the Anthropic shape."""
 
     def __init__(self, app: ASGIApp, *, keys: list[str]) -> None:
         self.app = app
@@ -34,15 +37,17 @@ class ApiKeyMiddleware:
             return
         from ctxcompress_service.auth import key_matches
 
-        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            message = "API key required: send 'Authorization: Bearer <key>'"
-            await _send_error(
-                send, 401, "Unauthorized", message, [(b"www-authenticate", b'Bearer realm="ctxcompress"')]
-            )
-        elif not key_matches(key.strip(), self.keys):
-            await _send_error(send, 403, "Forbidden", "API key is not valid")
+        headers = dict(scope["headers"])
+        scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        key = key or headers.get(b"x-api-key", b"").decode("latin-1").strip()
+        anthropic = scope["path"] == ANTHROPIC_PATH
+        if not key:
+            message = "API key required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            challenge = [(b"www-authenticate", b'Bearer realm="ctxcompress"')]
+            await _send_error(send, 401, "Unauthorized", message, challenge, anthropic=anthropic)
+        elif not key_matches(key, self.keys):
+            await _send_error(send, 403, "Forbidden", "API key is not valid", anthropic=anthropic)
         else:
             await self.app(scope, receive, send)
 
@@ -92,10 +97,19 @@ async def _send_413(send: Send, limit: int) -> None:
 
 
 async def _send_error(
-    send: Send, status: int, kind: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    kind: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    anthropic: bool = False,
 ) -> None:
-    """The service's ``{"error": ...}`` response, sent from middleware (before any route runs)."""
-    body = json.dumps({"error": {"type": kind, "message": message, "field": None}}).encode()
+    """The service's ``{"error": ...}`` response (or the Anthropic shape), sent before any route runs."""
+    if anthropic:
+        body = json.dumps(anthropic_error(status, message)).encode()
+    else:
+        body = json.dumps({"error": {"type": kind, "message": message, "field": None}}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ctxcompress.types import Budget, CompressionRequest, CompressionResult, find_lone_surrogate
 
 __all__ = [
+    "AnthropicMessagesRequest",
     "BatchItem",
     "BatchResponse",
     "ChatCompletionRequest",
@@ -26,7 +27,10 @@ __all__ = [
     "MethodsResponse",
     "ModelInfo",
     "ModelsResponse",
+    "ProxiedRequest",
     "ProxyCompression",
+    "RecoverRequest",
+    "RecoverResponse",
 ]
 
 
@@ -142,8 +146,8 @@ class ChatMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
-class ChatCompletionRequest(BaseModel):
-    """An OpenAI chat-completions request; fields other than those below pass through to the upstream."""
+class ProxiedRequest(BaseModel):
+    """A chat request a compressing proxy forwards; fields other than those below pass through to the upstream."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -169,3 +173,13 @@ class ChatCompletionRequest(BaseModel):
         if self.stream:
             body["stream"] = True
         return body
+
+
+class ChatCompletionRequest(ProxiedRequest):
+    """An OpenAI chat-completions request; fields other than those below pass through to the upstream."""
+
+
+class AnthropicMessagesRequest(ProxiedRequest):
+    """An Anthropic Messages API request (``system`` and every other field pass through untouched)."""
+
+    max_tokens: int = Field(gt=0)

@@ -39,10 +39,10 @@ from ctxcompress.text.protect import contains_code
 from ctxcompress.text.tokens import get_target_tokenizer
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
-from ctxcompress_service.protocol import ChatCompletionRequest, ChatMessage, CompressionRequest, ProxyCompression
+from ctxcompress_service.protocol import ChatMessage, CompressionRequest, ProxiedRequest, ProxyCompression
 from ctxcompress_service.settings import Settings
 
-__all__ = ["ChatProxy", "Plan", "message_text", "redact_url", "upstream_error_event"]
+__all__ = ["ChatProxy", "CompressingProxy", "Plan", "message_text", "redact_url", "upstream_error_event"]
 
 logger = logging.getLogger("ctxcompress.service")
 
@@ -97,8 +97,13 @@ class Plan:
     skipped: str | None = None
 
 
-class ChatProxy:
-    """Handles ``POST /v1/chat/completions``: compress (through the engine), then forward with httpx."""
+class CompressingProxy:
+    """A compressing proxy: plan the last user message's compression, run it through the engine, forward the
+    request upstream (httpx), relay the answer. Subclasses say where upstream is, how to authenticate there, how a
+    message's text is read and replaced, and how a streamed error looks in their wire format."""
+
+    upstream_path = ""
+    setting_name = ""  # the setting that holds the upstream base URL, for the "not configured" error
 
     def __init__(self, settings: Settings, engine: EngineClient, metrics: Metrics, client: httpx.AsyncClient) -> None:
         self.settings = settings
@@ -106,16 +111,35 @@ class ChatProxy:
         self.metrics = metrics
         self.client = client
 
-    def plan(self, body: ChatCompletionRequest) -> Plan:
+    # ---- wire-format hooks
+    @property
+    def upstream_url(self) -> str | None:
+        raise NotImplementedError
+
+    def upstream_headers(self, request: Request) -> dict[str, str]:
+        raise NotImplementedError
+
+    def message_text(self, content: Any) -> str | None:
+        """The compressible text of a message's content, or None (left untouched)."""
+        return message_text(content)
+
+    def with_text(self, message: ChatMessage, text: str) -> ChatMessage:
+        return ChatMessage.model_validate({**message.model_dump(), "content": text})
+
+    def error_event(self, message: str) -> bytes:
+        return upstream_error_event(message)
+
+    # ---- shared behaviour
+    def plan(self, messages: list[ChatMessage], opts: ProxyCompression | None) -> Plan:
         """Which message to compress and how, or why the request passes untouched."""
-        opts = body.ctxcompress or ProxyCompression()
-        users = [i for i, m in enumerate(body.messages) if m.role == "user"]
+        opts = opts or ProxyCompression()
+        users = [i for i, m in enumerate(messages) if m.role == "user"]
         if not opts.enabled:
             return Plan(skipped="disabled")
         if not users:
             return Plan(skipped="no-context")
         index = users[-1]
-        text = message_text(body.messages[index].content)
+        text = self.message_text(messages[index].content)
         if text is None:
             return Plan(skipped="not-text")
         if opts.documents is not None:
@@ -141,15 +165,14 @@ class ChatProxy:
         )
         return Plan(index=index, request=request)
 
-    async def handle(self, body: ChatCompletionRequest, request: Request) -> Response:
-        if not self.settings.upstream_url:
+    async def handle(self, body: ProxiedRequest, request: Request) -> Response:
+        if not self.upstream_url:
             raise UpstreamNotConfigured(
-                "the proxy has no upstream: set CTXCOMPRESS_UPSTREAM_URL to an OpenAI-compatible base URL "
-                "(e.g. http://localhost:8080/v1)"
+                f"the proxy has no upstream: set {self.setting_name} to the upstream API's base URL"
             )
         messages = list(body.messages)
         headers = {"x-ctxcompress-origin-tokens": "0", "x-ctxcompress-compressed-tokens": "0"}
-        plan = self.plan(body)
+        plan = self.plan(messages, body.ctxcompress)
         result = None
         if plan.request is not None:
             try:
@@ -161,9 +184,8 @@ class ChatProxy:
         if plan.skipped is not None:
             headers[SKIPPED_HEADER] = plan.skipped
         if result is not None and plan.index is not None:
-            index = plan.index
             self.metrics.observe_result(result)
-            messages[index] = ChatMessage.model_validate({**messages[index].model_dump(), "content": result.prompt})
+            messages[plan.index] = self.with_text(messages[plan.index], result.prompt)
             headers = {
                 "x-ctxcompress-origin-tokens": str(result.origin_tokens),
                 "x-ctxcompress-compressed-tokens": str(result.compressed_tokens),
@@ -176,48 +198,58 @@ class ChatProxy:
             }
         return await self._forward(body.upstream_body(messages), body.stream, request, headers)
 
-    def _upstream_headers(self, request: Request) -> dict[str, str]:
-        headers = {"content-type": "application/json"}
-        if self.settings.upstream_api_key is not None:
-            headers["authorization"] = f"Bearer {self.settings.upstream_api_key.get_secret_value()}"
-        elif not self.settings.api_keys and "authorization" in request.headers:
-            headers["authorization"] = request.headers["authorization"]  # transparent proxy: the caller's key
-        return headers
-
     async def _forward(
         self, payload: dict[str, Any], stream: bool, request: Request, extra: dict[str, str]
     ) -> Response:
-        url = f"{self.settings.upstream_url}/chat/completions"
-        upstream_request = self.client.build_request("POST", url, json=payload, headers=self._upstream_headers(request))
+        url = f"{self.upstream_url}{self.upstream_path}"
+        upstream_request = self.client.build_request("POST", url, json=payload, headers=self.upstream_headers(request))
         try:
             upstream = await self.client.send(upstream_request, stream=stream)
         except httpx.HTTPError as exc:
             logger.warning(
                 "upstream request failed",
-                extra={"upstream": redact_url(self.settings.upstream_url or ""), "error": type(exc).__name__},
+                extra={"upstream": redact_url(self.upstream_url or ""), "error": type(exc).__name__},
             )
             raise UpstreamError(f"the upstream LLM API did not answer ({type(exc).__name__})") from None
         headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED_HEADERS} | extra
         headers[UPSTREAM_STATUS_HEADER] = str(upstream.status_code)
         if not stream:
             return Response(upstream.content, status_code=upstream.status_code, headers=headers)
-        return StreamingResponse(_relay(upstream), status_code=upstream.status_code, headers=headers)
+        return StreamingResponse(self._relay(upstream), status_code=upstream.status_code, headers=headers)
+
+    async def _relay(self, upstream: httpx.Response) -> AsyncIterator[bytes]:
+        """Pass the upstream's (SSE) body through chunk by chunk; always close the upstream response.
+
+        An upstream that fails mid-stream ends the relayed stream with an SSE error event (the status line has
+        been sent, so the error travels in the body, as the providers' streaming errors do).
+        """
+        try:
+            async for chunk in upstream.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            logger.warning("upstream failed mid-stream", extra={"error": type(exc).__name__})
+            yield self.error_event(f"upstream failed mid-stream ({type(exc).__name__})")
+        finally:
+            await upstream.aclose()
 
 
-async def _relay(upstream: httpx.Response) -> AsyncIterator[bytes]:
-    """Pass the upstream's (SSE) body through chunk by chunk; always close the upstream response.
+class ChatProxy(CompressingProxy):
+    """``POST /v1/chat/completions`` to an OpenAI-compatible upstream (``CTXCOMPRESS_UPSTREAM_URL``)."""
 
-    An upstream that fails mid-stream ends the relayed stream with an SSE error event (the status line has been
-    sent, so the error travels in the body, as OpenAI's streaming errors do).
-    """
-    try:
-        async for chunk in upstream.aiter_bytes():
-            yield chunk
-    except httpx.HTTPError as exc:
-        logger.warning("upstream failed mid-stream", extra={"error": type(exc).__name__})
-        yield upstream_error_event(f"upstream failed mid-stream ({type(exc).__name__})")
-    finally:
-        await upstream.aclose()
+    upstream_path = "/chat/completions"
+    setting_name = "CTXCOMPRESS_UPSTREAM_URL (e.g. http://localhost:8080/v1)"
+
+    @property
+    def upstream_url(self) -> str | None:
+        return self.settings.upstream_url
+
+    def upstream_headers(self, request: Request) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        if self.settings.upstream_api_key is not None:
+            headers["authorization"] = f"Bearer {self.settings.upstream_api_key.get_secret_value()}"
+        elif not self.settings.api_keys and "authorization" in request.headers:
+            headers["authorization"] = request.headers["authorization"]  # transparent proxy: the caller's key
+        return headers
 
 
 def upstream_error_event(message: str) -> bytes:

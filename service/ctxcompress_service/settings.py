@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     upstream_url: str | None = None
     """OpenAI-compatible base URL for the proxy, e.g. ``http://localhost:8080/v1``."""
     upstream_api_key: SecretStr | None = None
+    anthropic_upstream_url: str | None = None
+    """Anthropic Messages-compatible base URL for ``/v1/messages``, e.g. ``https://api.anthropic.com``."""
+    anthropic_upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = Field(default=300.0, gt=0)
     proxy_separator: str = "\n\n"
     """Splits the last user message into documents (the final part is the question)."""
@@ -88,7 +91,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("upstream_url")
+    @field_validator("upstream_url", "anthropic_upstream_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None

@@ -1,0 +1,27 @@
+"""``POST /v1/messages``: the Anthropic Messages-compatible compressing proxy.
+
+Errors on this route have the Anthropic shape (``errors.py`` formats them by path), so the Anthropic SDKs raise
+their usual exceptions. Keys are checked by ``ApiKeyMiddleware`` (``x-api-key`` or Bearer).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ctxcompress_service.anthropic_proxy import ANTHROPIC_PATH
+from ctxcompress_service.protocol import AnthropicMessagesRequest
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["proxy"])
+
+
+@router.post(
+    ANTHROPIC_PATH,
+    summary="Compress the context in the messages, then forward to the configured Anthropic-compatible upstream",
+    responses={200: {"description": "the upstream's response (JSON, or SSE when stream=true), passed through"}},
+    response_class=Response,
+)
+async def messages(body: AnthropicMessagesRequest, request: Request) -> Response:
+    return await request.app.state.anthropic_proxy.handle(body, request)
