@@ -65,7 +65,7 @@ class AnthropicProxy(CompressingProxy):
         headers |= {name: request.headers[name] for name in _FORWARDED_HEADERS if name in request.headers}
         if self.settings.anthropic_upstream_api_key is not None:
             headers["x-api-key"] = self.settings.anthropic_upstream_api_key.get_secret_value()
-        elif not self.settings.api_keys and "x-api-key" in request.headers:
+        elif not self.keys_enabled and "x-api-key" in request.headers:
             headers["x-api-key"] = request.headers["x-api-key"]  # transparent proxy: the caller's key
         return headers
 

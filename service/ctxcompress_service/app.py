@@ -19,6 +19,7 @@ from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.anthropic_proxy import AnthropicProxy
 from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
+from ctxcompress_service.keys import KeyRing
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
 from ctxcompress_service.proxy import ChatProxy
@@ -90,7 +91,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         operator_keys = (settings.upstream_url and settings.upstream_api_key is not None) or (
             settings.anthropic_upstream_url and settings.anthropic_upstream_api_key is not None
         )
-        if operator_keys and not settings.api_keys:
+        if operator_keys and not app.state.keyring.enabled:
             logger.warning(
                 "the proxy forwards with the operator's upstream API key and CTXCOMPRESS_API_KEYS is empty: any caller "
                 "that reaches this port spends the operator's upstream key; set CTXCOMPRESS_API_KEYS"
@@ -101,8 +102,9 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         app.state.not_ready_reason = "models are loading"
         await engine.start()
         client = httpx.AsyncClient(timeout=httpx.Timeout(settings.upstream_timeout_s, connect=10.0))
-        app.state.proxy = ChatProxy(settings, engine, app.state.metrics, client)
-        app.state.anthropic_proxy = AnthropicProxy(settings, engine, app.state.metrics, client)
+        keys = app.state.keyring.enabled
+        app.state.proxy = ChatProxy(settings, engine, app.state.metrics, client, keys)
+        app.state.anthropic_proxy = AnthropicProxy(settings, engine, app.state.metrics, client, keys)
         preparing = asyncio.create_task(_prepare_models(app, settings, engine))
         # With several workers a scrape reads every worker's files: keep this one's engine figures fresh in them.
         syncing = asyncio.create_task(_sync_metrics(app.state.metrics)) if app.state.metrics.multiprocess else None
@@ -145,6 +147,8 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_request_bytes, read_timeout_s=settings.body_read_timeout_s
     )
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys)  # outside the body limit: keys first
+    app.state.keyring = KeyRing(settings.api_keys, settings.api_keys_file, settings.max_concurrent_requests)
+    # Outside the body limit: keys first.
+    app.add_middleware(ApiKeyMiddleware, keyring=app.state.keyring, metrics=app.state.metrics)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     return app

@@ -26,11 +26,14 @@ def key_matches(given: str, keys: list[str]) -> bool:
 async def require_api_key(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> None:
-    """Dependency: 401 without a key, 403 with a wrong one; a no-op when no keys are configured."""
-    keys: list[str] = request.app.state.settings.api_keys
-    if not keys:
+    """Dependency (it also declares the security scheme in the OpenAPI spec): 401 without a key, 403 with a wrong
+    one; a no-op when no keys are configured. ``ApiKeyMiddleware`` has already checked the key before the body was
+    read; this repeats the check for routes mounted without the middleware."""
+    keyring = request.app.state.keyring
+    if not keyring.enabled:
         return
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized("API key required: send 'Authorization: Bearer <key>'")
-    if not key_matches(credentials.credentials, keys):
+    key = credentials.credentials if credentials is not None else request.headers.get("x-api-key", "")
+    if not key:
+        raise Unauthorized("API key required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
+    if keyring.find(key) is None:
         raise Forbidden("API key is not valid")

@@ -57,6 +57,13 @@ class Metrics:
             registry=own,
         )
         self.tokens = Counter("ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=own)
+        self.key_requests = Counter("ctxcompress_key_requests", "POST requests per API key", ["key"], registry=own)
+        self.key_tokens = Counter(
+            "ctxcompress_key_tokens", "target-tokenizer tokens per API key", ["key", "direction"], registry=own
+        )
+        self.key_rejected = Counter(
+            "ctxcompress_key_rejected", "requests refused as over the key's quota", ["key"], registry=own
+        )
         self.queue_depth = gauge("ctxcompress_queue_depth", "requests waiting for a batch")
         self.in_flight = gauge("ctxcompress_in_flight_requests", "admitted requests")
         self.max_concurrent = gauge("ctxcompress_max_concurrent_requests", "admission bound")
@@ -84,6 +91,14 @@ class Metrics:
     def observe_result(self, result: CompressionResult) -> None:
         self.tokens.labels("origin").inc(result.origin_tokens)
         self.tokens.labels("compressed").inc(result.compressed_tokens)
+
+    def observe_key(self, key: str, origin_tokens: int, compressed_tokens: int) -> None:
+        """One POST by API key ``key`` (its name) and the tokens it compressed (0 when it failed)."""
+        self.key_requests.labels(key).inc()
+        if origin_tokens:
+            self.key_tokens.labels(key, "origin").inc(origin_tokens)
+            self.key_tokens.labels(key, "compressed").inc(compressed_tokens)
+            self.key_tokens.labels(key, "saved").inc(max(origin_tokens - compressed_tokens, 0))
 
     def sync(self) -> None:
         """Copy the engine's state into the metrics: gauges set, counters and the batch histogram advanced by what

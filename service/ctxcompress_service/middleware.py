@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -14,6 +15,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctxcompress_service.anthropic_proxy import ANTHROPIC_PATH, anthropic_error
+from ctxcompress_service.keys import KeyRing
 from ctxcompress_service.metrics import Metrics
 
 __all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "ObservabilityMiddleware"]
@@ -25,31 +27,52 @@ class ApiKeyMiddleware:
     """With API keys configured, ``/v1/*`` answers 401 (with ``WWW-Authenticate``) or 403 before the body is read,
     so an unauthenticated caller learns nothing about the request's validity. The key comes as
     ``Authorization: Bearer <key>`` or, as the Anthropic SDKs send it, ``x-api-key: <key>``; on ``/v1/messages``
-    the error has the Anthropic shape."""
+    errors have the Anthropic shape. A key over its quota (``keys.py``) gets 429 with ``Retry-After`` on POSTs;
+    per-key requests, tokens and refusals are counted in the metrics."""
 
-    def __init__(self, app: ASGIApp, *, keys: list[str]) -> None:
+    def __init__(self, app: ASGIApp, *, keyring: KeyRing, metrics: Metrics) -> None:
         self.app = app
-        self.keys = keys
+        self.keyring = keyring
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or not self.keyring.enabled:
             await self.app(scope, receive, send)
             return
-        from ctxcompress_service.auth import key_matches
-
         headers = dict(scope["headers"])
         scheme, _, key = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
         key = key.strip() if scheme.lower() == "bearer" else ""
         key = key or headers.get(b"x-api-key", b"").decode("latin-1").strip()
         anthropic = scope["path"] == ANTHROPIC_PATH
+        quota = self.keyring.find(key) if key else None
         if not key:
             message = "API key required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
             challenge = [(b"www-authenticate", b'Bearer realm="ctxcompress"')]
             await _send_error(send, 401, "Unauthorized", message, challenge, anthropic=anthropic)
-        elif not key_matches(key, self.keys):
+            return
+        if quota is None:
             await _send_error(send, 403, "Forbidden", "API key is not valid", anthropic=anthropic)
-        else:
+            return
+        name = quota.key.name
+        scope.setdefault("state", {})["api_key_name"] = name
+        if scope["method"] != "POST":
             await self.app(scope, receive, send)
+            return
+        wait = self.keyring.admit(quota)
+        if wait > 0:
+            self.metrics.key_rejected.labels(name).inc()
+            retry = [(b"retry-after", str(max(1, math.ceil(wait))).encode())]
+            message = f"API key {name!r} is over its quota; retry after {max(1, math.ceil(wait))} s"
+            await _send_error(send, 429, "Overloaded", message, retry, anthropic=anthropic)
+            return
+        fields: dict[str, Any] = {}
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            fields = scope.get("state", {}).get("log_fields", {})
+            origin = int(fields.get("origin_tokens", 0) or 0)
+            self.keyring.release(quota, origin)
+            self.metrics.observe_key(name, origin, int(fields.get("compressed_tokens", 0) or 0))
 
 
 class BodyLimitMiddleware:

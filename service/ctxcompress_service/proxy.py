@@ -105,11 +105,19 @@ class CompressingProxy:
     upstream_path = ""
     setting_name = ""  # the setting that holds the upstream base URL, for the "not configured" error
 
-    def __init__(self, settings: Settings, engine: EngineClient, metrics: Metrics, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: EngineClient,
+        metrics: Metrics,
+        client: httpx.AsyncClient,
+        keys_enabled: bool = False,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.metrics = metrics
         self.client = client
+        self.keys_enabled = keys_enabled  # service keys configured: a caller's own key is never forwarded
 
     # ---- wire-format hooks
     @property
@@ -247,7 +255,7 @@ class ChatProxy(CompressingProxy):
         headers = {"content-type": "application/json"}
         if self.settings.upstream_api_key is not None:
             headers["authorization"] = f"Bearer {self.settings.upstream_api_key.get_secret_value()}"
-        elif not self.settings.api_keys and "authorization" in request.headers:
+        elif not self.keys_enabled and "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]  # transparent proxy: the caller's key
         return headers
 

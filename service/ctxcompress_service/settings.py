@@ -6,6 +6,7 @@ List settings take a comma-separated string (``CTXCOMPRESS_API_KEYS=k1,k2``) or 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -64,7 +65,9 @@ class Settings(BaseSettings):
     graphs: GraphsChoice = EngineOptions.graphs
     compile: bool = EngineOptions.compile
     api_keys: CommaList = Field(default_factory=list)
-    """Accepted ``Authorization: Bearer`` keys; empty = no auth."""
+    """Accepted keys (``Authorization: Bearer`` or ``x-api-key``), no quotas; none here or in a keys file = open."""
+    api_keys_file: Path | None = None
+    """JSON list of named keys with quotas, re-read when it changes (see ``ctxcompress_service/keys.py``)."""
     cors_origins: CommaList = Field(default_factory=list)
     upstream_url: str | None = None
     """OpenAI-compatible base URL for the proxy, e.g. ``http://localhost:8080/v1``."""

@@ -8,6 +8,7 @@ needs a request in flight.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -396,3 +397,60 @@ def test_recover_over_rest_and_spans_in_the_result(make_service) -> None:  # noq
         covered = sorted(spans["kept"] + spans["dropped"])
         assert covered[0][0] == 0 and covered[-1][1] == len(document)
     assert httpx.post(f"{service.url}/v1/compress", json=body()).json()["spans"] is None  # opt-in
+
+
+def test_a_flooding_key_gets_429_and_another_key_is_unaffected(make_service, tmp_path) -> None:  # noqa: ANN001
+    keys = tmp_path / "keys.json"
+    keys.write_text(
+        json.dumps(
+            [
+                {"name": "flood", "key": "k-flood", "requests_per_minute": 3},
+                {"name": "calm", "key": "k-calm"},
+                {"name": "narrow", "key": "k-narrow", "queue_share": 0.25},
+            ]
+        )
+    )
+    service, gated = make_service(api_keys_file=str(keys), max_concurrent_requests=4)
+    url = f"{service.url}/v1/compress"
+
+    def post(key: str) -> httpx.Response:
+        return httpx.post(url, json=body(), headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+    flood = [post("k-flood").status_code for _ in range(6)]
+    assert flood[:3] == [200, 200, 200] and set(flood[3:]) == {429}
+    refused = post("k-flood")
+    assert (
+        int(refused.headers["retry-after"]) >= 1 and "'flood' is over its quota" in refused.json()["error"]["message"]
+    )
+    assert [post("k-calm").status_code for _ in range(4)] == [200] * 4  # the other key keeps being served
+
+    gated.gate.clear()  # the narrow key may hold 1 of the 4 queue places: a second request at once is refused
+    held = threading.Thread(target=post, args=("k-narrow",))
+    held.start()
+    assert gated.entered.wait(10)
+    assert post("k-narrow").status_code == 429
+    gated.gate.set()
+    held.join(30)
+    assert post("k-narrow").status_code == 200
+
+    scraped = httpx.get(f"{service.url}/metrics").text
+    assert metric(scraped, "ctxcompress_key_requests_total", key="flood") == 3
+    assert metric(scraped, "ctxcompress_key_rejected_total", key="flood") == 4
+    assert metric(scraped, "ctxcompress_key_tokens_total", key="calm", direction="origin") > 0
+
+
+def test_keys_rotate_from_the_file_without_a_restart(make_service, tmp_path) -> None:  # noqa: ANN001
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps([{"name": "old", "key": "k-old"}]))
+    service, _ = make_service(api_keys_file=str(keys))
+    methods = f"{service.url}/v1/methods"
+    assert httpx.get(methods, headers={"x-api-key": "k-old"}).status_code == 200
+    keys.write_text(json.dumps([{"name": "new", "key": "k-new"}]))
+    os.utime(keys, (time.time() + 5, time.time() + 5))  # a visible change even within the file system's clock tick
+    time.sleep(1.1)  # the file is checked at most once a second
+    assert httpx.get(methods, headers={"x-api-key": "k-old"}).status_code == 403
+    assert httpx.get(methods, headers={"authorization": "Bearer k-new"}).status_code == 200
+    keys.write_text("not json")  # a broken rewrite keeps the working keys
+    os.utime(keys, (time.time() + 10, time.time() + 10))
+    time.sleep(1.1)
+    assert httpx.get(methods, headers={"authorization": "Bearer k-new"}).status_code == 200
