@@ -68,9 +68,9 @@ Text = Annotated[str, AfterValidator(_unicode_text)]
 """A string that is valid Unicode (no lone surrogates)."""
 
 
-# Largest token budget accepted: far above any request the service takes (200k tokens by default); a larger
-# number is a client bug (e.g. 1e40), not a budget.
-MAX_BUDGET_TOKENS = 100_000_000
+# Largest token budget accepted: the largest integer a JSON client reads exactly (2^53 - 1). Any budget above the
+# input returns it unchanged; a number beyond this one (e.g. 1e40) is a client bug, not a budget.
+MAX_BUDGET_TOKENS = 2**53 - 1
 
 
 class Budget(BaseModel):
