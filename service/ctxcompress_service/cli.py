@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ctxcompress_service.app import build_app
+    from ctxcompress_service.http_protocol import HeaderTimeoutH11Protocol
     from ctxcompress_service.logs import configure_logging
     from ctxcompress_service.settings import Settings
 
@@ -54,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
     }
     settings = Settings(**overrides)
     log_config = configure_logging(settings.log_level)
+    os.environ["CTXCOMPRESS_HEADER_READ_TIMEOUT_S"] = str(settings.header_read_timeout_s)  # read per connection
     common = {
+        "http": HeaderTimeoutH11Protocol,
         "host": settings.host,
         "port": settings.port,
         "log_config": log_config,

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
     """Budget used when a request leaves ``budget`` out (JSON: ``{"rate": 0.5}``)."""
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    header_read_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection whose request headers are not complete this long after its first bytes gets 408 and is closed."""
     body_read_timeout_s: float = Field(default=10.0, gt=0)
     """A request body that sends nothing for this long (e.g. shorter than its Content-Length) gets 408."""
     max_documents: int = Field(default=ServingOptions.max_documents, gt=0)

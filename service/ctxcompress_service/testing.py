@@ -17,6 +17,7 @@ import uvicorn
 from ctxcompress.compressor import Compressor, RequestLike
 from ctxcompress.errors import CtxCompressError
 from ctxcompress.types import CompressionRequest, CompressionResult
+from ctxcompress_service.http_protocol import HeaderTimeoutH11Protocol
 
 __all__ = ["FAULT_MARKER", "FaultInjectingCompressor", "InjectedFault", "ServiceThread"]
 
@@ -58,6 +59,7 @@ class ServiceThread:
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=graceful_s,
+            http=HeaderTimeoutH11Protocol,  # what `ctxcompress serve` runs
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="ctxcompress-service", daemon=True)

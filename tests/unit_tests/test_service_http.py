@@ -454,3 +454,22 @@ def test_keys_rotate_from_the_file_without_a_restart(make_service, tmp_path) -> 
     os.utime(keys, (time.time() + 10, time.time() + 10))
     time.sleep(1.1)
     assert httpx.get(methods, headers={"authorization": "Bearer k-new"}).status_code == 200
+
+
+def test_headers_that_never_finish_get_408_and_the_connection_closes(make_service, monkeypatch) -> None:  # noqa: ANN001
+    import socket
+
+    monkeypatch.setenv("CTXCOMPRESS_HEADER_READ_TIMEOUT_S", "0.5")
+    service, _ = make_service()
+    host, port = service.url.removeprefix("http://").split(":")
+    started = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/compress HTTP/1.1\r\nHost: x\r\nContent-Type: appl")  # ... and nothing more
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408") and time.perf_counter() - started < 8
+    with httpx.Client(base_url=service.url) as client:  # complete requests, kept-alive connections: unaffected
+        assert client.get("/healthz").status_code == 200
+        time.sleep(1.0)  # idle on the kept-alive connection, longer than the header limit
+        assert client.get("/healthz").status_code == 200
