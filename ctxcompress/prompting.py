@@ -112,7 +112,12 @@ class PreparedRequest:
             pieces = [k.text for k in kept if k.index == index]
             located = kept_spans(document, " ".join(pieces)) if pieces else []
             dropped = None if located is None else dropped_spans(len(document), located)
-            out.append(DocumentSpans(index=index, kept=located, dropped=dropped))
+            tokens = self.target.count(document), self.target.count(" ".join(pieces)) if pieces else 0
+            out.append(
+                DocumentSpans(
+                    index=index, kept=located, dropped=dropped, origin_tokens=tokens[0], kept_tokens=tokens[1]
+                )
+            )
         return out
 
     def unchanged(self) -> CompressionResult:

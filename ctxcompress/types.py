@@ -137,6 +137,10 @@ class DocumentSpans(BaseModel):
     index: int
     kept: list[tuple[int, int]] | None
     dropped: list[tuple[int, int]] | None
+    origin_tokens: int = 0
+    """The document's tokens (target tokenizer)."""
+    kept_tokens: int = 0
+    """Tokens of what was kept of it."""
 
 
 class CompressionResult(BaseModel):

@@ -22,6 +22,7 @@ from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.keys import KeyRing
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.middleware import ApiKeyMiddleware, BodyLimitMiddleware, ObservabilityMiddleware
+from ctxcompress_service.playground import install_playground
 from ctxcompress_service.proxy import ChatProxy
 from ctxcompress_service.routes import chat, compress, info, messages, recover
 from ctxcompress_service.schema_constraints import install_request_constraints
@@ -129,6 +130,7 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         redoc_url=None,
     )
     install_docs(app)
+    install_playground(app)
     install_request_constraints(app, default_method=settings.default_method, max_documents=settings.max_documents)
     app.state.settings = settings
     app.state.engine = None
