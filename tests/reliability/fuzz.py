@@ -193,6 +193,7 @@ def fuzz_target(scorer: Any) -> Iterator[str]:
                 default_method="llmlingua",
                 api_keys=[FUZZ_API_KEY],
                 upstream_url=f"{upstream.url}/v1",
+                anthropic_upstream_url=upstream.url,
             )
             app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
             with ServiceThread(app) as service:

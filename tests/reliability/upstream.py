@@ -1,5 +1,6 @@
 """A fake OpenAI-compatible upstream for the proxy: accepts any JSON body, answers a chat completion, or an SSE
-stream of ``events`` chunks ``delay_s`` apart when ``stream`` is true. ``python -m tests.reliability.upstream
+stream of ``events`` chunks ``delay_s`` apart when ``stream`` is true; ``/v1/messages`` answers as an Anthropic
+Messages API would (a message, or its SSE events). ``python -m tests.reliability.upstream
 --port P`` runs it as a process (the fault drill kills it mid-stream)."""
 
 from __future__ import annotations
@@ -35,6 +36,25 @@ def fake_openai(events: int = 3, delay_s: float = 0.0) -> FastAPI:
             return StreamingResponse(stream(), media_type="text/event-stream")
         message = {"role": "assistant", "content": "ok"}
         return JSONResponse({"object": "chat.completion", "choices": [{"index": 0, "message": message}]})
+
+    @app.post("/v1/messages")
+    async def messages(request: Request) -> Any:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = {}
+        message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "fake", "stop_sequence": None}
+        usage = {"input_tokens": 1, "output_tokens": 1}
+        if isinstance(body, dict) and body.get("stream") is True:
+
+            async def stream() -> Any:
+                start = message | {"content": [], "stop_reason": None, "usage": usage}
+                yield f"event: message_start\ndata: {json.dumps({'type': 'message_start', 'message': start})}\n\n"
+                yield f"event: message_stop\ndata: {json.dumps({'type': 'message_stop'})}\n\n"
+
+            return StreamingResponse(stream(), media_type="text/event-stream")
+        content = [{"type": "text", "text": "ok"}]
+        return JSONResponse(message | {"content": content, "stop_reason": "end_turn", "usage": usage})
 
     return app
 

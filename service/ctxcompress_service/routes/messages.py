@@ -20,7 +20,25 @@ router = APIRouter(tags=["proxy"])
 @router.post(
     ANTHROPIC_PATH,
     summary="Compress the context in the messages, then forward to the configured Anthropic-compatible upstream",
-    responses={200: {"description": "the upstream's response (JSON, or SSE when stream=true), passed through"}},
+    responses={
+        200: {"description": "the upstream's response (JSON, or SSE when stream=true), passed through"},
+        **{
+            status: {"description": f"{text} (Anthropic error shape: {{type: error, error: {{type, message}}}})"}
+            for status, text in {
+                401: "API key missing",
+                403: "API key not valid",
+                408: "request stalled",
+                413: "request too large",
+                415: "not a JSON body",
+                422: "invalid request",
+                429: "over quota or overloaded",
+                500: "internal error",
+                502: "upstream unreachable",
+                503: "no upstream configured, or not ready",
+                504: "timed out",
+            }.items()
+        },
+    },
     response_class=Response,
 )
 async def messages(body: AnthropicMessagesRequest, request: Request) -> Response:
