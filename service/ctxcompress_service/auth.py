@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Request, Security
@@ -13,14 +12,6 @@ from ctxcompress.errors import Forbidden, Unauthorized
 __all__ = ["require_api_key"]
 
 _bearer = HTTPBearer(auto_error=False, description="Required when the service has CTXCOMPRESS_API_KEYS set.")
-
-
-def key_matches(given: str, keys: list[str]) -> bool:
-    """True when ``given`` equals one of ``keys``; every key is compared (no early exit)."""
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given.encode(), key.encode())
-    return found
 
 
 async def require_api_key(

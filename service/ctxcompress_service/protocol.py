@@ -34,6 +34,14 @@ __all__ = [
 ]
 
 
+def refuse_lone_surrogates(data: Any) -> Any:
+    """Lone surrogates can be neither compressed nor forwarded as UTF-8 JSON: refuse them up front."""
+    where = find_lone_surrogate(data)
+    if where:
+        raise ValueError(f"{where!r} holds a lone surrogate; send valid Unicode")
+    return data
+
+
 class RecoverRequest(BaseModel):
     """``POST /v1/recover``: the original prompt, the compressed prompt the LLM saw, and the LLM's response.
 
@@ -51,10 +59,7 @@ class RecoverRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
-        where = find_lone_surrogate(data)
-        if where:
-            raise ValueError(f"{where!r} holds a lone surrogate; send valid Unicode")
-        return data
+        return refuse_lone_surrogates(data)
 
 
 class RecoverResponse(BaseModel):
@@ -159,11 +164,7 @@ class ProxiedRequest(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
-        """Lone surrogates can be neither compressed nor forwarded as UTF-8 JSON: refuse them up front."""
-        where = find_lone_surrogate(data)
-        if where:
-            raise ValueError(f"{where!r} holds a lone surrogate; send valid Unicode")
-        return data
+        return refuse_lone_surrogates(data)
 
     def upstream_body(self, messages: list[ChatMessage]) -> dict[str, Any]:
         """The body to forward: this request with ``messages`` replaced and the ``ctxcompress`` field removed."""
