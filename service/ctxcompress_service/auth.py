@@ -8,8 +8,9 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ctxcompress.errors import Forbidden, Unauthorized
+from ctxcompress_service.keys import ANONYMOUS, ApiKey
 
-__all__ = ["require_api_key"]
+__all__ = ["caller_key", "caller_key_name", "require_api_key"]
 
 _bearer = HTTPBearer(auto_error=False, description="Required when the service has CTXCOMPRESS_API_KEYS set.")
 
@@ -28,3 +29,21 @@ async def require_api_key(
         raise Unauthorized("API key required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
     if keyring.find(key) is None:
         raise Forbidden("API key is not valid")
+
+
+def _presented_key(request: Request) -> str:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return (key.strip() if scheme.lower() == "bearer" else "") or request.headers.get("x-api-key", "").strip()
+
+
+def caller_key(request: Request) -> ApiKey | None:
+    """The API key of an authenticated caller, or None when the service has no keys."""
+    keyring = request.app.state.keyring
+    quota = keyring.find(_presented_key(request)) if keyring.enabled else None
+    return quota.key if quota is not None else None
+
+
+def caller_key_name(request: Request) -> str:
+    """The caller's key name for metrics and ``/v1/stats`` (``anonymous`` when the service has no keys)."""
+    key = caller_key(request)
+    return key.name if key is not None else ANONYMOUS

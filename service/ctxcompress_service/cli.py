@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 
 from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 
@@ -71,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
     for key, value in overrides.items():
         os.environ[f"CTXCOMPRESS_{key.upper()}"] = str(value)
     # Metrics of all workers are summed at every scrape (prometheus-client multiprocess mode, a fresh folder).
+    from ctxcompress_service.metrics import STARTED_AT_ENV
+
     with tempfile.TemporaryDirectory(prefix="ctxcompress-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        os.environ[STARTED_AT_ENV] = str(time.time())  # one start time for every worker's /v1/stats
         uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=settings.workers, **common)
     return 0

@@ -28,7 +28,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter
 
-__all__ = ["ApiKey", "KeyRing", "Quota"]
+__all__ = ["ANONYMOUS", "ApiKey", "KeyRing", "Quota"]
+
+ANONYMOUS = "anonymous"
+"""The key name of every request when the service has no API keys (metrics, ``/v1/stats``)."""
 
 logger = logging.getLogger("ctxcompress.service")
 
@@ -43,6 +46,8 @@ class ApiKey(BaseModel):
     requests_per_minute: float | None = Field(default=None, gt=0)
     tokens_per_minute: float | None = Field(default=None, gt=0)
     queue_share: float | None = Field(default=None, gt=0, le=1)
+    sees_all_stats: bool = False
+    """``GET /v1/stats`` shows every key's savings to this key (an operator's); other keys see their own."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter as Tally
 from typing import Any
 
@@ -21,8 +22,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from ctxcompress.serving.protocol import EngineClient
 from ctxcompress.serving.stats import BATCH_SIZE_BUCKETS, EngineStats
 from ctxcompress.types import CompressionResult
+from ctxcompress_service.keys import ANONYMOUS
 
-__all__ = ["Metrics", "multiprocess_dir"]
+__all__ = ["STARTED_AT_ENV", "Metrics", "multiprocess_dir"]
+
+STARTED_AT_ENV = "CTXCOMPRESS_STARTED_AT"
+"""Set by ``serve --workers N``: the Unix time the service started, shared by its worker processes."""
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -37,6 +42,7 @@ class Metrics:
 
     def __init__(self, engine_getter: Any) -> None:
         self._engine = engine_getter
+        self.started_at = float(os.environ.get(STARTED_AT_ENV) or time.time())
         self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry()
         if self.multiprocess:  # values live in per-process files; the exposition registry reads all of them
@@ -59,7 +65,13 @@ class Metrics:
         self.tokens = Counter("ctxcompress_tokens", "target-tokenizer tokens", ["direction"], registry=own)
         self.key_requests = Counter("ctxcompress_key_requests", "POST requests per API key", ["key"], registry=own)
         self.key_tokens = Counter(
-            "ctxcompress_key_tokens", "target-tokenizer tokens per API key", ["key", "direction"], registry=own
+            "ctxcompress_key_tokens",
+            "target-tokenizer tokens per API key and method (origin, compressed, saved)",
+            ["key", "method", "direction"],
+            registry=own,
+        )
+        self.key_compressions = Counter(
+            "ctxcompress_key_compressions", "compressions per API key and method", ["key", "method"], registry=own
         )
         self.key_rejected = Counter(
             "ctxcompress_key_rejected", "requests refused as over the key's quota", ["key"], registry=own
@@ -88,17 +100,30 @@ class Metrics:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def observe_result(self, result: CompressionResult) -> None:
+    def observe_result(self, result: CompressionResult, key: str = ANONYMOUS) -> None:
+        """One compression done for API key ``key`` (its name; ``anonymous`` without service keys)."""
         self.tokens.labels("origin").inc(result.origin_tokens)
         self.tokens.labels("compressed").inc(result.compressed_tokens)
+        self.key_compressions.labels(key, result.method).inc()
+        self.key_tokens.labels(key, result.method, "origin").inc(result.origin_tokens)
+        self.key_tokens.labels(key, result.method, "compressed").inc(result.compressed_tokens)
+        self.key_tokens.labels(key, result.method, "saved").inc(max(result.origin_tokens - result.compressed_tokens, 0))
 
-    def observe_key(self, key: str, origin_tokens: int, compressed_tokens: int) -> None:
-        """One POST by API key ``key`` (its name) and the tokens it compressed (0 when it failed)."""
-        self.key_requests.labels(key).inc()
-        if origin_tokens:
-            self.key_tokens.labels(key, "origin").inc(origin_tokens)
-            self.key_tokens.labels(key, "compressed").inc(compressed_tokens)
-            self.key_tokens.labels(key, "saved").inc(max(origin_tokens - compressed_tokens, 0))
+    def savings(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per key name, per method: ``compressions`` and ``origin``/``compressed``/``saved`` tokens since start,
+        summed over every worker process (read from the same registry as a scrape)."""
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for family in self.registry.collect():
+            if family.name not in ("ctxcompress_key_tokens", "ctxcompress_key_compressions"):
+                continue
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                labels = sample.labels
+                field = labels.get("direction", "compressions")
+                row = out.setdefault(labels["key"], {}).setdefault(labels["method"], {})
+                row[field] = row.get(field, 0) + int(sample.value)
+        return out
 
     def sync(self) -> None:
         """Copy the engine's state into the metrics: gauges set, counters and the batch histogram advanced by what

@@ -72,7 +72,7 @@ class ApiKeyMiddleware:
             fields = scope.get("state", {}).get("log_fields", {})
             origin = int(fields.get("origin_tokens", 0) or 0)
             self.keyring.release(quota, origin)
-            self.metrics.observe_key(name, origin, int(fields.get("compressed_tokens", 0) or 0))
+            self.metrics.key_requests.labels(name).inc()
 
 
 class BodyLimitMiddleware:

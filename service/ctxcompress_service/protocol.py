@@ -126,6 +126,28 @@ class HealthResponse(BaseModel):
     loaded: list[str] = Field(default_factory=list)
 
 
+class Savings(BaseModel):
+    """Compressions and target-tokenizer tokens of one key and method (or a total) since the service started."""
+
+    compressions: int = 0
+    origin_tokens: int = 0
+    compressed_tokens: int = 0
+    saved_tokens: int = 0
+    saved_fraction: float = Field(0.0, description="saved_tokens / origin_tokens (0 before any compression)")
+
+
+class StatsResponse(BaseModel):
+    """``GET /v1/stats``: what compression saved, per API key and method, summed over every worker process."""
+
+    started_at: float = Field(description="Unix time the service started")
+    total: Savings
+    keys: dict[str, dict[str, Savings]] = Field(
+        default_factory=dict,
+        description="key name → method → savings ('anonymous' without service keys); a key sees only its own "
+        "unless it has sees_all_stats",
+    )
+
+
 class ProxyCompression(BaseModel):
     """The optional ``ctxcompress`` field of a chat request; removed before forwarding.
 

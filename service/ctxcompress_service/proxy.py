@@ -1,15 +1,10 @@
 """OpenAI-compatible compressing proxy: compress the context inside a chat request, forward it upstream.
 
-Which text is context: by default the last user message. Its final part (split on the configured separator,
-a blank line by default) is the question, the other parts are the documents; system messages and earlier turns
-pass untouched. The request's optional ``ctxcompress`` field overrides method, budget, options, documents and
-question and is removed before forwarding.
-
-A message passes *untouched* (and the response says why in ``x-ctxcompress-skipped``) when compressing it would
-not help or could break it: ``small`` (fewer than ``proxy_min_tokens`` target tokens: greetings, short chats),
-``code`` (it holds source code, which blank-line splitting would tear apart), ``budget`` (the budget cannot even
-hold the question), ``no-context`` (no documents before the question), ``not-text`` (image or tool content),
-``disabled`` (``ctxcompress.enabled`` false).
+Which text is context, and when a chat passes untouched, is :mod:`ctxcompress.chat`'s rule (shared with the
+LiteLLM guardrail): the last user message split into documents + question; the response says why it was left
+alone in ``x-ctxcompress-skipped`` (``small``, ``code``, ``budget``, ``no-context``, ``not-text``, ``disabled``).
+The request's optional ``ctxcompress`` field overrides method, budget, options, documents and question and is
+removed before forwarding.
 
 Upstream responses keep the body the OpenAI SDKs parse, carry ``x-ctxcompress-upstream-status`` (so an upstream
 401/429/500 is told apart from the service's own), and lose hop-by-hop and cookie headers. Errors never show the
@@ -33,16 +28,16 @@ import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
+from ctxcompress.chat import openai_message_text, plan_chat
 from ctxcompress.errors import InvalidInput, UpstreamError, UpstreamNotConfigured
 from ctxcompress.serving.protocol import EngineClient
-from ctxcompress.text.protect import contains_code
-from ctxcompress.text.tokens import get_target_tokenizer
+from ctxcompress_service.auth import caller_key_name
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
 from ctxcompress_service.protocol import ChatMessage, CompressionRequest, ProxiedRequest, ProxyCompression
 from ctxcompress_service.settings import Settings
 
-__all__ = ["ChatProxy", "CompressingProxy", "Plan", "message_text", "redact_url", "upstream_error_event"]
+__all__ = ["ChatProxy", "CompressingProxy", "Plan", "redact_url", "upstream_error_event"]
 
 logger = logging.getLogger("ctxcompress.service")
 
@@ -76,15 +71,6 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = ("***@" if parts.username or parts.password else "") + host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "", ""))
-
-
-def message_text(content: str | list[dict[str, Any]] | None) -> str | None:
-    """The text of a message: a string, or text-only content parts joined; None when it holds anything else."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and content and all(p.get("type") == "text" for p in content):
-        return "\n".join(str(p.get("text", "")) for p in content)
-    return None
 
 
 @dataclass
@@ -129,7 +115,7 @@ class CompressingProxy:
 
     def message_text(self, content: Any) -> str | None:
         """The compressible text of a message's content, or None (left untouched)."""
-        return message_text(content)
+        return openai_message_text(content)
 
     def with_text(self, message: ChatMessage, text: str) -> ChatMessage:
         return ChatMessage.model_validate({**message.model_dump(), "content": text})
@@ -139,39 +125,26 @@ class CompressingProxy:
 
     # ---- shared behaviour
     def plan(self, messages: list[ChatMessage], opts: ProxyCompression | None) -> Plan:
-        """Which message to compress and how, or why the request passes untouched."""
+        """Which message to compress and how, or why it passes untouched (:func:`ctxcompress.chat.plan_chat`)."""
         opts = opts or ProxyCompression()
-        users = [i for i, m in enumerate(messages) if m.role == "user"]
-        if not opts.enabled:
-            return Plan(skipped="disabled")
-        if not users:
-            return Plan(skipped="no-context")
-        index = users[-1]
-        text = self.message_text(messages[index].content)
-        if text is None:
-            return Plan(skipped="not-text")
-        if opts.documents is not None:
-            documents, question = opts.documents, opts.question or text
-        else:
-            if contains_code(text):
-                return Plan(skipped="code")
-            parts = [p.strip() for p in text.split(self.settings.proxy_separator) if p.strip()]
-            if opts.question is not None:
-                documents, question = parts, opts.question
-            elif len(parts) < 2:
-                return Plan(skipped="no-context")
-            else:
-                documents, question = parts[:-1], parts[-1]
-        if get_target_tokenizer().count("\n\n".join([*documents, question])) < self.settings.proxy_min_tokens:
-            return Plan(skipped="small")
+        chat = plan_chat(
+            [(m.role, self.message_text(m.content)) for m in messages],
+            separator=self.settings.proxy_separator,
+            min_tokens=self.settings.proxy_min_tokens,
+            documents=opts.documents,
+            question=opts.question,
+            enabled=opts.enabled,
+        )
+        if chat.index is None:
+            return Plan(skipped=chat.skipped)
         request = CompressionRequest(
             method=opts.method or self.settings.default_method,
-            documents=documents,
-            question=question,
+            documents=chat.documents,
+            question=chat.question,
             budget=opts.budget or self.settings.default_budget,
             options=opts.options,
         )
-        return Plan(index=index, request=request)
+        return Plan(index=chat.index, request=request)
 
     async def handle(self, body: ProxiedRequest, request: Request) -> Response:
         if not self.upstream_url:
@@ -192,7 +165,7 @@ class CompressingProxy:
         if plan.skipped is not None:
             headers[SKIPPED_HEADER] = plan.skipped
         if result is not None and plan.index is not None:
-            self.metrics.observe_result(result)
+            self.metrics.observe_result(result, caller_key_name(request))
             messages[plan.index] = self.with_text(messages[plan.index], result.prompt)
             headers = {
                 "x-ctxcompress-origin-tokens": str(result.origin_tokens),

@@ -165,6 +165,9 @@ def test_two_worker_processes_serve_one_port(tmp_path) -> None:  # noqa: ANN001
                     metric(scraped, "ctxcompress_http_requests_total", route="/v1/methods", status="200") == INFO_CALLS
                 )
                 assert metric(scraped, "ctxcompress_engine_requests_total") == len(rows)
+                stats = client.get("/v1/stats").json()  # the savings report sums both workers too
+                assert stats["total"]["compressions"] == len(rows)
+                assert stats["total"]["origin_tokens"] == sum(r.origin_tokens for r in results)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

@@ -109,6 +109,8 @@ def test_compress_applies_service_defaults_and_metrics_move(make_service) -> Non
     assert moved("ctxcompress_batch_size_count") == 1
     assert metric(after, "ctxcompress_http_request_seconds_count", route="/v1/compress") >= 1
     assert "ctxcompress_queue_depth 0.0" in after
+    stats = httpx.get(f"{service.url}/v1/stats").json()  # no service keys: every request is 'anonymous'
+    assert stats["keys"]["anonymous"]["llmlingua"]["origin_tokens"] == result.origin_tokens
 
 
 def test_batch_returns_results_and_per_item_errors(make_service) -> None:  # noqa: ANN001
@@ -437,7 +439,48 @@ def test_a_flooding_key_gets_429_and_another_key_is_unaffected(make_service, tmp
     scraped = httpx.get(f"{service.url}/metrics").text
     assert metric(scraped, "ctxcompress_key_requests_total", key="flood") == 3
     assert metric(scraped, "ctxcompress_key_rejected_total", key="flood") == 4
-    assert metric(scraped, "ctxcompress_key_tokens_total", key="calm", direction="origin") > 0
+    assert metric(scraped, "ctxcompress_key_tokens_total", key="calm", method="llmlingua", direction="origin") > 0
+
+
+def test_stats_report_savings_per_key_and_method_and_keys_see_their_own(make_service, tmp_path) -> None:  # noqa: ANN001
+    keys = tmp_path / "keys.json"
+    keys.write_text(
+        json.dumps(
+            [
+                {"name": "team-a", "key": "k-a"},
+                {"name": "team-b", "key": "k-b"},
+                {"name": "ops", "key": "k-ops", "sees_all_stats": True},
+            ]
+        )
+    )
+    service, _ = make_service(api_keys_file=str(keys))
+
+    def call(path: str, key: str, payload: object = None) -> dict:
+        headers = {"authorization": f"Bearer {key}"}
+        if payload is None:
+            return httpx.get(f"{service.url}{path}", headers=headers).json()
+        response = httpx.post(f"{service.url}{path}", json=payload, headers=headers, timeout=30)
+        assert response.status_code == 200
+        return response.json()
+
+    single = call("/v1/compress", "k-a", body())
+    batch = call("/v1/compress/batch", "k-a", [body(), body(method="cpc")])["results"]
+    other = call("/v1/compress", "k-b", body(method="cpc"))
+    lingua = [single, batch[0]["result"]]
+    own = call("/v1/stats", "k-a")
+    assert set(own["keys"]) == {"team-a"}  # a key sees its own savings only
+    row = own["keys"]["team-a"]["llmlingua"]
+    assert row["compressions"] == 2
+    assert row["origin_tokens"] == sum(r["origin_tokens"] for r in lingua)
+    assert row["saved_tokens"] == sum(r["origin_tokens"] - r["compressed_tokens"] for r in lingua) > 0
+    assert row["saved_fraction"] == round(row["saved_tokens"] / row["origin_tokens"], 4)
+    assert own["keys"]["team-a"]["cpc"]["compressions"] == 1
+    assert own["total"]["compressions"] == 3
+    everyone = call("/v1/stats", "k-ops")
+    assert set(everyone["keys"]) == {"team-a", "team-b"}
+    assert everyone["keys"]["team-b"]["cpc"]["origin_tokens"] == other["origin_tokens"]
+    assert everyone["total"]["compressions"] == 4 and everyone["started_at"] <= time.time()
+    assert httpx.get(f"{service.url}/v1/stats").status_code == 401
 
 
 def test_keys_rotate_from_the_file_without_a_restart(make_service, tmp_path) -> None:  # noqa: ANN001

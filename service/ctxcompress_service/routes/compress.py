@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request
 
 from ctxcompress.errors import PayloadTooLarge
-from ctxcompress_service.auth import require_api_key
+from ctxcompress_service.auth import caller_key_name, require_api_key
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.errors import ERROR_RESPONSES, error_detail
 from ctxcompress_service.protocol import BatchItem, BatchResponse, CompressionRequest, CompressionResult
@@ -42,7 +42,7 @@ def with_defaults(item: Any, settings: Settings) -> Any:
 async def compress(body: CompressionRequest, request: Request) -> CompressionResult:
     state = request.app.state
     result = await cancel_on_disconnect(request, state.engine.compress(with_defaults(body, state.settings)))
-    state.metrics.observe_result(result)
+    state.metrics.observe_result(result, caller_key_name(request))
     request.state.log_fields = {"origin_tokens": result.origin_tokens, "compressed_tokens": result.compressed_tokens}
     return result
 
@@ -59,11 +59,13 @@ async def compress_batch(request: Request, body: Annotated[list[Any], Body()]) -
         raise PayloadTooLarge(f"{len(body)} requests in one batch; the limit is {state.settings.max_batch_items}")
     items = [with_defaults(item, state.settings) for item in body]
     outputs = await cancel_on_disconnect(request, state.engine.compress_many(items))
-    results = []
+    results, key, origin, compressed = [], caller_key_name(request), 0, 0
     for out in outputs:
         if isinstance(out, CompressionResult):
-            state.metrics.observe_result(out)
+            state.metrics.observe_result(out, key)
+            origin, compressed = origin + out.origin_tokens, compressed + out.compressed_tokens
             results.append(BatchItem(result=out))
         else:
             results.append(BatchItem(error=error_detail(out)))
+    request.state.log_fields = {"origin_tokens": origin, "compressed_tokens": compressed}  # the key's token quota
     return BatchResponse(results=results)

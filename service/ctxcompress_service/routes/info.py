@@ -1,4 +1,4 @@
-"""``GET /v1/methods``, ``/v1/models``, ``/healthz``, ``/readyz``, ``/metrics``."""
+"""``GET /v1/methods``, ``/v1/models``, ``/v1/stats``, ``/healthz``, ``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ctxcompress.errors import EngineUnavailable
 from ctxcompress.serving.protocol import EngineClient
-from ctxcompress_service.auth import require_api_key
+from ctxcompress_service.auth import caller_key, require_api_key
 from ctxcompress_service.errors import ERROR_RESPONSES
 from ctxcompress_service.protocol import (
     ErrorResponse,
@@ -17,6 +17,8 @@ from ctxcompress_service.protocol import (
     MethodsResponse,
     ModelInfo,
     ModelsResponse,
+    Savings,
+    StatsResponse,
 )
 
 __all__ = ["router", "ops_router"]
@@ -44,6 +46,33 @@ async def models(request: Request) -> ModelsResponse:
         for m in request.app.state.engine.models()
     ]
     return ModelsResponse(data=data)
+
+
+def _savings(compressions: int, origin: int, compressed: int, saved: int) -> Savings:
+    fraction = round(saved / origin, 4) if origin else 0.0
+    return Savings(
+        compressions=compressions,
+        origin_tokens=origin,
+        compressed_tokens=compressed,
+        saved_tokens=saved,
+        saved_fraction=fraction,
+    )
+
+
+@router.get("/v1/stats", response_model=StatsResponse, summary="Tokens saved per API key and method since start")
+async def stats(request: Request) -> StatsResponse:
+    key = caller_key(request)
+    table = request.app.state.metrics.savings()
+    if key is not None and not key.sees_all_stats:
+        table = {name: rows for name, rows in table.items() if name == key.name}
+    keys: dict[str, dict[str, Savings]] = {}
+    sums = [0, 0, 0, 0]
+    for name, methods in sorted(table.items()):
+        for method, row in sorted(methods.items()):
+            values = [row.get(f, 0) for f in ("compressions", "origin", "compressed", "saved")]
+            keys.setdefault(name, {})[method] = _savings(*values)
+            sums = [a + b for a, b in zip(sums, values, strict=True)]
+    return StatsResponse(started_at=request.app.state.metrics.started_at, total=_savings(*sums), keys=keys)
 
 
 def _engine_state(engine: EngineClient | None) -> HealthResponse:
