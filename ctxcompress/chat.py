@@ -22,13 +22,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ctxcompress.text.protect import contains_code
 from ctxcompress.text.tokens import get_target_tokenizer
+from ctxcompress.types import Budget
 
-__all__ = ["ChatPlan", "SKIP_REASONS", "openai_message_text", "plan_chat"]
+__all__ = ["ChatCompression", "ChatPlan", "SKIP_REASONS", "openai_message_text", "plan_chat"]
 
 SKIP_REASONS = ("disabled", "no-context", "not-text", "code", "small", "budget")
 """Every reason a chat passes untouched (``x-ctxcompress-skipped``)."""
+
+
+class ChatCompression(BaseModel):
+    """A chat request's optional ``ctxcompress`` field; removed before the chat is forwarded.
+
+    ``documents`` replaces the split (the whole last user message is then the question); ``question`` overrides
+    the question used for ranking; ``method``/``budget``/``options`` override the front's defaults.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    method: str | None = None
+    budget: Budget | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    documents: list[str] | None = None
+    question: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,19 +72,16 @@ def openai_message_text(content: str | list[dict[str, Any]] | None) -> str | Non
 
 def plan_chat(
     messages: Sequence[tuple[str, str | None]],
+    overrides: ChatCompression | None = None,
     *,
     separator: str = "\n\n",
     min_tokens: int = 512,
-    documents: list[str] | None = None,
-    question: str | None = None,
-    enabled: bool = True,
 ) -> ChatPlan:
-    """The plan for a chat given as ``(role, text)`` pairs (text None: not compressible content).
-
-    ``documents`` (caller-given) replaces the split: the whole last user message is then the question;
-    ``question`` overrides the question used for ranking.
-    """
-    if not enabled:
+    """The plan for a chat given as ``(role, text)`` pairs (text None: not compressible content), with the
+    caller's ``overrides`` (the request's ``ctxcompress`` field)."""
+    overrides = overrides or ChatCompression()
+    documents, question = overrides.documents, overrides.question
+    if not overrides.enabled:
         return ChatPlan(skipped="disabled")
     users = [i for i, (role, _) in enumerate(messages) if role == "user"]
     if not users:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ctxcompress.chat import ChatCompression
 from ctxcompress.types import Budget, CompressionRequest, CompressionResult, find_lone_surrogate
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "ModelInfo",
     "ModelsResponse",
     "ProxiedRequest",
-    "ProxyCompression",
     "RecoverRequest",
     "RecoverResponse",
 ]
@@ -148,24 +148,6 @@ class StatsResponse(BaseModel):
     )
 
 
-class ProxyCompression(BaseModel):
-    """The optional ``ctxcompress`` field of a chat request; removed before forwarding.
-
-    By default the context is the last user message: its final part (split on the service's separator) is the
-    question and the other parts are the documents. ``documents`` replaces that split: the whole last user
-    message is then the question. ``question`` overrides the question used for ranking.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    method: str | None = None
-    budget: Budget | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    documents: list[str] | None = None
-    question: str | None = None
-
-
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -181,7 +163,7 @@ class ProxiedRequest(BaseModel):
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
-    ctxcompress: ProxyCompression | None = None
+    ctxcompress: ChatCompression | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -28,13 +28,13 @@ import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
-from ctxcompress.chat import openai_message_text, plan_chat
+from ctxcompress.chat import ChatCompression, openai_message_text, plan_chat
 from ctxcompress.errors import InvalidInput, UpstreamError, UpstreamNotConfigured
 from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.auth import caller_key_name
 from ctxcompress_service.disconnect import cancel_on_disconnect
 from ctxcompress_service.metrics import Metrics
-from ctxcompress_service.protocol import ChatMessage, CompressionRequest, ProxiedRequest, ProxyCompression
+from ctxcompress_service.protocol import ChatMessage, CompressionRequest, ProxiedRequest
 from ctxcompress_service.settings import Settings
 
 __all__ = ["ChatProxy", "CompressingProxy", "Plan", "redact_url", "upstream_error_event"]
@@ -124,16 +124,14 @@ class CompressingProxy:
         return upstream_error_event(message)
 
     # ---- shared behaviour
-    def plan(self, messages: list[ChatMessage], opts: ProxyCompression | None) -> Plan:
+    def plan(self, messages: list[ChatMessage], opts: ChatCompression | None) -> Plan:
         """Which message to compress and how, or why it passes untouched (:func:`ctxcompress.chat.plan_chat`)."""
-        opts = opts or ProxyCompression()
+        opts = opts or ChatCompression()
         chat = plan_chat(
             [(m.role, self.message_text(m.content)) for m in messages],
+            opts,
             separator=self.settings.proxy_separator,
             min_tokens=self.settings.proxy_min_tokens,
-            documents=opts.documents,
-            question=opts.question,
-            enabled=opts.enabled,
         )
         if chat.index is None:
             return Plan(skipped=chat.skipped)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctxcompress.chat import openai_message_text, plan_chat
+from ctxcompress.chat import ChatCompression, openai_message_text, plan_chat
 
 DOC = "The Nile is a major north-flowing river in northeastern Africa and flows into the Mediterranean Sea. " * 3
 CONTEXT = f"{DOC}\n\n{DOC}\n\nWhich river flows into the Mediterranean?"
@@ -17,7 +17,7 @@ def test_the_last_user_message_splits_into_documents_and_question() -> None:
 
 
 def test_every_skip_reason() -> None:
-    assert plan_chat([("user", CONTEXT)], enabled=False).skipped == "disabled"
+    assert plan_chat([("user", CONTEXT)], ChatCompression(enabled=False)).skipped == "disabled"
     assert plan_chat([("system", CONTEXT)], min_tokens=0).skipped == "no-context"
     assert plan_chat([("user", "just a question?")], min_tokens=0).skipped == "no-context"
     assert plan_chat([("user", None)], min_tokens=0).skipped == "not-text"
@@ -28,9 +28,9 @@ def test_every_skip_reason() -> None:
 
 
 def test_caller_given_documents_and_question_override_the_split() -> None:
-    plan = plan_chat([("user", "What flows north?")], min_tokens=0, documents=[DOC])
+    plan = plan_chat([("user", "What flows north?")], ChatCompression(documents=[DOC]), min_tokens=0)
     assert plan.documents == [DOC] and plan.question == "What flows north?"
-    plan = plan_chat([("user", f"{DOC}\n\n{DOC}")], min_tokens=0, question="Which river?")
+    plan = plan_chat([("user", f"{DOC}\n\n{DOC}")], ChatCompression(question="Which river?"), min_tokens=0)
     assert len(plan.documents) == 2 and plan.question == "Which river?"
 
 
