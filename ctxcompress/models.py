@@ -207,6 +207,7 @@ class ModelRegistry:
             try:
                 build(staging)
                 (staging / _COMPLETE_MARKER).write_text(json.dumps({"name": name}))
+                staging.chmod(0o755)  # mkdtemp made it owner-only: other users (a service's own uid) must read it
                 if folder.exists():
                     shutil.rmtree(folder)
                 staging.rename(folder)
