@@ -207,7 +207,7 @@ class ModelRegistry:
             try:
                 build(staging)
                 (staging / _COMPLETE_MARKER).write_text(json.dumps({"name": name}))
-                staging.chmod(0o755)  # mkdtemp made it owner-only: other users (a service's own uid) must read it
+                _readable_by_all(staging)
                 if folder.exists():
                     shutil.rmtree(folder)
                 staging.rename(folder)
@@ -215,6 +215,14 @@ class ModelRegistry:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise ModelError(f"could not prepare embedded model {name!r}: {exc}") from exc
         return folder
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Folders 0755, files 0644: ``mkdtemp`` and the converters' temp files are owner-only, and a service often
+    runs as another user than the one who prepared its models (a container image prepares them as root)."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _specs_from_env() -> list[ModelSpec]:

@@ -66,6 +66,7 @@ def serve(args: argparse.Namespace) -> None:
         request_timeout_s=args.request_timeout_s,
         graceful_shutdown_s=args.graceful_shutdown_s,
         upstream_url=args.upstream_url,
+        api_keys_file=args.api_keys_file,
     )
     pool = ModelPool(device="cpu")
     pool.register("scorer", "smollm2-135m", tiny_scorer())
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request-timeout-s", type=float, default=60.0)
     parser.add_argument("--graceful-shutdown-s", type=float, default=30.0)
     parser.add_argument("--upstream-url", default=None)
+    parser.add_argument("--api-keys-file", default=None, help="named keys with quotas (CTXCOMPRESS_API_KEYS_FILE)")
     parser.add_argument("--fault-injection", action="store_true", help="FaultInjectingCompressor (test hook)")
     serve(parser.parse_args(argv))
     return 0
