@@ -81,6 +81,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="engine processes sharing the device (as `ctxcompress serve --workers N`): each loads the model and "
         "takes a slice of a batch, so one's host work overlaps another's GPU work without sharing a GIL",
     )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="CUDA devices the engine processes spread over (process i on cuda:i mod N; --processes is raised to N "
+        "at least): the data-parallel deployment of `serve --device cuda:0,cuda:1`",
+    )
     parser.add_argument("--out", default="bench_out")
 
 
@@ -222,6 +229,10 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    if args.gpus > 1:
+        if device.type != "cuda" or torch.cuda.device_count() < args.gpus:
+            raise SystemExit(f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA devices here")
+        args.processes = max(args.processes, args.gpus)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -235,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
-    peak_flops = _matmul_rate(device, scoring_dtype(device))
+    peak_flops = _matmul_rate(device, scoring_dtype(device)) * args.gpus  # the rate of every device used
 
     def sync() -> None:
         if device.type == "cuda":
@@ -326,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
         "cuda_graphs": scorer.graphs is not None,
         "workers": args.workers,
         "processes": args.processes,
+        "gpus": args.gpus,
         "decoder": scorer.decoder.name,
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
@@ -364,8 +376,9 @@ def _compress(compressor, requests: list[dict], workers: int) -> list[dict]:  # 
         return [result for part in pool.map(compressor.compress_batch, slices) for result in _counts(part)]
 
 
-def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:  # noqa: ANN001
-    """One engine process: its own scorer (same seed → same random weights) and Compressor; serves slices."""
+def _engine_process(args: argparse.Namespace, warmup: list[dict], conn, index: int = 0) -> None:  # noqa: ANN001
+    """One engine process: its own scorer (same seed → same random weights) and Compressor; serves slices.
+    Process ``index`` runs on ``cuda:index mod --gpus``."""
     import torch
 
     from ctxcompress import Compressor
@@ -376,9 +389,12 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device.type == "cuda":
+        device = torch.device("cuda", index % args.gpus)
+        torch.cuda.set_device(device)
         # A share of the GPU per process: past it, this process's allocator frees its own cached blocks and the
         # scorer splits the batch, instead of one process starving another (6 processes OOMed at batch 512).
-        torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / args.processes)
+        per_device = -(-args.processes // args.gpus)
+        torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / per_device, device)
     scorer, _ = _build_scorer(args, device, None)
     pool = ModelPool(device=str(device))
     pool.register("scorer", "smollm2-135m", scorer)
@@ -404,16 +420,16 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn) -> None:
 
 
 class _EngineProcesses:
-    """``--processes N``: N engine processes on one device, each taking a slice of every batch."""
+    """``--processes N``: N engine processes (over ``--gpus`` devices), each taking a slice of every batch."""
 
     def __init__(self, args: argparse.Namespace, warmup: list[dict]) -> None:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         self._conns, self._procs = [], []
-        for _ in range(args.processes):
+        for index in range(args.processes):
             parent, child = context.Pipe()
-            proc = context.Process(target=_engine_process, args=(args, warmup, child), daemon=True)
+            proc = context.Process(target=_engine_process, args=(args, warmup, child, index), daemon=True)
             proc.start()
             self._conns.append(parent)
             self._procs.append(proc)
@@ -490,7 +506,8 @@ def _markdown(report: dict) -> str:
         f"decoder {report.get('decoder')}, kernels {report.get('kernels', 'torch')}, "
         f"torch.compile {'on' if report.get('torch_compile') else 'off'}, "
         f"CUDA graphs {'on' if report.get('cuda_graphs') else 'off'}, "
-        f"engine processes {report.get('processes', 1)}, threads per engine {report.get('workers', 1)}); "
+        f"engine processes {report.get('processes', 1)} on {report.get('gpus', 1)} GPU(s), "
+        f"threads per engine {report.get('workers', 1)}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
         "| batch | prompts/s | input tok/s | model tok/s | TFLOP/s | % of matmul peak | max budget err | peak GiB |",
