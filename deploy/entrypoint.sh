@@ -8,11 +8,11 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM="${TOKENIZ
 export CTXCOMPRESS_HOST="${CTXCOMPRESS_HOST:-0.0.0.0}" CTXCOMPRESS_PORT="${CTXCOMPRESS_PORT:-8000}"
 
 if [ "${1:-}" = "--ready" ]; then
-    exec python3 -c 'import os, sys, urllib.request
+    exec python3 -c 'import sys, urllib.request
 try:
-    urllib.request.urlopen(f"http://127.0.0.1:{os.environ[\"CTXCOMPRESS_PORT\"]}/readyz", timeout=4)
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=4)
 except Exception as exc:
-    sys.exit(f"not ready: {exc}")'
+    sys.exit(f"not ready: {exc}")' "$CTXCOMPRESS_PORT"
 fi
 
 missing="$(ctxcompress models list --json | python3 -c 'import json, sys

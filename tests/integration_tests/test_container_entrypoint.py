@@ -55,7 +55,8 @@ def test_the_entrypoint_serves_and_reports_readiness(tmp_path) -> None:  # noqa:
     port = str(free_port())
     env = entrypoint_env(CTXCOMPRESS_PORT=port)
     ready = [str(ENTRYPOINT), "--ready"]
-    assert subprocess.run(ready, env=env, capture_output=True, timeout=60).returncode != 0  # nothing listening yet
+    before = subprocess.run(ready, env=env, capture_output=True, text=True, timeout=60)
+    assert before.returncode == 1 and "not ready" in before.stderr  # nothing listening yet
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen([str(ENTRYPOINT)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
