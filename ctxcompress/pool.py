@@ -93,7 +93,10 @@ class ModelPool:
             name,
             "sentence-encoder",
             lambda local, device: SentenceEncoder.from_pretrained(
-                local, device=str(device), max_pass_tokens=self.max_pass_tokens
+                local,
+                device=str(device),
+                max_pass_tokens=self.max_pass_tokens,
+                cache_bytes=self.options.chunk_cache_mb * 2**20,
             ),
             field=field,
         )

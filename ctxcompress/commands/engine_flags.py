@@ -1,5 +1,5 @@
 """The engine flags every command that runs models shares: ``--max-pass-tokens``, ``--decoder``, ``--kernels``,
-``--graphs``, ``--compile`` (meanings and defaults: ``ctxcompress.engines.options.EngineOptions``)."""
+``--graphs``, ``--compile``, ``--chunk-cache-mb`` (meaning, default: ``ctxcompress.engines.options.EngineOptions``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["add_engine_flags", "engine_overrides"]
 
-ENGINE_FLAGS = ("max_pass_tokens", "decoder", "kernels", "graphs", "compile")
+ENGINE_FLAGS = ("max_pass_tokens", "decoder", "kernels", "graphs", "compile", "chunk_cache_mb")
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +19,9 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernels", default=None, choices=["auto", "triton", "torch"], help="element-wise kernels")
     group.add_argument("--graphs", default=None, choices=["auto", "on", "off"], help="CUDA graphs for small passes")
     group.add_argument("--compile", action="store_true", default=None, help="torch.compile the element-wise work")
+    group.add_argument(
+        "--chunk-cache-mb", type=int, default=None, help="MiB per encoder for recurring chunks' work (0: off)"
+    )
 
 
 def engine_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ctxcompress.engines.batching import plan_batches
+from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.errors import ModelError
 
@@ -60,9 +61,11 @@ class SentenceEncoder:
         model: a ``SentenceTransformer`` whose first module is a ``Transformer`` (``auto_model`` + tokenizer).
         batch_size: texts per ``embed`` batch.
         max_pass_tokens: padded word pieces per forward pass of ``token_embeddings``.
+        cache_bytes: bound of the :class:`~ctxcompress.engines.chunk_cache.ChunkCache` that keeps each text's
+            ``token_embeddings`` for when the same text comes back (0: no cache).
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 64, max_pass_tokens: int = 8192) -> None:
+    def __init__(self, model: Any, *, batch_size: int = 64, max_pass_tokens: int = 8192, cache_bytes: int = 0) -> None:
         self.model = model.eval()
         self.tokenizer = model.tokenizer
         self.batch_size = batch_size
@@ -76,6 +79,7 @@ class SentenceEncoder:
         self._sep = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else None
         self._pad = int(self.tokenizer.pad_token_id or 0)
         self._pooling = _pooling_mode(model)
+        self.cache = ChunkCache(cache_bytes, _nbytes)
 
     @classmethod
     def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: Any) -> SentenceEncoder:
@@ -123,9 +127,24 @@ class SentenceEncoder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    @torch.inference_mode()
     def token_embeddings(self, texts: list[str], *, overlap: int = 64) -> list[TokenEmbeddings]:
-        """Contextual word-piece embeddings of each whole text (windows of ``max_length`` with ``overlap``)."""
+        """Contextual word-piece embeddings of each whole text (windows of ``max_length`` with ``overlap``); texts
+        seen before come from the cache (read-only arrays), the others are computed together."""
+        keys = [text_key(text, "token_embeddings", overlap, self.max_length) for text in texts]
+        out: list[TokenEmbeddings | None] = [self.cache.get(key) for key in keys]
+        missing = [i for i, found in enumerate(out) if found is None]
+        for i, computed in zip(missing, self._token_embeddings([texts[i] for i in missing], overlap), strict=True):
+            for array in (computed.vectors, computed.offsets, computed.pooled):
+                if array is not None:
+                    array.setflags(write=False)  # shared with later requests through the cache
+            self.cache.put(keys[i], computed)
+            out[i] = computed
+        return [found for found in out if found is not None]
+
+    @torch.inference_mode()
+    def _token_embeddings(self, texts: list[str], overlap: int) -> list[TokenEmbeddings]:
+        if not texts:
+            return []
         specials = int(self._cls is not None) + int(self._sep is not None)
         width = self.max_length - specials
         stride = max(width - min(max(overlap, 0), width // 2), 1)
@@ -175,6 +194,11 @@ class SentenceEncoder:
             mask[i, : len(r)] = 1
         out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
         return out.last_hidden_state.float().cpu().numpy()
+
+
+def _nbytes(value: TokenEmbeddings) -> int:
+    pooled = value.pooled.nbytes if value.pooled is not None else 0
+    return int(value.vectors.nbytes + value.offsets.nbytes + pooled) + 200  # + the objects themselves
 
 
 def _pooling_mode(model: Any) -> str:

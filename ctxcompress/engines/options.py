@@ -7,7 +7,7 @@ engines from one of these. None of these options changes which tokens a method k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 __all__ = ["DecoderChoice", "EngineOptions", "GraphsChoice", "KernelsChoice"]
@@ -35,6 +35,8 @@ class EngineOptions:
         graphs: small passes at bucketed static shapes replayed as CUDA graphs: ``auto`` (on CUDA with the fused
             decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
+        chunk_cache_mb: MiB per loaded sentence encoder for the question-independent work on recurring chunks
+            (their contextual token embeddings, ``engines/chunk_cache.py``); 0 turns the cache off.
     """
 
     max_pass_tokens: int | None = None
@@ -42,6 +44,7 @@ class EngineOptions:
     kernels: KernelsChoice = "auto"
     graphs: GraphsChoice = "auto"
     compile: bool = False
+    chunk_cache_mb: int = 256
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -53,6 +56,12 @@ class EngineOptions:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
         if self.max_pass_tokens is not None and self.max_pass_tokens < 1:
             raise ValueError("max_pass_tokens must be >= 1")
+        if self.chunk_cache_mb < 0:
+            raise ValueError("chunk_cache_mb must be >= 0")
+
+    def scorer_arguments(self) -> dict[str, object]:
+        """The keyword arguments of ``CausalLMScorer`` (every option but the encoders' ``chunk_cache_mb``)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "chunk_cache_mb"}
 
     def pass_tokens(self, device_type: str) -> int:
         """``max_pass_tokens``, or the default for a device of this type (``cuda`` or ``cpu``)."""

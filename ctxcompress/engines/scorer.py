@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -136,7 +136,7 @@ class CausalLMScorer:
             ).to(torch_device)
         except Exception as exc:
             raise ModelError(f"could not load causal LM from {model_dir}: {exc}") from exc
-        return cls(model, tokenizer, **asdict(options or EngineOptions()))
+        return cls(model, tokenizer, **(options or EngineOptions()).scorer_arguments())
 
     def set_graphs(self, graphs: str, *, max_tokens: int = 16384) -> None:
         """Turn static-shape passes (CUDA graphs) ``auto``/``on``/``off``; see the constructor's ``graphs``."""

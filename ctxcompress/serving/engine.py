@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ctxcompress.compressor import Compressor, RequestLike
+from ctxcompress.engines import chunk_cache
 from ctxcompress.engines.options import EngineOptions
 from ctxcompress.errors import (
     CompressionTimeout,
@@ -312,6 +313,7 @@ class AsyncCompressionEngine:
         from collections import Counter
 
         c = self._counters
+        cache = chunk_cache.totals()
         queued = (self._queue.qsize() if self._queue else 0) + len(self._carry) + self._held
         return EngineStats(
             queue_depth=queued,
@@ -326,6 +328,9 @@ class AsyncCompressionEngine:
             batches_total=c.batches,
             batch_seconds_sum=c.batch_seconds,
             batch_sizes=Counter(c.batch_sizes),
+            chunk_cache_hits_total=cache.hits,
+            chunk_cache_misses_total=cache.misses,
+            chunk_cache_bytes=cache.bytes,
         )
 
     # ---- requests --------------------------------------------------------------------------------------

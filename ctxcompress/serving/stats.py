@@ -30,6 +30,9 @@ class EngineStats:
     batches_total: int = 0
     batch_seconds_sum: float = 0.0
     batch_sizes: Counter[int] = field(default_factory=Counter)
+    chunk_cache_hits_total: int = 0
+    chunk_cache_misses_total: int = 0
+    chunk_cache_bytes: int = 0
 
     def batch_size_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(upper bound, count)`` pairs ending with ``+inf``, Prometheus style."""

@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["configure", "run"]
@@ -166,7 +165,7 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
         kernels=args.kernels,
         graphs=args.graphs,
     )
-    scorer = CausalLMScorer(model, tokenizer, **asdict(options))
+    scorer = CausalLMScorer(model, tokenizer, **options.scorer_arguments())
     return scorer, model_dir
 
 

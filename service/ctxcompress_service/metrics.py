@@ -80,6 +80,7 @@ class Metrics:
         self.in_flight = gauge("ctxcompress_in_flight_requests", "admitted requests")
         self.max_concurrent = gauge("ctxcompress_max_concurrent_requests", "admission bound")
         self.running_batches = gauge("ctxcompress_running_batches", "batches on devices")
+        self.chunk_cache_bytes = gauge("ctxcompress_chunk_cache_bytes", "bytes held by the recurring-chunk caches")
         self.engine_counters = {
             field: Counter(name, doc, registry=own)
             for field, name, doc in (
@@ -88,6 +89,8 @@ class Metrics:
                 ("timeouts_total", "ctxcompress_engine_timeouts", "requests that timed out"),
                 ("rejected_total", "ctxcompress_engine_rejected", "requests rejected as overloaded"),
                 ("batch_seconds_sum", "ctxcompress_batch_seconds", "time spent running batches"),
+                ("chunk_cache_hits_total", "ctxcompress_chunk_cache_hits", "chunks whose work came from the cache"),
+                ("chunk_cache_misses_total", "ctxcompress_chunk_cache_misses", "chunks computed (not cached yet)"),
             )
         }
         self.batch_size = Histogram(
@@ -137,6 +140,7 @@ class Metrics:
             self.in_flight.set(stats.in_flight)
             self.max_concurrent.set(stats.max_concurrent_requests)
             self.running_batches.set(stats.running_batches)
+            self.chunk_cache_bytes.set(stats.chunk_cache_bytes)
             for field, counter in self.engine_counters.items():
                 delta = getattr(stats, field) - getattr(last, field)
                 if delta > 0:

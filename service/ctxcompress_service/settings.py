@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     kernels: KernelsChoice = EngineOptions.kernels
     graphs: GraphsChoice = EngineOptions.graphs
     compile: bool = EngineOptions.compile
+    chunk_cache_mb: int = Field(default=EngineOptions.chunk_cache_mb, ge=0)
+    """MiB per loaded sentence encoder for recurring chunks' question-independent work; 0: off."""
     api_keys: CommaList = Field(default_factory=list)
     """Accepted keys (``Authorization: Bearer`` or ``x-api-key``), no quotas; none here or in a keys file = open."""
     api_keys_file: Path | None = None
@@ -120,4 +122,5 @@ class Settings(BaseSettings):
             kernels=self.kernels,
             graphs=self.graphs,
             compile=self.compile,
+            chunk_cache_mb=self.chunk_cache_mb,
         )

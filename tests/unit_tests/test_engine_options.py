@@ -44,16 +44,16 @@ def test_service_settings_take_their_defaults_from_the_options_and_reach_the_eng
 
 
 def test_a_scorer_built_from_options_runs_as_they_say(tiny_scorer) -> None:  # noqa: ANN001
-    from dataclasses import asdict
-
     from ctxcompress.engines.scorer import CausalLMScorer
     from tests.tiny_models import tiny_llama
 
     tokenizer = tiny_scorer.tokenizer  # a model of its own: the shared fixture's model stays untouched
     options = EngineOptions(max_pass_tokens=64, decoder="transformers", graphs="off")
-    scorer = CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, **asdict(options))
+    scorer = CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, **options.scorer_arguments())
     assert scorer.decoder.name == "transformers" and scorer.max_pass_tokens == 64 and scorer.graphs is None
-    fused = CausalLMScorer(tiny_llama(tokenizer, seed=0), tokenizer, **asdict(EngineOptions(decoder="fused")))
+    fused = CausalLMScorer(
+        tiny_llama(tokenizer, seed=0), tokenizer, **EngineOptions(decoder="fused").scorer_arguments()
+    )
     ids = [[5, 6, 7, 8, 9, 10]]
     assert fused.decoder.name == "fused"
     assert abs(float(fused.token_nll(ids)[0][1:].sum() - scorer.token_nll(ids)[0][1:].sum())) < 1e-3

@@ -1,0 +1,85 @@
+"""The recurring-chunk cache: bounded LRU, counters, and encoder outputs identical with and without it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctxcompress.engines import chunk_cache
+from ctxcompress.engines.chunk_cache import ChunkCache, text_key
+from ctxcompress.engines.encoder import SentenceEncoder
+from tests.conftest import nq_documents, nq_rows
+
+
+def test_lru_bound_counters_and_off() -> None:
+    cache = ChunkCache(10, size_of=len)
+    cache.put("a", "xxxx")
+    cache.put("b", "yyyy")
+    assert cache.get("a") == "xxxx"  # a is now the most recent
+    cache.put("c", "zzzz")  # 12 bytes > 10: the least recently used (b) goes
+    assert cache.get("b") is None and cache.get("c") == "zzzz"
+    cache.put("huge", "q" * 11)  # larger than the whole cache: not kept
+    assert cache.get("huge") is None
+    totals = cache.totals()
+    assert (totals.hits, totals.misses, totals.evictions, totals.bytes, totals.entries) == (2, 2, 1, 8, 2)
+    off = ChunkCache(0, size_of=len)
+    off.put("a", "x")
+    assert off.get("a") is None and off.totals().misses == 0
+    assert chunk_cache.totals().hits >= 2  # summed over the process's caches
+    with pytest.raises(ValueError):
+        ChunkCache(-1, size_of=len)
+
+
+def test_keys_separate_texts_and_parameters() -> None:
+    assert text_key("a", 64) == text_key("a", 64)
+    assert text_key("a", 64) != text_key("b", 64) != text_key("a", 32)
+    assert text_key("\ud800 lone surrogate", 1)  # any str hashes
+
+
+def test_cached_token_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) -> None:
+    docs = nq_documents(nq_rows(1, gold=4)[0])[:6]
+    cached = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
+    cached.max_length = tiny_encoder.max_length
+    first = cached.token_embeddings(docs[:4])  # computed in one batch together
+    again = cached.token_embeddings([docs[5], docs[2], "Where is the Nile?", docs[0]])  # two from the cache
+    assert cached.cache.totals().hits == 2 and cached.cache.totals().misses == 6
+    for got, text in zip(again, [docs[5], docs[2], "Where is the Nile?", docs[0]], strict=True):
+        alone = tiny_encoder.token_embeddings([text])[0]  # no cache, computed alone
+        assert np.array_equal(got.offsets, alone.offsets)
+        np.testing.assert_allclose(got.vectors, alone.vectors, rtol=0, atol=1e-5)  # batch-mates: rounding only
+        np.testing.assert_allclose(got.pooled, alone.pooled, rtol=0, atol=1e-5)
+    assert again[1] is first[2] and not again[1].vectors.flags.writeable  # shared, so read-only
+
+
+def test_the_service_reports_cache_hits(tiny_encoder: SentenceEncoder) -> None:
+    import httpx
+    from ctxcompress_service import Settings, build_app, build_engine
+    from ctxcompress_service.testing import ServiceThread
+
+    from ctxcompress import Compressor
+    from ctxcompress.pool import ModelPool
+
+    encoder = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
+    pool = ModelPool(device="cpu")
+    pool.register("encoder", "minilm-l6", encoder)
+    settings = Settings(_env_file=None, device=["cpu"], preload_models=[], warmup=False)
+    app = build_app(settings, engine_factory=lambda s: build_engine(s, [Compressor(pool=pool)]))
+    docs = nq_documents(nq_rows(1, gold=4)[0])[:5]
+
+    def hits() -> float:
+        scraped = httpx.get(f"{service.url}/metrics").text
+        return float(
+            next(
+                line.split()[-1]
+                for line in scraped.splitlines()
+                if line.startswith("ctxcompress_chunk_cache_hits_total")
+            )
+        )
+
+    with ServiceThread(app) as service:
+        body = {"method": "cpc", "documents": docs, "question": "who wrote it?", "budget": {"rate": 0.5}}
+        first = httpx.post(f"{service.url}/v1/compress", json=body, timeout=60).json()
+        before = hits()
+        again = httpx.post(f"{service.url}/v1/compress", json=body | {"question": "when?"}, timeout=60)
+        assert again.status_code == 200 and first["origin_tokens"] > 0
+        assert hits() - before == len(docs)  # every document's embeddings came from the cache
