@@ -1,4 +1,4 @@
-"""``ctxcompress`` command line: ``serve | compress | corpus | models | eval | bench``.
+"""``ctxcompress`` command line: ``serve | compress | corpus | models | eval | bench | calibrate-attention``.
 
 Each subcommand lives in its own module exposing ``configure(parser)`` and ``run(args) -> int``; modules that
 belong to an optional extra are imported only when their subcommand runs (or asks for ``--help``).
@@ -20,6 +20,11 @@ SUBCOMMANDS: dict[str, tuple[str, str | None, str]] = {
     "corpus": ("ctxcompress.corpus.cli", None, "pre-compress a corpus (JSONL/Parquet), locally or on Ray"),
     "eval": ("ctxcompress_eval.cli", "eval", "evaluate methods and baselines on real data"),
     "bench": ("ctxcompress_eval.bench", "eval", "throughput benchmark against llmlingua"),
+    "calibrate-attention": (
+        "ctxcompress_eval.attention_calibration",
+        "eval",
+        "fit the attention method's layer_weights on labelled questions",
+    ),
 }
 
 

@@ -90,13 +90,19 @@ class EvalConfig:
 
 def method_variant(name: str) -> tuple[str, dict[str, Any]]:
     """``method+key=value+...`` → ``(method, options)``: a method with options, compared as a system of its own
-    (e.g. ``hybrid+scorer=gemma-3-270m+signals=all``). Values are read as JSON where they parse, else as text."""
+    (e.g. ``hybrid+scorer=gemma-3-270m+signals=all``). Values are read as JSON where they parse, else as text;
+    ``key=@file.json`` reads the value from a JSON file (its ``key`` entry when it holds an object with one, e.g.
+    ``attention+layer_weights=@attention_options.json`` from ``ctxcompress calibrate-attention``)."""
     method, *pairs = name.split("+")
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidInput(f"method variant {name!r}: write method+key=value", field="methods")
+        if value.startswith("@"):
+            loaded = json.loads(Path(value[1:]).read_text(encoding="utf-8"))
+            options[key] = loaded[key] if isinstance(loaded, dict) and key in loaded else loaded
+            continue
         try:
             options[key] = json.loads(value)
         except ValueError:

@@ -116,6 +116,25 @@ def test_attention_layers_are_validated(tiny_all_compressor, rows):
     assert info.value.field == "options.layers"
 
 
+def test_fitted_layer_weights_rank_documents_and_are_validated(tiny_all_compressor, tiny_scorer, rows):
+    from pydantic import ValidationError
+
+    from ctxcompress import InvalidInput
+    from ctxcompress.methods.attention import AttentionOptions
+
+    layers = tiny_scorer.model.config.num_hidden_layers
+    for layer in range(layers):  # all weight on one layer ranks as that layer's mean attention does
+        one_hot = [1.0 if i == layer else 0.0 for i in range(layers)]
+        fitted = tiny_all_compressor.compress(request(rows[0], "attention", 0.25, layer_weights=one_hot))
+        plain = tiny_all_compressor.compress(request(rows[0], "attention", 0.25, layers=[layer]))
+        assert fitted.ranking == plain.ranking
+    with pytest.raises(InvalidInput) as info:
+        tiny_all_compressor.compress(request(rows[0], "attention", 0.25, layer_weights=[1.0] * (layers + 1)))
+    assert info.value.field == "options.layer_weights"
+    with pytest.raises(ValidationError):
+        AttentionOptions(layer_weights=[float("nan")] * layers)
+
+
 def test_long_input_is_chunked_with_the_question_in_every_chunk(tiny_all_compressor, tiny_scorer, rows):
     from ctxcompress.methods.attention import sentence_attention
 

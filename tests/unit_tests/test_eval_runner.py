@@ -7,7 +7,7 @@ import json
 import pytest
 from ctxcompress_eval.datasets import load_datasets
 from ctxcompress_eval.report import write_report
-from ctxcompress_eval.runner import EvalConfig, MethodSystem, evaluate, expand_methods
+from ctxcompress_eval.runner import EvalConfig, MethodSystem, evaluate, expand_methods, method_variant
 
 from ctxcompress.cli import main
 from ctxcompress.errors import InvalidInput
@@ -88,3 +88,6 @@ def test_a_method_variant_is_a_system_of_its_own_with_its_options(tmp_path):
     for bad in ["nosuch+signals=all", "hybrid+signals"]:
         with pytest.raises(InvalidInput):
             expand_methods([bad])
+    weights = tmp_path / "attention_options.json"  # what `ctxcompress calibrate-attention --out` writes
+    weights.write_text('{"layer_weights": [0.5, -1.0], "report": {}}')
+    assert method_variant(f"attention+layer_weights=@{weights}") == ("attention", {"layer_weights": [0.5, -1.0]})
