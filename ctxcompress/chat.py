@@ -43,7 +43,7 @@ class ChatCompression(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     method: str | None = None
     budget: Budget | None = None
     options: dict[str, Any] = Field(default_factory=dict)

@@ -113,7 +113,7 @@ class CompressionRequest(BaseModel):
     instruction: Text | None = None
     budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
     options: Annotated[dict[str, Any], AfterValidator(_unicode_tree)] = Field(default_factory=dict)
-    include_spans: bool = False
+    include_spans: bool = Field(default=False, strict=True)
     """Also return, per document, the character spans of the original that were kept and dropped."""
 
 

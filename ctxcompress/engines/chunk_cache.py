@@ -84,6 +84,12 @@ class ChunkCache:
                 self._bytes -= dropped
                 self._evictions += 1
 
+    def clear(self) -> None:
+        """Drop every entry (the counters stay)."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def totals(self) -> CacheTotals:
         with self._lock:
             return CacheTotals(self._hits, self._misses, self._evictions, self._bytes, len(self._entries))

@@ -31,7 +31,7 @@ __all__ = [
 class BaseOptions(BaseModel):
     """Options every method accepts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # the schema says boolean: 0.0 is not false
 
     target_tokenizer: str = "cl100k_base"
     """tiktoken encoding that defines the budget (what the downstream LLM counts)."""

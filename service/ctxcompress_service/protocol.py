@@ -162,7 +162,7 @@ class ProxiedRequest(BaseModel):
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
+    stream: bool = Field(default=False, strict=True)  # the published schema says boolean: 0.0 is not false
     ctxcompress: ChatCompression | None = None
 
     @model_validator(mode="before")

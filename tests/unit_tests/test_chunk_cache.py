@@ -26,6 +26,8 @@ def test_lru_bound_counters_and_off() -> None:
     off.put("a", "x")
     assert off.get("a") is None and off.totals().misses == 0
     assert chunk_cache.totals().hits >= 2  # summed over the process's caches
+    cache.clear()
+    assert cache.get("a") is None and cache.totals().bytes == 0
     with pytest.raises(ValueError):
         ChunkCache(-1, size_of=len)
 
