@@ -141,7 +141,8 @@ def sentence_attention(
         per_token = mass[chosen].mean(axis=0)
         for r, d, doc_start, row_start, n in pieces:
             token_scores[r][d][doc_start : doc_start + n] = per_token[row_start : row_start + n]
-            layer_sums[r][d] += mass[:, row_start : row_start + n].sum(axis=1)
+            if layer_weights is not None:  # only the fitted probe needs each layer's document mean
+                layer_sums[r][d] += mass[:, row_start : row_start + n].sum(axis=1)
     out = []
     for r, (docs, _) in enumerate(requests):
         scored = [_pool(split[r][d], encoded[r][d][1], token_scores[r][d]) for d in range(len(docs))]

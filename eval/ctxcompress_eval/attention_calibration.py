@@ -72,8 +72,8 @@ def fit_conditional_logit(
         while size > 1e-6 and objective(w + size * direction) < current:
             size /= 2
         w = w + size * direction
-        improved, current = objective(w) - current, objective(w)
-        if improved < 1e-9:
+        previous, current = current, objective(w)
+        if current - previous < 1e-9:
             break
     return w
 

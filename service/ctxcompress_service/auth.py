@@ -27,20 +27,16 @@ async def require_api_key(
     key = credentials.credentials if credentials is not None else request.headers.get("x-api-key", "")
     if not key:
         raise Unauthorized("API key required: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'")
-    if keyring.find(key) is None:
+    quota = keyring.find(key)
+    if quota is None:
         raise Forbidden("API key is not valid")
-
-
-def _presented_key(request: Request) -> str:
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    return (key.strip() if scheme.lower() == "bearer" else "") or request.headers.get("x-api-key", "").strip()
+    request.state.api_key = quota.key
 
 
 def caller_key(request: Request) -> ApiKey | None:
-    """The API key of an authenticated caller, or None when the service has no keys."""
-    keyring = request.app.state.keyring
-    quota = keyring.find(_presented_key(request)) if keyring.enabled else None
-    return quota.key if quota is not None else None
+    """The API key of an authenticated caller (recorded by whichever check admitted it: ``ApiKeyMiddleware`` or
+    :func:`require_api_key`), or None when the service has no keys."""
+    return getattr(request.state, "api_key", None)
 
 
 def caller_key_name(request: Request) -> str:

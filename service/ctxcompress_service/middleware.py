@@ -54,7 +54,7 @@ class ApiKeyMiddleware:
             await _send_error(send, 403, "Forbidden", "API key is not valid", anthropic=anthropic)
             return
         name = quota.key.name
-        scope.setdefault("state", {})["api_key_name"] = name
+        scope.setdefault("state", {})["api_key"] = quota.key  # who is calling: read by auth.caller_key
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
