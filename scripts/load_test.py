@@ -2,14 +2,24 @@
 concurrency levels, plus the engine's batch-size histogram from ``/metrics`` for each level, which shows
 whether concurrent requests are batched together.
 
-Without ``--url`` the script starts its own server on a free loopback port (a subprocess) with either the real
-embedded SmolLM2-135M (``--model real``) or a tiny randomly initialised model with SmolLM2's tokenizer
-(``--model tiny``: service mechanics only) or SmolLM2's architecture with random weights (``--model random``:
-the real model's compute, for machines without the converted model). Requests are real NQ rows.
+Without ``--url`` the script starts a server on a free loopback port (a subprocess):
+
+* ``--workers N``: the real ``ctxcompress serve`` with N processes and the registry's models (every method), or,
+  with ``--random-kit DIR``, SmolLM2-135M and MiniLM folders built there from real configs and tokenizers with
+  random weights (the real models' compute, for the lent GPU, which has no weights);
+* otherwise an in-script app whose only model is the scorer: the real embedded SmolLM2-135M (``--model real``), a
+  tiny randomly initialised model with SmolLM2's tokenizer (``--model tiny``: service mechanics only) or SmolLM2's
+  architecture with random weights (``--model random``).
+
+Requests are real NQ rows. Where ``nvidia-smi`` exists, GPU utilisation and memory are sampled every 200 ms during
+each level. ``--library-json`` puts a ``ctxcompress bench`` result of the same run (library prompts/s, llmlingua
+0.2.2) beside the table.
 
 Usage:
     .venv/bin/python scripts/load_test.py --model tiny --concurrency 1 8 32 --requests 64
     .venv/bin/python scripts/load_test.py --model real --docs 3 --requests 16 --max-seconds 120 --out /tmp/load.json
+    python3 scripts/load_test.py --workers 6 --random-kit .carry/prof --device cuda --method hybrid --docs 20 \
+        --rate 0.25 --concurrency 1 16 128 --requests 2000 --max-seconds 30 --out rest.json
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import gzip
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -114,6 +125,37 @@ def batch_histogram(metrics_text: str) -> tuple[dict[str, float], float, float]:
     return buckets, count, total
 
 
+class GpuSampler:
+    """``nvidia-smi`` sampling every 200 ms while a level runs: mean utilisation (%, over samples and GPUs) and the
+    highest memory in use (MiB, any GPU). Inert where ``nvidia-smi`` is missing."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> GpuSampler:
+        if shutil.which("nvidia-smi"):
+            self._process = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+                + ["-lms", "200"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.summary: dict[str, float] = {}
+        if self._process is None:
+            return
+        self._process.terminate()
+        output = self._process.communicate(timeout=10)[0]
+        samples = [line.split(",") for line in output.splitlines() if line.count(",") == 1]
+        if samples:
+            self.summary = {
+                "gpu_util_mean_pct": round(statistics.mean(float(u) for u, _ in samples), 1),
+                "gpu_memory_max_mib": max(float(m) for _, m in samples),
+            }
+
+
 async def run_level(url: str, requests: list[dict], concurrency: int, total: int, max_seconds: float) -> dict:
     import httpx
 
@@ -136,7 +178,8 @@ async def run_level(url: str, requests: list[dict], concurrency: int, total: int
                 else:
                     errors[response.status_code] = errors.get(response.status_code, 0) + 1
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        with GpuSampler() as gpu:
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - started
         after = batch_histogram((await client.get("/metrics")).text)
     buckets = {le: after[0].get(le, 0.0) - before[0].get(le, 0.0) for le in after[0]}
@@ -153,6 +196,7 @@ async def run_level(url: str, requests: list[dict], concurrency: int, total: int
         "batches": int(batches),
         "mean_batch_size": round((after[2] - before[2]) / batches, 2) if batches else 0.0,
         "batch_size_buckets": {le: int(n) for le, n in buckets.items()},
+        **gpu.summary,
     }
 
 
@@ -172,10 +216,56 @@ def check_loopback(url: str) -> None:
         raise SystemExit(f"refusing to load-test {host}: loopback addresses only")
 
 
+def serve_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str]]:
+    """``ctxcompress serve`` with ``args.workers`` processes, and its environment (batching settings; with
+    ``--random-kit`` the random model folders in ``$CTXCOMPRESS_MODELS``)."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "CTXCOMPRESS_MAX_WAIT_MS": str(args.max_wait_ms),
+        "CTXCOMPRESS_MAX_BATCH_REQUESTS": str(args.max_batch_requests),
+        "CTXCOMPRESS_BATCHES_PER_DEVICE": str(args.batches_per_device),
+        "CTXCOMPRESS_PRELOAD_MODELS": "smollm2-135m,minilm-l6",
+        "CTXCOMPRESS_DEFAULT_METHOD": args.method,
+        # Requests cycle through the rows: a chunk cache would serve repeats (off unless asked for).
+        "CTXCOMPRESS_CHUNK_CACHE_MB": str(args.chunk_cache_mb),
+    }
+    if args.random_kit:
+        sys.path.insert(0, str(ROOT / "eval"))
+        from ctxcompress_eval.random_models import build_random_models
+
+        folders = build_random_models(Path(args.random_kit), Path(args.random_dir))
+        env["CTXCOMPRESS_MODELS"] = json.dumps(folders)
+    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", args.device, "--port", str(port)]
+    command += ["--workers", str(args.workers), "--log-level", "warning"]
+    return command, env
+
+
 def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     import httpx
 
     port = free_port()
+    env = None
+    if args.workers:
+        command, env = serve_command(args, port)
+    else:
+        command = script_server_command(args, port)
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(1200):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return url, process
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit("the server exited during startup")
+        time.sleep(0.5)
+    process.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def script_server_command(args: argparse.Namespace, port: int) -> list[str]:
     command = [
         sys.executable,
         __file__,
@@ -195,19 +285,7 @@ def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     ]
     if args.model_dir:
         command += ["--model-dir", args.model_dir]
-    process = subprocess.Popen(command, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return url, process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise SystemExit("the server exited during startup")
-        time.sleep(0.5)
-    process.kill()
-    raise SystemExit("the server did not become ready")
+    return command
 
 
 def main() -> int:
@@ -220,6 +298,12 @@ def main() -> int:
         help="tiny: 2-layer random model (mechanics); random: SmolLM2-135M architecture, random weights; real",
     )
     parser.add_argument("--model-dir", help="SmolLM2 folder (default: the converted embedded model)")
+    parser.add_argument("--workers", type=int, default=0, help="run the real `ctxcompress serve` with N processes")
+    parser.add_argument("--random-kit", help="with --workers: configs+tokenizers folder; random-weight models")
+    parser.add_argument("--random-dir", default="/tmp/ctxc-random", help="where --random-kit's models are built")
+    parser.add_argument("--chunk-cache-mb", type=int, default=0, help="with --workers: the service's chunk cache")
+    parser.add_argument("--warmup", type=int, default=2, help="requests sent (16 at a time) before the levels")
+    parser.add_argument("--library-json", help="a `ctxcompress bench` bench.json of this run, shown beside")
     parser.add_argument("--data", default=str(DATA), help="NQ multi-document JSONL.gz")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
@@ -245,8 +329,9 @@ def main() -> int:
     else:
         url, process = start_server(args)
     try:
-        requests = load_requests(Path(args.data), args.docs, args.method, args.rate)
-        asyncio.run(run_level(url, requests[:2], 1, 2, args.max_seconds))  # warm-up, not reported
+        requests = load_requests(Path(args.data), args.docs, args.method, args.rate, limit=args.requests + args.warmup)
+        warm = requests[: max(args.warmup, 1)]
+        asyncio.run(run_level(url, warm, min(16, len(warm)), len(warm), args.max_seconds))  # not reported
         results = [
             asyncio.run(run_level(url, requests, c, max(args.requests, c), args.max_seconds)) for c in args.concurrency
         ]
@@ -254,18 +339,52 @@ def main() -> int:
         if process is not None:
             process.terminate()
             process.wait(60)
-    print(f"model={args.model} device={args.device} method={args.method} docs/request={args.docs} rate={args.rate}")
-    print(f"{'clients':>7} {'done':>5} {'req/s':>7} {'p50 ms':>9} {'p99 ms':>9} {'batches':>7} {'mean':>5}  sizes")
+    server = f"serve --workers {args.workers}" + (" (random weights)" if args.random_kit else "")
+    print(
+        f"server={server if args.workers else 'script, model=' + args.model} device={args.device} "
+        f"method={args.method} docs/request={args.docs} rate={args.rate}"
+    )
+    print(
+        f"{'clients':>7} {'done':>5} {'req/s':>7} {'p50 ms':>9} {'p99 ms':>9} {'batches':>7} {'mean':>5} "
+        f"{'GPU %':>6}  sizes"
+    )
     for r in results:
-        hist = " ".join(f"<={le}:{n}" for le, n in r["batch_size_buckets"].items() if le != "+Inf")
+        hist = " ".join(f"<={le}:{n}" for le, n in per_bucket(r["batch_size_buckets"]).items() if n)
         errors = f"  errors={r['errors']}" if r["errors"] else ""
         print(
             f"{r['concurrency']:>7} {r['completed']:>5} {r['throughput_rps']:>7} {r['p50_ms']!s:>9} "
-            f"{r['p99_ms']!s:>9} {r['batches']:>7} {r['mean_batch_size']:>5}  {hist}{errors}"
+            f"{r['p99_ms']!s:>9} {r['batches']:>7} {r['mean_batch_size']:>5} {r.get('gpu_util_mean_pct', '-')!s:>6}  "
+            f"{hist}{errors}"
         )
+    library = library_figures(Path(args.library_json)) if args.library_json else None
+    if library:
+        print("beside (ctxcompress bench, same run): " + "; ".join(f"{k} {v}" for k, v in library.items()))
     if args.out:
-        Path(args.out).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        report = {"args": vars(args), "results": results, "library": library}
+        Path(args.out).write_text(json.dumps(report, indent=2))
     return 0
+
+
+def per_bucket(cumulative: dict[str, int]) -> dict[str, int]:
+    """Prometheus' cumulative ``le`` buckets → batches per bucket."""
+    out, below = {}, 0
+    for le, count in sorted(cumulative.items(), key=lambda item: float(item[0])):
+        out[le] = count - below
+        below = count
+    return out
+
+
+def library_figures(path: Path) -> dict[str, object]:
+    """The library's best prompts/s and single-request p50, and llmlingua 0.2.2's, from a bench.json."""
+    bench = json.loads(path.read_text())
+    best = max(bench["ctxcompress"], key=lambda r: r["prompts_per_s"])
+    anchor = bench.get("llmlingua_0_2_2") or {}
+    return {
+        "library prompts/s": round(best["prompts_per_s"], 1),
+        "at batch": best["batch_size"],
+        "library single p50 ms": round(bench["single_request"]["latency_ms_p50"], 1),
+        "llmlingua prompts/s": anchor.get("prompts_per_s"),
+    }
 
 
 if __name__ == "__main__":

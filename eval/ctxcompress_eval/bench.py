@@ -40,7 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
     parser.add_argument("--limit", type=int, default=256, help="prompts per batch-size run")
     parser.add_argument("--batch-sizes", default="1,8,64,256")
-    parser.add_argument("--method", default="longllmlingua", choices=["longllmlingua", "llmlingua"])
+    parser.add_argument(
+        "--method",
+        default="longllmlingua",
+        choices=["longllmlingua", "llmlingua", "hybrid", "attention", "cpc"],
+        help="hybrid/attention/cpc load the sentence encoder from the registry ($CTXCOMPRESS_MODELS); the "
+        "%% of peak counts the scorer's tokens only",
+    )
     parser.add_argument("--rate", type=float, default=0.25)
     parser.add_argument("--data", nargs="*", default=None, help="NQ 20-doc .jsonl.gz files (default: ../shared)")
     parser.add_argument("--model-dir", default=None, help="model folder (default: the embedded smollm2-135m)")
@@ -169,6 +175,14 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     return scorer, model_dir
 
 
+def _pool_options():  # noqa: ANN202
+    """Engine options of the bench's pools: no chunk cache (the runs cycle through a few hundred rows, so a
+    cache would serve repeated documents and measure the cache instead of the engine)."""
+    from ctxcompress.engines.options import EngineOptions
+
+    return EngineOptions(chunk_cache_mb=0)
+
+
 def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
     req_path = out / "anchor_requests.jsonl"
     res_path = out / "anchor_results.jsonl"
@@ -242,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
     anchor_copy = tempfile.mkdtemp(prefix="bench-model-") if args.anchor_python and args.random_weights else None
     scorer, model_dir = _build_scorer(args, device, anchor_copy)
     params = scorer.num_parameters
-    pool = ModelPool(device=str(device))
+    pool = ModelPool(device=str(device), options=_pool_options())
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
     peak_flops = _matmul_rate(device, scoring_dtype(device)) * args.gpus  # the rate of every device used
@@ -395,7 +409,7 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn, index: i
         per_device = -(-args.processes // args.gpus)
         torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / per_device, device)
     scorer, _ = _build_scorer(args, device, None)
-    pool = ModelPool(device=str(device))
+    pool = ModelPool(device=str(device), options=_pool_options())
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
     compressor.compress_batch(warmup)

@@ -16,7 +16,6 @@ import cProfile
 import io
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -37,27 +36,11 @@ def write_prompts(path: Path, count: int) -> None:
             f.write(json.dumps({"documents": e.documents, "question": e.question, "instruction": e.instruction}) + "\n")
 
 
-def build_random_models(kit: Path, where: Path) -> dict[str, dict[str, str]]:
-    """Random-initialised SmolLM2 and MiniLM folders from the kit's configs and tokenizers."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
-    torch.manual_seed(0)
-    lm, enc = where / "smollm2-135m", where / "minilm-l6"
-    if not (lm / "model.safetensors").exists():
-        shutil.copytree(kit / "smollm2-135m", lm, dirs_exist_ok=True)
-        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(lm)).save_pretrained(lm)
-    if not (enc / "model.safetensors").exists():
-        shutil.copytree(kit / "minilm-l6", enc, dirs_exist_ok=True)
-        AutoModel.from_config(AutoConfig.from_pretrained(enc)).save_pretrained(enc)
-    return {
-        "smollm2-135m": {"kind": "causal-lm", "path": str(lm)},
-        "minilm-l6": {"kind": "sentence-encoder", "path": str(enc)},
-    }
-
-
 def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str, configured: bool) -> None:
     if not configured:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from ctxcompress_eval.random_models import build_random_models
+
         os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
     import torch
 
