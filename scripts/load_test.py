@@ -254,8 +254,12 @@ def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            ready = httpx.get(f"{url}/readyz", timeout=2)
+            if ready.status_code == 200:
                 return url, process
+            if "failed" in ready.text:  # model preparation failed: it will never become ready
+                process.kill()
+                raise SystemExit(f"the server cannot become ready: {ready.text[:500]}")
         except httpx.TransportError:
             pass
         if process.poll() is not None:

@@ -25,12 +25,16 @@ __all__ = ["resolve_device", "default_dtype", "scoring_dtype", "cpu_has_amx", "i
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → ``cuda`` when a GPU is present, else ``cpu``; ``cuda:N`` and ``cpu`` pass through."""
+    """``auto`` → the current GPU when one is present, else ``cpu``; ``cuda`` → the current GPU with its index
+    (``cuda:0`` unless set otherwise: per-thread device binding needs one); ``cuda:N`` and ``cpu`` pass through."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        if resolved.index is None:
+            resolved = torch.device("cuda", torch.cuda.current_device())
     return resolved
 
 
