@@ -65,8 +65,7 @@ class CPC(CompressionMethod):
             split_sentences_with_spans(t, requests[r].options.language) for t, (r, _) in zip(texts, docs, strict=True)
         ]
         overlap = requests[0].options.window_overlap  # the same for the whole group (run_grouped)
-        tokens = encoder.token_embeddings(texts, overlap=overlap)
-        vectors = [t.span_vectors(s) for t, s in zip(tokens, spans, strict=True)]
+        vectors = [e.spans for e in encoder.span_embeddings(texts, spans, overlap=overlap)]
         queries_text = [(p.request.question or "").strip() or (p.request.instruction or "").strip() for p in requests]
         asked = [q for q in queries_text if q]
         embedded = dict(zip(asked, encoder.embed(asked), strict=True))

@@ -108,7 +108,10 @@ class Hybrid(CompressionMethod):
         units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
         # One encoder pass over questions and documents: document vectors and, pooled from the same in-context
         # token embeddings, sentence vectors (late chunking).
-        embedded = encoder.token_embeddings([*questions, *(d for docs in documents for d in docs)])
+        embedded = encoder.span_embeddings(
+            [*questions, *(d for docs in documents for d in docs)],
+            [[] for _ in questions] + [spans for doc_units in units for _, spans in doc_units],
+        )
         cursor = len(questions)
         signals: list[dict[str, np.ndarray]] = []
         sentence_sims: list[np.ndarray] = []
@@ -118,7 +121,7 @@ class Hybrid(CompressionMethod):
             per_doc = embedded[cursor : cursor + len(docs)]
             cursor += len(docs)
             doc_sims = np.array([d.pooled @ question for d in per_doc])
-            sims = [d.span_vectors(spans) @ question for d, (_, spans) in zip(per_doc, units[r], strict=True)]
+            sims = [d.spans @ question for d in per_doc]
             sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
             best = np.array([sim.max() if len(sim) else -1.0 for sim in sims])
             signals.append({"encoder": doc_sims, "encoder_sentence": best})

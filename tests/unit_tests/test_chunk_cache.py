@@ -8,6 +8,7 @@ import pytest
 from ctxcompress.engines import chunk_cache
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.encoder import SentenceEncoder
+from ctxcompress.text.sentences import split_sentences_with_spans
 from tests.conftest import nq_documents, nq_rows
 
 
@@ -38,19 +39,22 @@ def test_keys_separate_texts_and_parameters() -> None:
     assert text_key("\ud800 lone surrogate", 1)  # any str hashes
 
 
-def test_cached_token_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) -> None:
+def test_cached_span_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) -> None:
     docs = nq_documents(nq_rows(1, gold=4)[0])[:6]
     cached = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
     cached.max_length = tiny_encoder.max_length
-    first = cached.token_embeddings(docs[:4])  # computed in one batch together
-    again = cached.token_embeddings([docs[5], docs[2], "Where is the Nile?", docs[0]])  # two from the cache
+    spans = {text: split_sentences_with_spans(text) for text in [*docs, "Where is the Nile?"]}
+    first = cached.span_embeddings(docs[:4], [spans[d] for d in docs[:4]])  # computed in one batch together
+    texts = [docs[5], docs[2], "Where is the Nile?", docs[0]]
+    again = cached.span_embeddings(texts, [spans[t] for t in texts])  # two from the cache
     assert cached.cache.totals().hits == 2 and cached.cache.totals().misses == 6
-    for got, text in zip(again, [docs[5], docs[2], "Where is the Nile?", docs[0]], strict=True):
-        alone = tiny_encoder.token_embeddings([text])[0]  # no cache, computed alone
-        assert np.array_equal(got.offsets, alone.offsets)
-        np.testing.assert_allclose(got.vectors, alone.vectors, rtol=0, atol=1e-5)  # batch-mates: rounding only
+    for got, text in zip(again, texts, strict=True):
+        alone = tiny_encoder.span_embeddings([text], [spans[text]])[0]  # no cache, computed alone
+        np.testing.assert_allclose(got.spans, alone.spans, rtol=0, atol=1e-5)  # batch-mates: rounding only
         np.testing.assert_allclose(got.pooled, alone.pooled, rtol=0, atol=1e-5)
-    assert again[1] is first[2] and not again[1].vectors.flags.writeable  # shared, so read-only
+    assert again[1] is first[2] and not again[1].spans.flags.writeable  # shared, so read-only
+    other = cached.span_embeddings([docs[0]], [spans[docs[0]][:1]])  # other spans: another entry
+    assert other[0].spans.shape[0] == 1 and cached.cache.totals().misses == 7
 
 
 def test_the_service_reports_cache_hits(tiny_encoder: SentenceEncoder) -> None:

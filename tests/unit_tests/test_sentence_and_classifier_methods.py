@@ -17,6 +17,7 @@ from ctxcompress.methods._units import question_entities, word_spans
 from ctxcompress.methods.llmlingua2 import chunk_words
 from ctxcompress.methods.summary_guard import supported_summary
 from ctxcompress.methods.tcra_summary import fit_summary
+from ctxcompress.text.sentences import split_sentences_with_spans
 from ctxcompress.text.tokens import get_target_tokenizer
 from tests.conftest import TINY_CLASSIFIER, nq_documents, nq_rows
 
@@ -360,3 +361,18 @@ def test_one_encoder_pass_gives_the_texts_own_embeddings_and_span_vectors(tiny_e
     np.testing.assert_allclose(vectors[0], first / np.linalg.norm(first), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(vectors[:3], axis=1), 1.0, atol=1e-5)
     assert not vectors[3].any()
+
+
+def test_span_embeddings_on_the_device_equal_host_pooling_of_token_embeddings(tiny_encoder, nq):
+    """The device-side pooling of ``span_embeddings`` gives what ``span_vectors`` gives from the token vectors,
+    for long (windowed), short, empty and span-less texts."""
+    texts = [nq_documents(nq[0])[0] * 3, "The Nile flows north. It is long.", "", "東京 🙂 no spans asked"]
+    spans = [split_sentences_with_spans(t) for t in texts[:3]] + [[]]
+    spans[1] = [*spans[1], (len(texts[1]), len(texts[1]))]  # a span without pieces: a zero vector
+    tokens = tiny_encoder.token_embeddings(texts, overlap=16)
+    pooled = tiny_encoder.span_embeddings(texts, spans, overlap=16)
+    for t, s, p in zip(tokens, spans, pooled, strict=True):
+        assert p.spans.shape == (len(s), tiny_encoder.dimension)
+        np.testing.assert_allclose(p.spans, t.span_vectors(s), atol=1e-5)
+        np.testing.assert_allclose(p.pooled, t.pooled, atol=1e-6)
+    assert len(spans[0]) > 3 and not pooled[1].spans[-1].any() and not pooled[2].pooled.any()
