@@ -341,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
         "what": f"{args.method} at rate {args.rate} on NQ 20-doc prompts",
         "weights": "random-initialised (real SmolLM2-135M config and tokenizer)"
         if args.random_weights
+        else f"from {args.model_dir}"
+        if args.model_dir
         else "real SmolLM2-135M-Instruct weights",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_threads": torch.get_num_threads(),

@@ -25,7 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upstream-url", default=None, help="OpenAI-compatible base URL for the chat proxy")
     parser.add_argument("--log-level", default=None, help="debug | info | warning (env CTXCOMPRESS_LOG_LEVEL)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="server processes, each with its own engine (env CTXCOMPRESS_WORKERS)"
+        "--workers",
+        default=None,
+        help="server processes, each with its own engine: N or auto (default: 1 on CPU, up to 6 per GPU by its "
+        "memory; env CTXCOMPRESS_WORKERS)",
     )
     add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
 
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
     }
-    if settings.workers == 1:
+    workers = settings.worker_count()
+    if workers == 1:
         uvicorn.run(build_app(settings), **common)
         return 0
     # Worker processes rebuild the settings from the environment, so the flags travel there.
@@ -77,5 +81,5 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ctxcompress-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         os.environ[STARTED_AT_ENV] = str(time.time())  # one start time for every worker's /v1/stats
-        uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=settings.workers, **common)
+        uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=workers, **common)
     return 0

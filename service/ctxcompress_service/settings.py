@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -16,7 +16,25 @@ from ctxcompress.engines.options import DecoderChoice, EngineOptions, GraphsChoi
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.types import Budget
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "auto_workers"]
+
+GIB_PER_GPU_WORKER = 16  # a worker's models + activations under load: ~9 GiB measured with hybrid on an H200
+MAX_AUTO_WORKERS = 6  # the measured best per H200 (bench_h100/process_sweep, bench_h200)
+
+
+def auto_workers(devices: list[str]) -> int:
+    """Server processes for ``devices`` (``CTXCOMPRESS_DEVICE``): 1 without a GPU; else one per
+    ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used, between 1 and ``MAX_AUTO_WORKERS``."""
+    import torch
+
+    if not torch.cuda.is_available() or any(d == "cpu" for d in devices):
+        return 1
+    indices = {int(d.split(":", 1)[1]) if ":" in d else 0 for d in devices if d.startswith("cuda")}
+    if any(d == "auto" for d in devices):
+        indices |= set(range(torch.cuda.device_count()))
+    memory = min(torch.cuda.get_device_properties(i).total_memory for i in indices) / 2**30
+    return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER)))
+
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -30,10 +48,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     device: CommaList = Field(default_factory=lambda: ["auto"])
     """Devices, one worker each: ``auto`` (every GPU, else CPU), ``cpu``, ``cuda:0,cuda:1``."""
-    workers: int = Field(default=1, ge=1, le=64)
+    workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     """Server processes on the one port, each with its own engine and models. On a GPU, several processes share
-    it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do
-    (measured in eval/results/bench_h100). ``/metrics`` sums all processes."""
+    it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
+    ``auto``: one on CPU; on GPUs one per 16 GiB of the smallest used GPU's memory, at most 6 (an H200: 6, which
+    served `hybrid` 3x faster than one at 16 clients, eval/results/bench_h200). ``/metrics`` sums all processes."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
@@ -102,6 +121,12 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else None
+
+    def worker_count(self) -> int:
+        """``workers``, with ``auto`` resolved on this machine (see the field)."""
+        if self.workers != "auto":
+            return self.workers
+        return auto_workers(self.device)
 
     def serving_options(self) -> ServingOptions:
         return ServingOptions(

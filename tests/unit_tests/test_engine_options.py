@@ -79,3 +79,23 @@ def test_compress_cli_names_a_missing_input_in_one_line(tmp_path) -> None:  # no
     )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and str(missing) in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("devices", "gib", "expected"),
+    [(["auto"], 141, 6), (["cuda:1"], 80, 5), (["cuda:0", "cuda:1"], 40, 2), (["auto"], 24, 1), (["cpu"], 141, 1)],
+)
+def test_auto_workers_follow_gpu_memory(monkeypatch: pytest.MonkeyPatch, devices, gib, expected) -> None:
+    import types
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    def properties(index: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(total_memory=gib * 2**30 if index else 200 * 2**30)  # device 0: larger
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    settings = Settings(_env_file=None, device=devices)
+    assert settings.workers == "auto" and settings.worker_count() == expected
+    assert Settings(_env_file=None, device=devices, workers=3).worker_count() == 3
