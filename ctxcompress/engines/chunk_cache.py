@@ -1,11 +1,12 @@
 """ChunkCache: question-independent work per chunk (document), reused when the same chunk comes back.
 
 RAG traffic repeats popular chunks: the same retrieved passage reaches the compressor with many questions. What an
-engine computes from a chunk alone (here: the sentence encoder's contextual token embeddings, the main cost of
-``hybrid`` and ``cpc`` on CPU) is kept under a key made of the chunk's text hash and everything else the value
-depends on (model, parameters). Bounded by bytes, least recently used first out. A cached value is what the
-engine computed for that chunk on the same model, so a result never depends on what ran before (the encoder
-computes every chunk in rows of its own; ``tests/unit_tests/test_chunk_cache.py`` checks equality).
+engine computes from a chunk alone (here: the sentence encoder's in-context vectors of the chunk and of its
+sentences, the main cost of ``hybrid`` and ``cpc`` on CPU) is kept under a key made of the chunk's text hash and
+everything else the value depends on (model, parameters, sentence spans). Bounded by bytes, least recently used first
+out. A cached value is what the engine computed for that chunk on the same model, so a result never depends on what
+ran before (the encoder computes every chunk in rows of its own; ``tests/unit_tests/test_chunk_cache.py`` checks
+equality).
 
 Counters (hits, misses, evictions, bytes, entries) are summed over every cache of the process by :func:`totals`,
 which the serving engine reports in its stats (``/metrics``: ``ctxcompress_chunk_cache_*``).

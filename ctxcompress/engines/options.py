@@ -36,7 +36,7 @@ class EngineOptions:
             decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
         chunk_cache_mb: MiB per loaded sentence encoder for the question-independent work on recurring chunks
-            (their contextual token embeddings, ``engines/chunk_cache.py``); 0 turns the cache off.
+            (their own and sentence vectors from the encoder, ``engines/chunk_cache.py``); 0 turns the cache off.
     """
 
     max_pass_tokens: int | None = None

@@ -92,6 +92,7 @@ def test_auto_workers_follow_gpu_memory(monkeypatch: pytest.MonkeyPatch, devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
     def properties(index: int) -> types.SimpleNamespace:
         return types.SimpleNamespace(total_memory=gib * 2**30 if index else 200 * 2**30)  # device 0: larger
 
