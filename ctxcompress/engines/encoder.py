@@ -179,9 +179,10 @@ class SentenceEncoder:
             if text_spans and offsets:
                 local = _span_owners(np.asarray(offsets).reshape(-1, 2), text_spans)
                 owners[starts[t] : starts[t + 1]] = np.where(local >= 0, local + span_starts[t], -1)
+        inside = owners >= 0
         sums = torch.zeros((int(span_starts[-1]), self.dimension), device=self.device, dtype=torch.float32)
-        inside = torch.from_numpy(np.flatnonzero(owners >= 0)).to(self.device)
-        sums.index_add_(0, torch.from_numpy(owners[owners >= 0]).to(self.device), vectors[inside])
+        pieces = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
+        sums.index_add_(0, torch.from_numpy(owners[inside]).to(self.device), vectors[pieces])
         span_vectors = (sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)).cpu().numpy()
         pooled_host = pooled.cpu().numpy()
         return [
@@ -235,8 +236,8 @@ class SentenceEncoder:
                 )
                 window_vectors = (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
             window_vectors = window_vectors / window_vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            owners = torch.tensor([windows[w][0] for w in batch], device=self.device)
-            pooled.index_add_(0, owners, window_vectors)
+            window_texts = torch.tensor([windows[w][0] for w in batch], device=self.device)
+            pooled.index_add_(0, window_texts, window_vectors)
         pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return encoded, sums / counts.clamp_min(1.0)[:, None], pooled, starts
 

@@ -27,12 +27,15 @@ def auto_workers(devices: list[str]) -> int:
     ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used, between 1 and ``MAX_AUTO_WORKERS``."""
     import torch
 
-    if not torch.cuda.is_available() or any(d == "cpu" for d in devices):
+    from ctxcompress.engines.device import resolve_device
+    from ctxcompress.serving.engine import expand_devices
+
+    if not torch.cuda.is_available():
         return 1
-    indices = {int(d.split(":", 1)[1]) if ":" in d else 0 for d in devices if d.startswith("cuda")}
-    if any(d == "auto" for d in devices):
-        indices |= set(range(torch.cuda.device_count()))
-    memory = min(torch.cuda.get_device_properties(i).total_memory for i in indices) / 2**30
+    resolved = [resolve_device(d) for d in expand_devices(devices)]
+    if any(d.type != "cuda" for d in resolved):
+        return 1
+    memory = min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
     return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER)))
 
 
