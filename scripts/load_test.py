@@ -4,9 +4,9 @@ whether concurrent requests are batched together.
 
 Without ``--url`` the script starts a server on a free loopback port (a subprocess):
 
-* ``--workers N [--lanes L]``: the real ``ctxcompress serve`` with N processes (L lanes each) and the registry's
-  models (every method), or, with ``--random-kit DIR``, SmolLM2-135M and MiniLM folders built there from real
-  configs and tokenizers with random weights (the real models' compute, for the lent GPU, which has no weights);
+* ``--workers N``: the real ``ctxcompress serve`` with N processes and the registry's models (every method), or,
+  with ``--random-kit DIR``, SmolLM2-135M and MiniLM folders built there from real configs and tokenizers with
+  random weights (the real models' compute, for the lent GPU, which has no weights);
 * otherwise an in-script app whose only model is the scorer: the real embedded SmolLM2-135M (``--model real``), a
   tiny randomly initialised model with SmolLM2's tokenizer (``--model tiny``: service mechanics only) or SmolLM2's
   architecture with random weights (``--model random``).
@@ -237,7 +237,7 @@ def serve_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[
         folders = build_random_models(Path(args.random_kit), Path(args.random_dir))
         env["CTXCOMPRESS_MODELS"] = json.dumps(folders)
     command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", args.device, "--port", str(port)]
-    command += ["--workers", str(args.workers), "--lanes", str(args.lanes), "--log-level", "warning"]
+    command += ["--workers", str(args.workers), "--log-level", "warning"]
     return command, env
 
 
@@ -303,7 +303,6 @@ def main() -> int:
     )
     parser.add_argument("--model-dir", help="SmolLM2 folder (default: the converted embedded model)")
     parser.add_argument("--workers", type=int, default=0, help="run the real `ctxcompress serve` with N processes")
-    parser.add_argument("--lanes", default="auto", help="with --workers: worker threads per device per process")
     parser.add_argument("--random-kit", help="with --workers: configs+tokenizers folder; random-weight models")
     parser.add_argument("--random-dir", default="/tmp/ctxc-random", help="where --random-kit's models are built")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="with --workers: the service's chunk cache")
@@ -344,7 +343,7 @@ def main() -> int:
         if process is not None:
             process.terminate()
             process.wait(60)
-    server = f"serve --workers {args.workers} --lanes {args.lanes}" + (" (random weights)" if args.random_kit else "")
+    server = f"serve --workers {args.workers}" + (" (random weights)" if args.random_kit else "")
     print(
         f"server={server if args.workers else 'script, model=' + args.model} device={args.device} "
         f"method={args.method} docs/request={args.docs} rate={args.rate}"

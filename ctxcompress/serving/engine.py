@@ -9,13 +9,11 @@ Design (after HF text-embeddings-inference's queue/infer split):
 * **One batcher coroutine** pops queued entries for at most ``max_wait_ms`` after the first one, or until
   ``max_batch_requests`` / ``max_batch_tokens`` is reached (an entry that would exceed the token cap starts the
   next batch). Entries whose caller has gone (future cancelled) or whose deadline passed are dropped unrun.
-* **Lanes: worker threads per device** (``ThreadPoolExecutor(1)`` each, one ``Compressor`` each: data parallel;
-  ``lanes_per_device`` of them per device, each on its own CUDA stream, so one lane's host work overlaps another
-  lane's kernels). A batch goes to the least-loaded lane; at most ``batches_per_device`` batches (default 2: one
-  running, one prefetched) are assigned to a lane, and the rest keep accumulating in the queue (bigger batches
-  under load).
+* **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A batch
+  goes to the least-loaded device; at most ``batches_per_device`` batches (default 2: one running, one
+  prefetched) are assigned to a device, and the rest keep accumulating in the queue (bigger batches under load).
 * **Deadlines hold** (``serving/cost.py``): a :class:`CostModel` learns each method's seconds per token from
-  the batches that ran. A request whose estimated wait (work queued and running ahead of it, per lane) plus
+  the batches that ran. A request whose estimated wait (work queued and running ahead of it, per device) plus
   its own run time exceeds its deadline is refused at admission (:class:`Overloaded`, 429, ``Retry-After`` =
   that wait) rather than accepted and timed out; a batch stops growing when it would make its tightest member
   late. Overload costs the newest requests a 429; it never turns admitted requests into 504s.
@@ -29,7 +27,7 @@ import asyncio
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,8 +86,6 @@ class _Entry:
 
 @dataclass(eq=False)
 class _Worker:
-    """One lane: a worker thread with its own Compressor on ``device``."""
-
     device: str
     compressor: Compressor
     executor: ThreadPoolExecutor
@@ -110,11 +106,11 @@ class _Counters:
 
 
 class AsyncCompressionEngine:
-    """Batches concurrent compression requests onto worker threads (lanes), one or more per device.
+    """Batches concurrent compression requests onto one worker thread per device.
 
     Args:
-        compressors: ready Compressors, one per lane (tests inject ones backed by tiny models); when left
-            out, ``options.lanes_per_device`` of ``Compressor(device=d)`` are built per entry of ``devices``.
+        compressors: ready Compressors, one per device (tests inject ones backed by tiny models); when left
+            out, one ``Compressor(device=d)`` is built per entry of ``devices``.
         devices: ``["auto"]`` (every GPU, else CPU), ``["cpu"]``, ``["cuda:0", "cuda:1"]``…
         options: queue and batching limits (:class:`ServingOptions`, defaults there).
         engine_options: how built compressors run their models (:class:`EngineOptions`).
@@ -147,20 +143,15 @@ class AsyncCompressionEngine:
                     engine_options=engine_options,
                 )
                 for d in expand_devices(devices)
-                for _ in range(options.lanes_per_device)
             ]
         if not compressors:
             raise ValueError("the engine needs at least one compressor (device)")
-        lanes = Counter(str(c.pool.device) for c in compressors)
         self._workers = [
             _Worker(
                 str(c.pool.device),
                 c,
                 ThreadPoolExecutor(
-                    1,
-                    thread_name_prefix=f"ctxc-{c.pool.device}-lane{i}",
-                    initializer=_bind_device,
-                    initargs=(c.pool.device, lanes[str(c.pool.device)] > 1),
+                    1, thread_name_prefix=f"ctxc-{c.pool.device}", initializer=_bind_device, initargs=(c.pool.device,)
                 ),
                 index=i,
             )
@@ -190,13 +181,7 @@ class AsyncCompressionEngine:
 
     @property
     def devices(self) -> list[str]:
-        """The devices served, each once (in lane order)."""
-        return list(dict.fromkeys(w.device for w in self._workers))
-
-    @property
-    def lanes(self) -> int:
-        """Worker threads (lanes) over all devices."""
-        return len(self._workers)
+        return [w.device for w in self._workers]
 
     async def start(self) -> None:
         """Start the batcher (idempotent). Call from the event loop that will serve requests."""
@@ -325,6 +310,8 @@ class AsyncCompressionEngine:
             raise EngineUnavailable("compression engine's batcher stopped", retry_after_s=5.0)
 
     def stats(self) -> EngineStats:
+        from collections import Counter
+
         c = self._counters
         cache = chunk_cache.totals()
         queued = (self._queue.qsize() if self._queue else 0) + len(self._carry) + self._held
@@ -416,8 +403,7 @@ class AsyncCompressionEngine:
 
     def _backlog_s(self) -> float:
         """Estimated seconds until a device could start a newly admitted request: the work queued and still
-        running, shared over the lanes (their measured batch times already include the lanes' sharing of a
-        device, so dividing by lanes is right on average)."""
+        running, shared over the devices."""
         now = asyncio.get_running_loop().time()
         running = sum(max(0.0, w.busy_until - now) for w in self._workers)
         return (self._queued_s + running) / len(self._workers)
@@ -546,7 +532,7 @@ class AsyncCompressionEngine:
         return finish > now + _DEADLINE_SHARE * (min(e.deadline for e in batch) - now)
 
     async def _reserve_worker(self) -> _Worker:
-        """The least-loaded lane with room for one more batch (``batches_per_device``)."""
+        """The least-loaded device with room for one more batch (``batches_per_device``)."""
         assert self._device_free is not None
         async with self._device_free:
             while True:
@@ -606,22 +592,13 @@ class AsyncCompressionEngine:
                 entry.future.set_exception(error)
 
 
-_lane_streams: list[Any] = []  # the lanes' CUDA streams, alive as long as the process (threads keep using them)
-
-
-def _bind_device(device: object, own_stream: bool) -> None:
+def _bind_device(device: object) -> None:
     """Make the worker thread's current CUDA device its own (Triton kernels and CUDA graphs launch on the current
-    device: on a 2-GPU H200 the second device's kernels failed with 'cannot be accessed from Triton'); with
-    ``own_stream`` (several lanes on the device) also give the thread a stream of its own (the current stream is
-    per thread), so the lanes' kernels do not queue behind each other on one stream."""
+    device: on a 2-GPU H200 the second device's kernels failed with 'cannot be accessed from Triton')."""
     import torch
 
     if getattr(device, "type", None) == "cuda":
         torch.cuda.set_device(device)
-        if own_stream:
-            stream = torch.cuda.Stream(device)
-            _lane_streams.append(stream)
-            torch.cuda.set_stream(stream)
 
 
 def _compress_isolated(

@@ -21,12 +21,8 @@ class ServingOptions:
         request_timeout_s: default deadline per request (:class:`CompressionTimeout`).
         max_documents: documents per request before :class:`PayloadTooLarge`.
         max_input_tokens: origin tokens per request before :class:`PayloadTooLarge` (built compressors only).
-        batches_per_device: batches assigned to a lane at once: 2 = one running + one prefetched (hides the gap
+        batches_per_device: batches assigned to a device at once: 2 = one running + one prefetched (hides the gap
             between batches on GPUs); 1 = no prefetch (the next batch takes everything queued meanwhile).
-        lanes_per_device: worker threads per device, each with its own ``Compressor`` (its own copy of the models)
-            and, on CUDA, its own stream: while one lane does a batch's host work (tokenizing, sentence
-            splitting, assembly) another's kernels run, in one process and one CUDA context (several server
-            processes on one GPU are time-sliced instead). Built compressors only.
     """
 
     max_concurrent_requests: int = 512
@@ -37,16 +33,9 @@ class ServingOptions:
     max_documents: int = 1000
     max_input_tokens: int = 200_000
     batches_per_device: int = 2
-    lanes_per_device: int = 1
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_concurrent_requests",
-            "max_batch_requests",
-            "max_batch_tokens",
-            "batches_per_device",
-            "lanes_per_device",
-        ):
+        for name in ("max_concurrent_requests", "max_batch_requests", "max_batch_tokens", "batches_per_device"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.max_wait_ms < 0 or self.request_timeout_s <= 0:

@@ -2,7 +2,7 @@
 # The service at GPU speed (issue 22): library and REST throughput of one lent H200 in one call, random weights
 # from the real SmolLM2-135M and all-MiniLM-L6-v2 configs (.carry/prof), NQ 20-document rows (.carry/nq).
 # Call: carry [".carry/x2w", ".carry/prof", ".carry/nq"], command `bash eval/device/rest_bench.sh`; results in
-# $OUT/rest/. Runs (REST_RUNS, "method:workers[:lanes]" each; default below) get ~2.5 min each.
+# $OUT/rest/. Runs (REST_RUNS, "method:workers" each; default below) get ~2.5 min each.
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl 2>&1 | tail -2
 export PYTHONPATH="/tmp/site:$PWD:$PWD/service:$PWD/eval" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -28,13 +28,11 @@ if [ "${REST_LIBRARY:-1}" = 1 ]; then
   done
 fi
 for run in ${REST_RUNS:-hybrid:1 hybrid:6 longllmlingua:6}; do
-  IFS=: read -r method workers lanes <<<"$run"; lanes=${lanes:-auto}
+  method=${run%%:*}; workers=${run##*:}
   library=""; [ -f "$out/library-$method/bench.json" ] && library="--library-json $out/library-$method/bench.json"
-  timeout "${REST_RUN_TIMEOUT:-170}" python3 scripts/load_test.py --workers "$workers" --lanes "$lanes" \
-    --random-kit .carry/prof \
+  timeout "${REST_RUN_TIMEOUT:-170}" python3 scripts/load_test.py --workers "$workers" --random-kit .carry/prof \
     --device cuda --method "$method" --docs 20 --rate 0.25 --data "$data" --concurrency ${REST_CLIENTS:-1 16 128} \
     --requests "${REST_REQUESTS:-1500}" --max-seconds "${REST_SECONDS:-25}" --warmup 64 $library \
-    ${REST_EXTRA:-} --out "$out/$method-w$workers-l$lanes.json" >"$out/$method-w$workers-l$lanes.log" 2>&1
-  echo "== $method workers=$workers lanes=$lanes (exit $?)"
-  grep -v -E "Loading weights|it/s\]|warn" "$out/$method-w$workers-l$lanes.log" | tail -8
+    ${REST_EXTRA:-} --out "$out/$method-w$workers.json" >"$out/$method-w$workers.log" 2>&1
+  echo "== $method workers=$workers (exit $?)"; grep -v -E "Loading weights|it/s\]|warn" "$out/$method-w$workers.log" | tail -8
 done

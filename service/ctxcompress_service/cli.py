@@ -30,12 +30,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="server processes, each with its own engine: N or auto (default: 1 on CPU, up to 6 per GPU by its "
         "memory; env CTXCOMPRESS_WORKERS)",
     )
-    parser.add_argument(
-        "--lanes",
-        default=None,
-        help="worker threads per device in each process, each with its own models and CUDA stream: N or auto "
-        "(default: 1 on CPU; env CTXCOMPRESS_LANES)",
-    )
     add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
 
 
@@ -59,7 +53,6 @@ def run(args: argparse.Namespace) -> int:
             "upstream_url": args.upstream_url,
             "log_level": args.log_level,
             "workers": args.workers,
-            "lanes": args.lanes,
             **engine_overrides(args),
         }.items()
         if value is not None

@@ -16,40 +16,27 @@ from ctxcompress.engines.options import DecoderChoice, EngineOptions, GraphsChoi
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.types import Budget
 
-__all__ = ["Settings", "auto_lanes", "auto_workers"]
+__all__ = ["Settings", "auto_workers"]
 
 GIB_PER_GPU_WORKER = 16  # a worker's models + activations under load: ~9 GiB measured with hybrid on an H200
 MAX_AUTO_WORKERS = 6  # the measured best per H200 (bench_h100/process_sweep, bench_h200)
-AUTO_GPU_LANES = 1  # lanes per GPU in each process
 
 
-def _gpu_memory_gib(devices: list[str]) -> float | None:
-    """The smallest memory (GiB) among the GPUs ``devices`` resolve to; ``None`` if any of them is not a GPU."""
+def auto_workers(devices: list[str]) -> int:
+    """Server processes for ``devices`` (``CTXCOMPRESS_DEVICE``): 1 without a GPU; else one per
+    ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used, between 1 and ``MAX_AUTO_WORKERS``."""
     import torch
 
     from ctxcompress.engines.device import resolve_device
     from ctxcompress.serving.engine import expand_devices
 
     if not torch.cuda.is_available():
-        return None
+        return 1
     resolved = [resolve_device(d) for d in expand_devices(devices)]
     if any(d.type != "cuda" for d in resolved):
-        return None
-    return min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
-
-
-def auto_workers(devices: list[str]) -> int:
-    """Server processes for ``devices`` (``CTXCOMPRESS_DEVICE``): 1 without a GPU; else one per
-    ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used, between 1 and ``MAX_AUTO_WORKERS``."""
-    memory = _gpu_memory_gib(devices)
-    if memory is None:
         return 1
+    memory = min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
     return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER)))
-
-
-def auto_lanes(devices: list[str]) -> int:
-    """Lanes per device for ``devices``: 1 without a GPU, else ``AUTO_GPU_LANES``."""
-    return 1 if _gpu_memory_gib(devices) is None else AUTO_GPU_LANES
 
 
 CommaList = Annotated[list[str], NoDecode]
@@ -69,10 +56,6 @@ class Settings(BaseSettings):
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
     ``auto``: one on CPU; on GPUs one per 16 GiB of the smallest used GPU's memory, at most 6 (an H200: 6, which
     served `hybrid` 3x faster than one at 16 clients, eval/results/bench_h200). ``/metrics`` sums all processes."""
-    lanes: Annotated[int, Field(ge=1, le=16)] | Literal["auto"] = "auto"
-    """Worker threads per device in each server process, each with its own copy of the models and (CUDA) its own
-    stream: one lane's host work overlaps another's kernels in one CUDA context. ``auto``: 1 on CPU (two lanes
-    would share the same cores), ``AUTO_GPU_LANES`` on GPUs."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
@@ -148,12 +131,6 @@ class Settings(BaseSettings):
             return self.workers
         return auto_workers(self.device)
 
-    def lane_count(self) -> int:
-        """``lanes``, with ``auto`` resolved on this machine (see the field)."""
-        if self.lanes != "auto":
-            return self.lanes
-        return auto_lanes(self.device)
-
     def serving_options(self) -> ServingOptions:
         return ServingOptions(
             max_concurrent_requests=self.max_concurrent_requests,
@@ -164,7 +141,6 @@ class Settings(BaseSettings):
             max_documents=self.max_documents,
             max_input_tokens=self.max_tokens_per_request,
             batches_per_device=self.batches_per_device,
-            lanes_per_device=self.lane_count(),
         )
 
     def engine_options(self) -> EngineOptions:

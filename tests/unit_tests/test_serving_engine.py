@@ -213,28 +213,3 @@ async def test_batches_spread_over_devices(tiny_scorer) -> None:  # noqa: ANN001
     await asyncio.gather(*tasks)
     assert [len(c.batch_sizes) for c in compressors] == [2, 2]
     await engine.shutdown()
-
-
-async def test_lanes_are_worker_threads_with_their_own_compressor_on_one_device(tiny_scorer) -> None:  # noqa: ANN001
-    engine = AsyncCompressionEngine(
-        devices=["cpu"], options=ServingOptions(lanes_per_device=2, max_batch_requests=1, max_wait_ms=0)
-    )
-    assert engine.lanes == 2 and engine.devices == ["cpu"]
-    first, second = engine.compressors
-    assert first is not second and first.pool is not second.pool  # each lane loads its own models
-    threads: list[set[int]] = [set(), set()]
-    for lane, compressor in enumerate(engine.compressors):
-        compressor.pool.register("scorer", "smollm2-135m", tiny_scorer)
-        run = compressor.compress_batch
-
-        def recorded(requests, *, return_exceptions=False, _run=run, _seen=threads[lane]):  # noqa: ANN001, ANN202
-            _seen.add(threading.get_ident())
-            return _run(requests, return_exceptions=return_exceptions)
-
-        compressor.compress_batch = recorded  # type: ignore[method-assign]
-    await engine.start()
-    concurrent = await asyncio.gather(*(engine.compress(request(i)) for i in range(6)))
-    alone = [await engine.compress(request(i)) for i in range(6)]
-    await engine.shutdown()
-    assert all(threads) and threads[0].isdisjoint(threads[1])  # both lanes ran batches, each on its own thread
-    assert [r.prompt for r in concurrent] == [r.prompt for r in alone]
