@@ -97,6 +97,7 @@ class ModelPool:
                 device=str(device),
                 max_pass_tokens=self.max_pass_tokens,
                 cache_bytes=self.options.chunk_cache_mb * 2**20,
+                dtype=self.options.encoder_dtype_name(self.device.type),
             ),
             field=field,
         )

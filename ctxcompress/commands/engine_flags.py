@@ -1,5 +1,6 @@
 """The engine flags every command that runs models shares: ``--max-pass-tokens``, ``--decoder``, ``--kernels``,
-``--graphs``, ``--compile``, ``--chunk-cache-mb`` (meaning, default: ``ctxcompress.engines.options.EngineOptions``)."""
+``--graphs``, ``--compile``, ``--chunk-cache-mb``, ``--encoder-dtype`` (meaning, default:
+``ctxcompress.engines.options.EngineOptions``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 __all__ = ["add_engine_flags", "engine_overrides"]
 
-ENGINE_FLAGS = ("max_pass_tokens", "decoder", "kernels", "graphs", "compile", "chunk_cache_mb")
+ENGINE_FLAGS = ("max_pass_tokens", "decoder", "kernels", "graphs", "compile", "chunk_cache_mb", "encoder_dtype")
 
 
 def add_engine_flags(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +22,9 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--compile", action="store_true", default=None, help="torch.compile the element-wise work")
     group.add_argument(
         "--chunk-cache-mb", type=int, default=None, help="MiB per encoder for recurring chunks' work (0: off)"
+    )
+    group.add_argument(
+        "--encoder-dtype", default=None, choices=["auto", "float32", "float16"], help="sentence encoder precision"
     )
 
 

@@ -89,14 +89,17 @@ class SentenceEncoder:
         self.cache = ChunkCache(cache_bytes, _nbytes)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str, *, device: str = "auto", **kwargs: Any) -> SentenceEncoder:
+    def from_pretrained(
+        cls, model_dir: str, *, device: str = "auto", dtype: str = "float32", **kwargs: Any
+    ) -> SentenceEncoder:
+        """Load a sentence-transformers folder onto ``device`` with weights in ``dtype`` (``float32``/``float16``)."""
         from sentence_transformers import SentenceTransformer
 
         try:
             model = SentenceTransformer(model_dir, device=str(resolve_device(device)), trust_remote_code=False)
         except Exception as exc:
             raise ModelError(f"could not load sentence encoder from {model_dir}: {exc}") from exc
-        return cls(model, **kwargs)
+        return cls(model.to(getattr(torch, dtype)), **kwargs)
 
     @property
     def dimension(self) -> int:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Literal
 
-__all__ = ["DecoderChoice", "EngineOptions", "GraphsChoice", "KernelsChoice"]
+__all__ = ["DecoderChoice", "EncoderDtypeChoice", "EngineOptions", "GraphsChoice", "KernelsChoice"]
 
 DecoderChoice = Literal["auto", "fused", "transformers"]
 KernelsChoice = Literal["auto", "triton", "torch"]
 GraphsChoice = Literal["auto", "on", "off"]
+EncoderDtypeChoice = Literal["auto", "float32", "float16"]
+
+_ENCODER_ONLY = ("chunk_cache_mb", "encoder_dtype")
 
 # Padded tokens per forward pass when not configured: what one H200/H100 or a 2-core CPU handles well.
 CUDA_PASS_TOKENS = 131_072
@@ -37,6 +40,9 @@ class EngineOptions:
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
         chunk_cache_mb: MiB per loaded sentence encoder for the question-independent work on recurring chunks
             (their own and sentence vectors from the encoder, ``engines/chunk_cache.py``); 0 turns the cache off.
+        encoder_dtype: the sentence encoder's weights and activations: ``auto`` (float16 on CUDA, where fp32
+            matmuls run without tensor cores; float32 on CPU, where float16 is slower), ``float32`` or ``float16``.
+            Pooling always accumulates in float32.
     """
 
     max_pass_tokens: int | None = None
@@ -45,12 +51,14 @@ class EngineOptions:
     graphs: GraphsChoice = "auto"
     compile: bool = False
     chunk_cache_mb: int = 256
+    encoder_dtype: EncoderDtypeChoice = "auto"
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("decoder", ("auto", "fused", "transformers")),
             ("kernels", ("auto", "triton", "torch")),
             ("graphs", ("auto", "on", "off")),
+            ("encoder_dtype", ("auto", "float32", "float16")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
@@ -60,8 +68,14 @@ class EngineOptions:
             raise ValueError("chunk_cache_mb must be >= 0")
 
     def scorer_arguments(self) -> dict[str, object]:
-        """The keyword arguments of ``CausalLMScorer`` (every option but the encoders' ``chunk_cache_mb``)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "chunk_cache_mb"}
+        """The keyword arguments of ``CausalLMScorer`` (every option but the encoders' own)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _ENCODER_ONLY}
+
+    def encoder_dtype_name(self, device_type: str) -> str:
+        """``encoder_dtype``, with ``auto`` resolved for a device of this type: ``float16`` or ``float32``."""
+        if self.encoder_dtype != "auto":
+            return self.encoder_dtype
+        return "float16" if device_type == "cuda" else "float32"
 
     def pass_tokens(self, device_type: str) -> int:
         """``max_pass_tokens``, or the default for a device of this type (``cuda`` or ``cpu``)."""

@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoder", default="auto", choices=["auto", "fused", "transformers"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (opt-in engine flag)")
     parser.add_argument(
+        "--encoder-dtype", default="auto", choices=["auto", "float32", "float16"], help="sentence encoder precision"
+    )
+    parser.add_argument(
         "--kernels", default="auto", choices=["auto", "triton", "torch"], help="fused decoder element-wise kernels"
     )
     parser.add_argument(
@@ -175,12 +178,12 @@ def _build_scorer(args: argparse.Namespace, device, saved_copy: str | None):  # 
     return scorer, model_dir
 
 
-def _pool_options():  # noqa: ANN202
+def _pool_options(args: argparse.Namespace):  # noqa: ANN202
     """Engine options of the bench's pools: no chunk cache (the runs cycle through a few hundred rows, so a
     cache would serve repeated documents and measure the cache instead of the engine)."""
     from ctxcompress.engines.options import EngineOptions
 
-    return EngineOptions(chunk_cache_mb=0)
+    return EngineOptions(chunk_cache_mb=0, encoder_dtype=args.encoder_dtype)
 
 
 def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
@@ -256,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     anchor_copy = tempfile.mkdtemp(prefix="bench-model-") if args.anchor_python and args.random_weights else None
     scorer, model_dir = _build_scorer(args, device, anchor_copy)
     params = scorer.num_parameters
-    pool = ModelPool(device=str(device), options=_pool_options())
+    pool = ModelPool(device=str(device), options=_pool_options(args))
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
     peak_flops = _matmul_rate(device, scoring_dtype(device)) * args.gpus  # the rate of every device used
@@ -354,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         "processes": args.processes,
         "gpus": args.gpus,
         "decoder": scorer.decoder.name,
+        "encoder_dtype": _pool_options(args).encoder_dtype_name(device.type),
         "parameters": params,
         "measured_matmul_tflops": peak_flops / 1e12,
         "ctxcompress": table,
@@ -411,7 +415,7 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn, index: i
         per_device = -(-args.processes // args.gpus)
         torch.cuda.set_per_process_memory_fraction(ENGINE_MEMORY_SHARE / per_device, device)
     scorer, _ = _build_scorer(args, device, None)
-    pool = ModelPool(device=str(device), options=_pool_options())
+    pool = ModelPool(device=str(device), options=_pool_options(args))
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
     compressor.compress_batch(warmup)

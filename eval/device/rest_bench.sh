@@ -23,7 +23,7 @@ if [ "${REST_LIBRARY:-1}" = 1 ]; then
     timeout 240 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
       --method "$method" --data .carry/nq/gold_at_0.jsonl.gz "$data" --batch-sizes "${REST_LIBRARY_BATCHES:-64,256}" \
       --limit 512 --processes "${REST_LIBRARY_PROCESSES:-6}" --single-requests 20 --single-warmup 5 \
-      --out "$out/library-$method" >"$out/library-$method.log" 2>&1
+      ${REST_LIBRARY_EXTRA:-} --out "$out/library-$method" >"$out/library-$method.log" 2>&1
     tail -12 "$out/library-$method.log"
   done
 fi

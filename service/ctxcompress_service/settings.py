@@ -12,7 +12,13 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from ctxcompress.engines.options import DecoderChoice, EngineOptions, GraphsChoice, KernelsChoice
+from ctxcompress.engines.options import (
+    DecoderChoice,
+    EncoderDtypeChoice,
+    EngineOptions,
+    GraphsChoice,
+    KernelsChoice,
+)
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.types import Budget
 
@@ -90,6 +96,8 @@ class Settings(BaseSettings):
     compile: bool = EngineOptions.compile
     chunk_cache_mb: int = Field(default=EngineOptions.chunk_cache_mb, ge=0)
     """MiB per loaded sentence encoder for recurring chunks' question-independent work; 0: off."""
+    encoder_dtype: EncoderDtypeChoice = EngineOptions.encoder_dtype
+    """Sentence encoder precision: ``auto`` (float16 on CUDA, float32 on CPU), ``float32`` or ``float16``."""
     api_keys: CommaList = Field(default_factory=list)
     """Accepted keys (``Authorization: Bearer`` or ``x-api-key``), no quotas; none here or in a keys file = open."""
     api_keys_file: Path | None = None
@@ -151,4 +159,5 @@ class Settings(BaseSettings):
             graphs=self.graphs,
             compile=self.compile,
             chunk_cache_mb=self.chunk_cache_mb,
+            encoder_dtype=self.encoder_dtype,
         )

@@ -95,3 +95,28 @@ def test_cli_runs_cpc_offline(rows, tmp_path):
     result = json.loads(done.stdout)
     assert result["method"] == "cpc"
     assert 0.95 * result["target_tokens"] <= result["compressed_tokens"] <= result["target_tokens"]
+
+
+def test_float16_encoder_gives_the_float32_vectors_and_ranking(minilm_dir, rows):
+    """The CUDA default (MiniLM in float16) against float32 on the real weights, here on CPU: the same document
+    ranking and sentence vectors within float16 rounding; the result stays float32."""
+    import numpy as np
+    import torch
+
+    from ctxcompress.engines.encoder import SentenceEncoder
+
+    docs = nq_documents(rows[0])
+    spans = [[(0, len(d) // 2), (len(d) // 2, len(d))] for d in docs]
+    vectors = {}
+    for dtype in ("float32", "float16"):
+        encoder = SentenceEncoder.from_pretrained(minilm_dir, device="cpu", dtype=dtype)
+        assert next(encoder.model.parameters()).dtype == getattr(torch, dtype)
+        vectors[dtype] = encoder.span_embeddings([rows[0]["question"], *docs], [[], *spans])
+    full, half = vectors["float32"], vectors["float16"]
+    assert all(v.pooled.dtype == np.float32 and v.spans.dtype == np.float32 for v in half)
+    for a, b in zip(full, half, strict=True):
+        assert float(a.pooled @ b.pooled) > 0.999
+        assert np.all(np.sum(a.spans * b.spans, axis=1) > 0.999)
+    similarity = [np.array([d.pooled @ v[0].pooled for d in v[1:]]) for v in (full, half)]
+    assert np.abs(similarity[0] - similarity[1]).max() < 5e-3
+    assert np.argsort(-similarity[0])[:5].tolist() == np.argsort(-similarity[1])[:5].tolist()

@@ -25,6 +25,12 @@ def test_invalid_engine_options_name_the_setting() -> None:
         ServingOptions(max_batch_tokens=0)
     assert EngineOptions().pass_tokens("cuda") > EngineOptions().pass_tokens("cpu")
     assert EngineOptions(max_pass_tokens=512).pass_tokens("cuda") == 512
+    assert EngineOptions().encoder_dtype_name("cuda") == "float16"  # tensor cores; fp32 matmuls would not use them
+    assert EngineOptions().encoder_dtype_name("cpu") == "float32"  # float16 is slower on CPU
+    assert EngineOptions(encoder_dtype="float32").encoder_dtype_name("cuda") == "float32"
+    assert "encoder_dtype" not in EngineOptions().scorer_arguments()
+    with pytest.raises(ValueError, match="encoder_dtype"):
+        EngineOptions(encoder_dtype="int8")  # type: ignore[arg-type]
 
 
 def test_service_settings_take_their_defaults_from_the_options_and_reach_the_engine(monkeypatch) -> None:  # noqa: ANN001
