@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctxcompress.engines.attention_plan import attention_backends
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
@@ -128,13 +129,14 @@ class SentenceEncoder:
         """L2-normalised sentence embeddings, ``[len(texts), dim]`` float32 (inputs past the window truncated)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
+        with attention_backends():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
     def token_embeddings(self, texts: list[str], *, overlap: int = 64) -> list[TokenEmbeddings]:
@@ -262,7 +264,8 @@ class SentenceEncoder:
         for i, r in enumerate(rows):
             input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[i, : len(r)] = 1
-        out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
+        with attention_backends():  # not cuDNN's: it plans every new shape (float16 on CUDA would pick it)
+            out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
         return out.last_hidden_state.float()
 
 
