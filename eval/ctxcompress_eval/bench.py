@@ -186,6 +186,12 @@ def _pool_options(args: argparse.Namespace):  # noqa: ANN202
     return EngineOptions(chunk_cache_mb=0, encoder_dtype=args.encoder_dtype)
 
 
+def anchor_mode(method: str) -> str:
+    """llmlingua 0.2.2's mode beside ``method``: its own for ``llmlingua``, else LongLLMLingua (its question-aware
+    mode, the anchor of every question-aware method)."""
+    return "llmlingua" if method == "llmlingua" else "longllmlingua"
+
+
 def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], device: str, out: Path) -> dict:
     req_path = out / "anchor_requests.jsonl"
     res_path = out / "anchor_results.jsonl"
@@ -207,7 +213,7 @@ def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], 
             "--device",
             device,
             "--mode",
-            args.method,
+            anchor_mode(args.method),
             "--input",
             str(req_path),
             "--output",
@@ -342,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
     best = max(table, key=lambda r: r["prompts_per_s"])
     report = {
         "what": f"{args.method} at rate {args.rate} on NQ 20-doc prompts",
+        "method": args.method,
         "weights": "random-initialised (real SmolLM2-135M config and tokenizer)"
         if args.random_weights
         else f"from {args.model_dir}"
@@ -549,7 +556,8 @@ def _markdown(report: dict) -> str:
     anchor = report["llmlingua_0_2_2"]
     if anchor and "prompts_per_s" in anchor:
         lines += [
-            f"llmlingua 0.2.2 (same model, inputs, device): {anchor['prompts_per_s']:.3f} prompts/s, "
+            f"llmlingua 0.2.2 ({anchor_mode(report['method'])} mode; same model, inputs, device): "
+            f"{anchor['prompts_per_s']:.3f} prompts/s, "
             f"p50 {anchor['latency_ms_p50']:.0f} ms over {anchor['prompts']} prompts.",
             f"Speed-up at the best batch size: {report['speedup_best_batch_vs_llmlingua']:.1f}x.",
         ]
