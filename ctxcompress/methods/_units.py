@@ -184,7 +184,9 @@ def keep_best_units(
     best-first prefix that fits, ``fill`` adds the next-best *whole* units that still fit (up to
     :data:`FILL_TRIES` of them are tried), so the prompt lands close under the budget without cut sentences; only
     if that still leaves it under :data:`MIN_SHARE` of the budget, the best unit left is added cut at a word.
-    ``trim_words`` adds the first unit that does not fit, cut at a word.
+    When not even the best unit fits whole, it is kept cut at a word instead (lower-ranked units that happen to
+    be short never push out the best evidence). ``trim_words`` adds the first unit that does not fit, cut at a
+    word.
     """
     flat_doc = np.concatenate([np.full(len(d.spans), i) for i, d in enumerate(docs)]) if docs else np.zeros(0)
     flat_unit = np.concatenate([np.arange(len(d.spans)) for d in docs]) if docs else np.zeros(0)
@@ -197,7 +199,9 @@ def keep_best_units(
 
     k = largest_fitting(len(order), lambda n: prepared.count_prompt(texts(n)) <= budget)
     best = texts(k)
-    if fill and k < len(order):
+    if fill and k == 0:
+        trim_words = True
+    elif fill and k < len(order):
         chosen = list(order[:k])
         used = prepared.count_prompt(best)
         with_units = {int(flat_doc[j]) for j in chosen}

@@ -120,3 +120,23 @@ def test_float16_encoder_gives_the_float32_vectors_and_ranking(minilm_dir, rows)
     similarity = [np.array([d.pooled @ v[0].pooled for d in v[1:]]) for v in (full, half)]
     assert np.abs(similarity[0] - similarity[1]).max() < 5e-3
     assert np.argsort(-similarity[0])[:5].tolist() == np.argsort(-similarity[1])[:5].tolist()
+
+
+@pytest.mark.parametrize("method", ["hybrid", "cpc"])
+def test_when_nothing_fits_whole_the_best_sentence_is_cut_not_replaced(real_compressor, method):
+    """A budget smaller than the best sentence: its first words stay, not a shorter, irrelevant sentence."""
+    result = real_compressor.compress(
+        {
+            "method": method,
+            "question": "how long is the nile",
+            "documents": [
+                "The Nile is about 6,650 km long and flows north through eleven countries into the Mediterranean Sea.",
+                "Paris is the capital of France and its largest city, on the Seine.",
+            ],
+            "budget": {"rate": 0.5},
+        }
+    )
+    assert result.ranking[0] == 0
+    kept = " ".join(d.text for d in result.documents)
+    assert kept.startswith("The Nile is about") and "Paris" not in kept
+    assert result.compressed_tokens <= result.target_tokens
