@@ -1,24 +1,33 @@
-"""Soak test: the service under sustained load at and above saturation on CPU (loopback only, bounded).
+"""Soak test: the service under sustained load at and above saturation (loopback only, bounded).
 
-Starts the service on a tiny random model (``tests/reliability/server.py``: llmlingua, 3 NQ documents per request,
-queue bound 32), measures its capacity, then offers 1x capacity for half the time and 2x for the other half.
-Prints throughput, p50/p99, served / rejected (429/503 with Retry-After) / lost / duplicated and RSS over time;
-writes everything as JSON.
+Measures the service's capacity (closed loop), then offers 1x capacity for half the time and 2x for the other
+half. Prints throughput, p50/p99, served / rejected (429/503 with Retry-After) / lost / duplicated, RSS (and GPU
+memory) over time; writes everything as JSON.
+
+* default: a tiny random model on CPU (``tests/reliability/server.py``: llmlingua, 3 NQ documents per request,
+  queue bound 32);
+* ``--serve-workers N``: the real ``ctxcompress serve --workers N`` on ``--device``, with ``--random-kit DIR``
+  SmolLM2-135M and MiniLM built from real configs with random weights (the lent GPU has no weights), method and
+  rate as given, NQ rows from ``--data``.
 
 Usage:
     nice -n 10 .venv/bin/python scripts/soak_test.py --minutes 10 --out eval/results/reliability_cpu/soak.json
+    python3 scripts/soak_test.py --serve-workers 6 --device cuda --random-kit .carry/prof --method hybrid \
+        --docs 20 --rate 0.25 --data .carry/nq/gold_at_9.jsonl.gz --callers 128 --minutes 5 --out soak.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "eval"))
 
 
 def print_report(report: dict) -> None:
@@ -27,42 +36,93 @@ def print_report(report: dict) -> None:
         f"{'phase':<8} {'offered':<26} {'sent':>6} {'served':>6} {'rejected':>8} {'5xx':>4} {'no resp':>7} "
         f"{'req/s':>6} {'p50 ms':>8} {'p99 ms':>8}"
     )
-    for row in [*report["phases"], report["total"]]:
+    for row in [report["calibration"], *report["phases"], report["total"]]:
         print(
             f"{row['phase']:<8} {row['offered']:<26} {row['sent']:>6} {row['served']:>6} {row['rejected']:>8} "
             f"{row['server_errors']:>4} {row['no_response']:>7} {row['throughput_rps']:>6} {row['p50_ms']!s:>8} "
             f"{row['p99_ms']!s:>8}"
         )
-    rec, rss = report["reconcile"], report["rss_mb"]
+    rec = report["reconcile"]
     print(
         f"accepted {rec['accepted']}, lost {rec['lost']}, duplicated {rec['duplicated']}, "
         f"mismatched {report['total']['mismatched']}, rejected without Retry-After "
         f"{report['total']['rejected_without_retry_after']}"
     )
-    print(
-        f"RSS MiB: start {rss['start']}, peak {rss['peak']}, max in first quarter {rss['first_quarter_max']}, "
-        f"max in last quarter {rss['last_quarter_max']}; server exit code {report['server_exit_code']}"
+    for name, unit in (("rss_mb", "RSS MiB"), ("gpu_memory_mib", "GPU memory MiB (all GPUs)")):
+        if series := report.get(name):
+            print(
+                f"{unit}: start {series['start']}, peak {series['peak']}, max in first quarter "
+                f"{series['first_quarter_max']}, max in last quarter {series['last_quarter_max']}"
+            )
+    print(f"server exit code {report['server_exit_code']}")
+
+
+def served_target(args: argparse.Namespace, workdir: Path):  # -> SoakTarget
+    """The real ``ctxcompress serve --workers N`` (every worker must answer /readyz before the soak starts)."""
+    from tests.reliability.load import make_requests
+    from tests.reliability.server import ServerProcess, free_port
+    from tests.reliability.soak import SoakTarget
+
+    env = dict(os.environ)
+    env |= {"CTXCOMPRESS_DEFAULT_METHOD": args.method, "CTXCOMPRESS_PRELOAD_MODELS": "smollm2-135m,minilm-l6"}
+    if args.max_concurrent_requests:  # else the service's default bound and deadline-based admission
+        env["CTXCOMPRESS_MAX_CONCURRENT_REQUESTS"] = str(args.max_concurrent_requests)
+    if args.random_kit:
+        from ctxcompress_eval.random_models import build_random_models
+
+        env["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(Path(args.random_kit), workdir / "random"))
+    port = free_port()
+    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", args.device, "--port", str(port)]
+    command += ["--workers", str(args.serve_workers), "--log-level", "info"]
+    server = ServerProcess(
+        workdir / "soak-server.log", command=command, port=port, env=env, ready_checks=8 * args.serve_workers
+    )
+    return SoakTarget(
+        server=server,
+        requests=make_requests(n=200, docs=args.docs, rate=args.rate, method=args.method, data=Path(args.data)),
+        callers=args.callers,
+        warmup_s=args.warmup_seconds,
+        setup={
+            "server": f"ctxcompress serve --device {args.device} --workers {args.serve_workers}",
+            "models": "random weights, real configs (" + args.random_kit + ")" if args.random_kit else "registry",
+            "method": f"{args.method}, rate {args.rate}",
+            "documents_per_request": args.docs,
+            "max_concurrent_requests_per_worker": args.max_concurrent_requests or "service default",
+        },
     )
 
 
 def main() -> int:
-    from tests.reliability.soak import run_soak
+    from tests.reliability.load import NQ
+    from tests.reliability.soak import run_soak, tiny_target
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--calibrate-seconds", type=float, default=20.0)
     parser.add_argument("--docs", type=int, default=3)
-    parser.add_argument("--max-concurrent-requests", type=int, default=32)
+    parser.add_argument("--max-concurrent-requests", type=int, help="queue bound per worker (tiny server: 32)")
+    parser.add_argument("--serve-workers", type=int, default=0, help="soak the real `ctxcompress serve` instead")
+    parser.add_argument("--device", default="cuda", help="with --serve-workers")
+    parser.add_argument("--random-kit", help="with --serve-workers: configs+tokenizers folder; random weights")
+    parser.add_argument("--method", default="hybrid", help="with --serve-workers")
+    parser.add_argument("--rate", type=float, default=0.25, help="with --serve-workers")
+    parser.add_argument("--data", default=str(NQ), help="with --serve-workers: NQ multi-document JSONL.gz")
+    parser.add_argument("--callers", type=int, default=128, help="with --serve-workers: calibration callers")
+    parser.add_argument("--warmup-seconds", type=float, default=15.0, help="with --serve-workers")
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_soak(
-            Path(tmp),
-            seconds=args.minutes * 60,
-            calibrate_s=args.calibrate_seconds,
-            docs=args.docs,
-            max_concurrent_requests=args.max_concurrent_requests,
-        )
+        if args.serve_workers:
+            target = served_target(args, Path(tmp))
+        else:
+            bound = args.max_concurrent_requests or 32
+            target = tiny_target(Path(tmp), docs=args.docs, max_concurrent_requests=bound)
+        try:
+            report = run_soak(target, seconds=args.minutes * 60, calibrate_s=args.calibrate_seconds)
+        except BaseException:
+            log = target.server.log_path
+            print("server log, last lines:", *log.read_text(errors="replace").splitlines()[-30:], sep="\n")
+            raise
     print_report(report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,11 +49,13 @@ class Phase:
     wall_s: float = 0.0
 
 
-def make_requests(n: int = 64, docs: int = 5, rate: float = 0.4) -> list[dict[str, Any]]:
-    """Request templates: NQ rows (``docs`` documents each) when ../shared/data is there, else synthetic."""
+def make_requests(
+    n: int = 64, docs: int = 5, rate: float = 0.4, method: str = "llmlingua", data: Path = NQ
+) -> list[dict[str, Any]]:
+    """Request templates: NQ rows from ``data`` (``docs`` documents each) when it exists, else synthetic."""
     templates = []
-    if NQ.exists():
-        with gzip.open(NQ, "rt", encoding="utf-8") as handle:
+    if data.exists():
+        with gzip.open(data, "rt", encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
                 documents = [f"Document [{i}](Title: {c['title']}) {c['text']}" for i, c in enumerate(row["ctxs"], 1)]
@@ -66,7 +68,7 @@ def make_requests(n: int = 64, docs: int = 5, rate: float = 0.4) -> list[dict[st
             f"Record {k}.{j}: the river number {j} flows {k + j} km north into lake {j}. " * 6 for j in range(docs)
         ]
         templates.append({"documents": documents, "question": f"Which river flows {k} km?"})
-    return [{"method": "llmlingua", "budget": {"rate": rate}} | t for t in templates]
+    return [{"method": method, "budget": {"rate": rate}} | t for t in templates]
 
 
 async def _one(client: httpx.AsyncClient, template: dict[str, Any], rid: str, timeout_s: float) -> Outcome:

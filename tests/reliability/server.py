@@ -1,8 +1,9 @@
 """The service as a subprocess on loopback, on a tiny random model (SmolLM2's tokenizer, 2 layers, width 64).
 
 ``python -m tests.reliability.server --port P [--fault-injection] [--max-concurrent-requests N] ...`` serves;
-:class:`ServerProcess` starts one, waits for ``/readyz``, samples its RSS, sends signals and reads back its JSON
-access log (one line per request, with the ``x-request-id`` the client sent).
+:class:`ServerProcess` starts one (or, given ``command``, any server such as the real ``ctxcompress serve
+--workers N``), waits for ``/readyz``, samples its RSS (the process and its children), sends signals and reads back
+its JSON access log (one line per request, with the ``x-request-id`` the client sent).
 """
 
 from __future__ import annotations
@@ -29,6 +30,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children += [int(child) for child in task.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], _children(pid)
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += _children(child)
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # exited meanwhile
+        return 0.0
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def tiny_scorer(max_pass_tokens: int = 4096) -> Any:
@@ -83,16 +114,32 @@ def serve(args: argparse.Namespace) -> None:
 
 
 class ServerProcess:
-    """A served subprocess: ``start()`` waits for ``/readyz``; the JSON log goes to ``log_path``."""
+    """A served subprocess: ``start()`` waits for ``/readyz``; the JSON log goes to ``log_path``.
 
-    def __init__(self, log_path: Path, **options: Any) -> None:
-        self.port = free_port()
+    By default it is this module's tiny-model server with ``options`` as flags; ``command`` (with ``port``, where
+    it listens, and ``env``) runs another server instead, e.g. ``ctxcompress serve``.
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        command: list[str] | None = None,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        ready_checks: int = 1,
+        **options: Any,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.command = command
+        self.env = env
+        self.ready_checks = ready_checks  # consecutive /readyz 200s (new connections: every worker process ready)
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 180.0) -> ServerProcess:
+    def _tiny_server_command(self) -> list[str]:
         command = [sys.executable, "-m", "tests.reliability.server", "--port", str(self.port)]
         for key, value in self.options.items():
             flag = "--" + key.replace("_", "-")
@@ -100,19 +147,28 @@ class ServerProcess:
                 command.append(flag)
             elif value not in (None, False):
                 command += [flag, str(value)]
-        env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        return command
+
+    def start(self, timeout_s: float = 180.0) -> ServerProcess:
+        command = self.command or self._tiny_server_command()
+        env = (self.env or os.environ) | {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
+        deadline, ready = time.monotonic() + timeout_s, 0
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited during startup; see {self.log_path}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
+                ready = ready + 1 if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200 else 0
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+                ready = 0
+            if ready >= self.ready_checks:
+                return self
+            time.sleep(0.2 if ready == 0 else 0.02)
         self.stop()
         raise RuntimeError("server did not become ready")
 
@@ -122,11 +178,8 @@ class ServerProcess:
         return self.process.pid
 
     def rss_mb(self) -> float:
-        """Resident set size of the server process, MiB (Linux ``/proc``)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """Resident set size of the server process and its descendants (worker processes), MiB (Linux ``/proc``)."""
+        return sum(_rss_mb(pid) for pid in [self.pid, *_descendants(self.pid)])
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None

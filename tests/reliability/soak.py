@@ -1,54 +1,122 @@
 """Sustained load at and above saturation: calibrate capacity (closed loop), then open-loop arrivals at
 ``at_factor`` x capacity for half the time and ``above_factor`` x capacity for the other half, sampling the
-server's RSS; every request is reconciled with the server's access log (lost / duplicated)."""
+server's RSS (and GPU memory where ``nvidia-smi`` exists); every request is reconciled with the server's access
+log (lost / duplicated).
+
+:func:`tiny_target` is the CPU soak (tiny random model, the CI test); ``scripts/soak_test.py --serve-workers N``
+builds a target around the real ``ctxcompress serve`` (the GPU soak).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.reliability.load import Phase, make_requests, reconcile, run_phase, summarize
 from tests.reliability.server import ServerProcess
 
-__all__ = ["run_soak"]
+__all__ = ["SoakTarget", "run_soak", "tiny_target"]
 
 
-def run_soak(
-    workdir: Path,
-    *,
-    seconds: float,
-    calibrate_s: float = 20.0,
-    at_factor: float = 1.0,
-    above_factor: float = 2.0,
-    docs: int = 3,
-    max_concurrent_requests: int = 32,
-    max_batch_requests: int = 16,
-    rss_every_s: float = 5.0,
-) -> dict[str, Any]:
-    requests = make_requests(docs=docs)
+@dataclass
+class SoakTarget:
+    """What is soaked: a server (not yet started), the request templates, and the closed-loop callers that measure
+    its capacity (enough to fill its batches, never more than its queue bound)."""
+
+    server: ServerProcess
+    requests: list[dict[str, Any]]
+    callers: int
+    setup: dict[str, Any] = field(default_factory=dict)
+    warmup_s: float = 0.0  # closed-loop traffic before the calibration, not counted (CUDA graphs, caches)
+
+
+def tiny_target(
+    workdir: Path, *, docs: int = 3, max_concurrent_requests: int = 32, max_batch_requests: int = 16
+) -> SoakTarget:
+    """The tiny-model server (``tests.reliability.server``) with llmlingua at rate 0.4."""
     server = ServerProcess(
         workdir / "soak-server.log",
         max_concurrent_requests=max_concurrent_requests,
         max_batch_requests=max_batch_requests,
         request_timeout_s=120,
     )
+    return SoakTarget(
+        server=server,
+        requests=make_requests(docs=docs),
+        callers=min(max_batch_requests, max_concurrent_requests),
+        setup={
+            "model": "tiny random Llama (2 layers, width 64) with SmolLM2's tokenizer; torch 1 thread",
+            "method": "llmlingua, rate 0.4",
+            "documents_per_request": docs,
+            "max_concurrent_requests": max_concurrent_requests,
+            "max_batch_requests": max_batch_requests,
+        },
+    )
+
+
+def _gpu_memory_mib() -> list[float] | None:
+    """Memory in use on each GPU (MiB), or None without ``nvidia-smi``."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    result = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return [float(v) for v in result.stdout.split()] if result.returncode == 0 else None
+
+
+def _flatness(samples: list[tuple[float, float]]) -> dict[str, Any]:
+    values = [value for _, value in samples]
+    quarter = max(1, len(values) // 4)
+    return {
+        "start": values[0] if values else None,
+        "peak": max(values) if values else None,
+        "first_quarter_max": max(values[:quarter]) if values else None,
+        "last_quarter_max": max(values[-quarter:]) if values else None,
+        "samples": samples,
+    }
+
+
+def run_soak(
+    target: SoakTarget,
+    *,
+    seconds: float,
+    calibrate_s: float = 20.0,
+    at_factor: float = 1.0,
+    above_factor: float = 2.0,
+    rss_every_s: float = 5.0,
+) -> dict[str, Any]:
+    server, requests = target.server, target.requests
     rss: list[tuple[float, float]] = []
+    gpu: list[tuple[float, float]] = []
     with server:
         started = time.monotonic()
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
-                rss.append((round(time.monotonic() - started, 1), round(server.rss_mb(), 1)))
+                at = round(time.monotonic() - started, 1)
+                rss.append((at, round(server.rss_mb(), 1)))
+                if (memory := _gpu_memory_mib()) is not None:
+                    gpu.append((at, sum(memory)))
                 stop.wait(rss_every_s)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        callers = min(max_batch_requests, max_concurrent_requests)  # a full batch, never over the queue bound
-        calibration = asyncio.run(run_phase(server.url, Phase("calibrate", calibrate_s, concurrency=callers), requests))
+        if target.warmup_s:
+            asyncio.run(run_phase(server.url, Phase("warmup", target.warmup_s, concurrency=target.callers), requests))
+        calibration = asyncio.run(
+            run_phase(server.url, Phase("calibrate", calibrate_s, concurrency=target.callers), requests)
+        )
         capacity = max(summarize(calibration)["throughput_rps"], 0.5)
         phases = [
             Phase("at", seconds / 2, rate=round(capacity * at_factor, 2)),
@@ -63,28 +131,14 @@ def run_soak(
     outcomes = [o for p in phases for o in p.outcomes]
     total = Phase("total", 0.0, rate=sum(p.rate or 0 for p in phases) / len(phases), outcomes=outcomes)
     total.wall_s = sum(p.wall_s for p in phases)
-    values = [mb for _, mb in rss]
-    quarter = max(1, len(values) // 4)
     return {
-        "setup": {
-            "model": "tiny random Llama (2 layers, width 64) with SmolLM2's tokenizer; torch 1 thread",
-            "method": "llmlingua, rate 0.4",
-            "documents_per_request": docs,
-            "max_concurrent_requests": max_concurrent_requests,
-            "max_batch_requests": max_batch_requests,
-            "seconds": seconds,
-        },
+        "setup": target.setup | {"seconds": seconds, "calibration_callers": target.callers},
         "capacity_rps": capacity,
         "calibration": summarize(calibration),
         "phases": [summarize(p) for p in phases],
         "total": summarize(total),
         "reconcile": reconcile(outcomes, access),
-        "rss_mb": {
-            "start": values[0] if values else None,
-            "peak": max(values) if values else None,
-            "first_quarter_max": max(values[:quarter]) if values else None,
-            "last_quarter_max": max(values[-quarter:]) if values else None,
-            "samples": rss,
-        },
+        "rss_mb": _flatness(rss),
+        "gpu_memory_mib": _flatness(gpu) if gpu else None,
         "server_exit_code": exit_code,
     }

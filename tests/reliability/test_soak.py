@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.reliability.soak import run_soak
+from tests.reliability.soak import run_soak, tiny_target
 
 
 def test_short_soak_at_and_above_saturation(tmp_path: Path) -> None:
-    report = run_soak(tmp_path, seconds=16, calibrate_s=6, max_concurrent_requests=8, rss_every_s=2)
+    report = run_soak(tiny_target(tmp_path, max_concurrent_requests=8), seconds=16, calibrate_s=6, rss_every_s=2)
     total, above = report["total"], report["phases"][1]
     assert total["served"] > 0 and above["rejected"] > 0, report
     assert total["rejected_without_retry_after"] == 0 and set(total["statuses"]) <= {"200", "429"}, report
