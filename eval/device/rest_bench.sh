@@ -26,7 +26,7 @@ if [ "${REST_LIBRARY:-1}" = 1 ]; then
       name="library-$method"; [ "$gpus" = 1 ] || name="library-$method-g$gpus"
       timeout 240 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
         --method "$method" --data .carry/nq/gold_at_0.jsonl.gz "$data" --batch-sizes "${REST_LIBRARY_BATCHES:-64,256}" \
-        --limit 512 --processes $((gpus * ${REST_LIBRARY_PROCESSES:-6})) --gpus "$gpus" --single-requests 20 \
+        --limit "${REST_LIBRARY_LIMIT:-512}" --processes $((gpus * ${REST_LIBRARY_PROCESSES:-6})) --gpus "$gpus" --single-requests 20 \
         --single-warmup 5 ${REST_LIBRARY_EXTRA:-} --out "$out/$name" >"$out/$name.log" 2>&1
       tail -12 "$out/$name.log"
     done
