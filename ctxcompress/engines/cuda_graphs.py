@@ -21,6 +21,7 @@ check it against the plain path. Same idea as vLLM's captured decode batch sizes
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ __all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner", "capture_graph", "
 WIDTH_STEP = 32
 VISIBLE_STEP = 128
 
+logger = logging.getLogger(__name__)
+
 # One capture at a time in a process. Two devices' worker threads capturing at once invalidated each other's
 # capture on a 2-GPU host (cudaErrorStreamCaptureInvalidated, then an abort in the CUDA generator's graph
 # registry, which is process-wide). Replays and eager passes on other threads may run during a capture.
@@ -45,7 +48,11 @@ def capture_graph(
     run: Callable[[], torch.Tensor], device: torch.device, pool: object
 ) -> tuple[torch.Tensor, torch.cuda.CUDAGraph | None]:
     """``run()`` once on a side stream (its result is returned), then recorded as a CUDA graph whose output
-    buffer holds that result. A pass that cannot be captured returns ``(result, None)``: it stays eager."""
+    buffer holds that result. A pass that cannot be captured returns ``(result, None)``: it stays eager.
+
+    The capture runs on a stream of ``device``: ``torch.cuda.graph``'s own default capture stream is one per
+    process, made on whichever device captured first, and a capture on another device through it records an
+    empty graph (the kernels run eagerly on that device's stream instead; every replay then does nothing)."""
     with _CAPTURING, torch.cuda.device(device):
         current = torch.cuda.current_stream(device)
         side = torch.cuda.Stream(device)
@@ -56,13 +63,27 @@ def capture_graph(
         torch.cuda.synchronize(device)
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, pool=pool, stream=side, capture_error_mode="thread_local"):
                 output = run()
         except RuntimeError:
             return warm, None
-        # Recording ran nothing: the output buffer gets the warm-up's result.
-        output.copy_(warm)
+        if not _replays_like(graph, output, warm, device):
+            logger.warning(
+                "CUDA graph replay differs from its eager pass; shape stays eager", extra={"device": str(device)}
+            )
+            return warm, None
         return output, graph
+
+
+def _replays_like(graph: torch.cuda.CUDAGraph, output: torch.Tensor, warm: torch.Tensor, device: torch.device) -> bool:
+    """One replay into a poisoned output buffer must reproduce the eager result (an empty or mis-recorded graph
+    leaves the poison). Recording ran nothing, so the replay also leaves the buffer holding the eager result."""
+    output.fill_(float("nan") if output.is_floating_point() else -1)
+    graph.replay()
+    torch.cuda.synchronize(device)
+    same = torch.allclose(output.float(), warm.float(), rtol=1e-2, atol=1e-3, equal_nan=True)
+    output.copy_(warm)
+    return same
 
 
 def _round_up(value: int, step: int) -> int:

@@ -172,3 +172,22 @@ def test_a_failed_recording_leaves_the_shape_eager_and_the_result_right(model, s
             np.testing.assert_allclose(got, want, atol=1e-4)
     assert scorer.graphs.captured == 0
     assert scorer.graphs._shapes and not any(s.capturable for s in scorer.graphs._shapes.values())
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (run on a 2-GPU device)")
+def test_graphs_recorded_on_a_second_gpu_replay_real_work(model, sequences):
+    """One process, a scorer per GPU (as ``serve --device cuda:0,cuda:1`` runs them): graphs recorded on cuda:1
+    after cuda:0 must replay the pass on new tokens. torch's default capture stream is made once per process on
+    the first capturing device; through it, a cuda:1 recording was empty and every replay returned stale output."""
+    import copy
+
+    rng = np.random.default_rng(7)
+    other = [rng.integers(3, 300, size=len(s)).tolist() for s in sequences]  # same shapes, new tokens
+    for index in (0, 1):
+        device = torch.device("cuda", index)
+        plain = CausalLMScorer(copy.deepcopy(model).to(device), _Tok(), graphs="off")
+        graphed = CausalLMScorer(copy.deepcopy(model).to(device), _Tok(), graphs="auto")
+        graphed.token_nll(sequences)  # records
+        assert graphed.graphs.captured > 0, f"no graph kept on {device}"
+        for got, want in zip(graphed.token_nll(other), plain.token_nll(other), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-4)
