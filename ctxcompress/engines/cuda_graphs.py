@@ -50,12 +50,14 @@ def capture_graph(
     """``run()`` once on a side stream (its result is returned), then recorded as a CUDA graph whose output
     buffer holds that result. A pass that cannot be captured returns ``(result, None)``: it stays eager.
 
-    The capture runs on a stream of ``device``: ``torch.cuda.graph``'s own default capture stream is one per
-    process, made on whichever device captured first, and a capture on another device through it records an
-    empty graph (the kernels run eagerly on that device's stream instead; every replay then does nothing)."""
+    The capture runs on one stream per device (:func:`_capture_stream`): ``torch.cuda.graph``'s own default
+    capture stream is one per process, made on whichever device captured first, and a capture on another device
+    through it records an empty graph (the kernels run eagerly on that device's stream; every replay then does
+    nothing). One stream, not one per capture: the caching allocator reuses a graph pool's freed blocks only on
+    the stream that allocated them, so a new stream per capture grew the pool with every graph (out of memory)."""
     with _CAPTURING, torch.cuda.device(device):
         current = torch.cuda.current_stream(device)
-        side = torch.cuda.Stream(device)
+        side = _capture_stream(device)
         side.wait_stream(current)
         with torch.cuda.stream(side):
             warm = run()
@@ -75,13 +77,24 @@ def capture_graph(
         return output, graph
 
 
+_CAPTURE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """This process's capture stream on ``device`` (made on first use; callers hold ``_CAPTURING``)."""
+    key = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+    if key not in _CAPTURE_STREAMS:
+        _CAPTURE_STREAMS[key] = torch.cuda.Stream(key)
+    return _CAPTURE_STREAMS[key]
+
+
 def _replays_like(graph: torch.cuda.CUDAGraph, output: torch.Tensor, warm: torch.Tensor, device: torch.device) -> bool:
     """One replay into a poisoned output buffer must reproduce the eager result (an empty or mis-recorded graph
     leaves the poison). Recording ran nothing, so the replay also leaves the buffer holding the eager result."""
     output.fill_(float("nan") if output.is_floating_point() else -1)
     graph.replay()
     torch.cuda.synchronize(device)
-    same = torch.allclose(output.float(), warm.float(), rtol=1e-2, atol=1e-3, equal_nan=True)
+    same = torch.allclose(output, warm, rtol=1e-2, atol=1e-3, equal_nan=True)
     output.copy_(warm)
     return same
 
