@@ -19,6 +19,8 @@ def _punkt_split(text: str, language: str) -> list[str]:
 
 
 def _split_cjk(sentence: str) -> list[str]:
+    if not any(terminator in sentence for terminator in _CJK_TERMINATORS):  # most text: no per-character loop
+        return [sentence] if sentence.strip() else []
     parts: list[str] = []
     start = 0
     for i, ch in enumerate(sentence):
