@@ -17,7 +17,7 @@ KernelsChoice = Literal["auto", "triton", "torch"]
 GraphsChoice = Literal["auto", "on", "off"]
 EncoderDtypeChoice = Literal["auto", "float32", "float16"]
 
-_ENCODER_ONLY = ("chunk_cache_mb", "encoder_dtype")
+_ENCODER_ONLY = ("encoder_dtype",)
 
 # Padded tokens per forward pass when not configured: what one H200/H100 or a 2-core CPU handles well.
 CUDA_PASS_TOKENS = 131_072
@@ -38,8 +38,9 @@ class EngineOptions:
         graphs: small passes at bucketed static shapes replayed as CUDA graphs: ``auto`` (on CUDA with the fused
             decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
-        chunk_cache_mb: MiB per loaded sentence encoder for the question-independent work on recurring chunks
-            (their own and sentence vectors from the encoder, ``engines/chunk_cache.py``); 0 turns the cache off.
+        chunk_cache_mb: MiB per loaded sentence encoder and per loaded scorer for the question-independent work on
+            recurring chunks (the encoder's chunk and sentence vectors, the scorer's token ids and offsets;
+            ``engines/chunk_cache.py``); 0 turns the caches off.
         encoder_dtype: the sentence encoder's weights and activations: ``auto`` (float16 on CUDA, where fp32
             matmuls run without tensor cores; float32 on CPU, where float16 is slower), ``float32`` or ``float16``.
             Pooling always accumulates in float32.

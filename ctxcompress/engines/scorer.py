@@ -33,6 +33,7 @@ import torch
 
 from ctxcompress.engines.attention_plan import AttentionPlan
 from ctxcompress.engines.batching import plan_batches
+from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.cuda_graphs import StaticShapeRunner
 from ctxcompress.engines.decoder import build_decoder
 from ctxcompress.engines.device import halve_on_oom, resolve_device, scoring_dtype
@@ -72,6 +73,8 @@ class CausalLMScorer:
         head_chunk_tokens: hidden states projected onto the vocabulary per chunk.
         oom_token_cap: test hook; a forward pass larger than this raises a simulated OOM.
         graph_max_tokens: the largest pass (cache slots) run at static shapes.
+        chunk_cache_mb: bound of the cache of :meth:`encode_batch` results per text (0: off; the pool passes
+            :class:`EngineOptions`' value).
     """
 
     def __init__(
@@ -87,8 +90,11 @@ class CausalLMScorer:
         kernels: str = EngineOptions.kernels,
         graphs: str = EngineOptions.graphs,
         graph_max_tokens: int = 16384,
+        chunk_cache_mb: int = 0,
     ) -> None:
         self.model = model.eval()
+        # Token ids and offsets per text (question-independent: recurring chunks skip the tokenizer).
+        self.token_cache = ChunkCache(chunk_cache_mb * 2**20, _encoding_nbytes)
         self.tokenizer = tokenizer
         self.config = model.config
         self.device = next(model.parameters()).device
@@ -176,6 +182,23 @@ class CausalLMScorer:
         A fast tokenizer's Rust backend is called directly when it pads and truncates nothing: the same encodings
         without transformers' per-text conversion into dicts (measured: 5 of ~25 ms host time per NQ prompt).
         """
+        if not texts:
+            return []
+        if not self.token_cache.enabled:
+            return self._tokenize(texts)
+        keys = [text_key(text) for text in texts]
+        out: list[tuple[list[int], list[tuple[int, int]]] | None] = []
+        for key in keys:
+            hit = self.token_cache.get(key)
+            out.append(None if hit is None else (hit[0].tolist(), list(map(tuple, hit[1].tolist()))))
+        missing = [i for i, encoding in enumerate(out) if encoding is None]
+        for i, encoding in zip(missing, self._tokenize([texts[i] for i in missing]), strict=True):
+            out[i] = encoding
+            ids, offsets = encoding
+            self.token_cache.put(keys[i], (np.array(ids, dtype=np.int32), np.array(offsets, dtype=np.int32)))
+        return out  # type: ignore[return-value]
+
+    def _tokenize(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         if not texts:
             return []
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
@@ -499,3 +522,7 @@ def _diagonal(batch: int, width: int, old_len: int, device: torch.device) -> tor
     eye = torch.zeros((width, old_len + width), dtype=torch.bool, device=device)
     eye[:, old_len:] = torch.eye(width, dtype=torch.bool, device=device)
     return eye[None].expand(batch, -1, -1)
+
+
+def _encoding_nbytes(value: tuple[np.ndarray, np.ndarray]) -> int:
+    return int(value[0].nbytes + value[1].nbytes) + 200  # + the objects themselves

@@ -89,3 +89,35 @@ def test_the_service_reports_cache_hits(tiny_encoder: SentenceEncoder) -> None:
         again = httpx.post(f"{service.url}/v1/compress", json=body | {"question": "when?"}, timeout=60)
         assert again.status_code == 200 and first["origin_tokens"] > 0
         assert hits() - before == len(docs)  # every document's embeddings came from the cache
+
+
+def test_scorer_token_cache_gives_the_tokenizer_output_and_counts_hits(tiny_scorer) -> None:
+    from ctxcompress.engines.scorer import CausalLMScorer
+
+    cached = CausalLMScorer(tiny_scorer.model, tiny_scorer.tokenizer, chunk_cache_mb=1)
+    texts = [*nq_documents(nq_rows(1)[0])[:4], "", "你好。 emoji 🙂 {\"json\": [1, 2]}"]
+    first = cached.encode_batch(texts)
+    assert first == tiny_scorer.encode_batch(texts)  # the uncached scorer (chunk_cache_mb=0)
+    first[0][0].append(-1)  # callers own what they get: the cache keeps its own copy
+    again = cached.encode_batch([texts[1], "new text", texts[0]])
+    assert again[0] == tiny_scorer.encode(texts[1]) and again[2] == tiny_scorer.encode(texts[0])
+    assert again[1] == tiny_scorer.encode("new text")
+    totals = cached.token_cache.totals()
+    assert (totals.hits, totals.misses, totals.entries) == (2, 7, 7)
+    assert not tiny_scorer.token_cache.enabled
+
+
+def test_sentence_units_are_cached_per_text_and_language() -> None:
+    from ctxcompress.methods import _units
+
+    text = "Document [1](Title: X) Dr. Smith came at 3 p.m. on Jan. 5. He left. 你好。世界。"
+    before = _units._unit_cache.totals()
+    first = _units.sentence_units(text, "english")
+    first[1].append((0, 0))  # the caller's copy
+    second = _units.sentence_units(text, "english")
+    after = _units._unit_cache.totals()
+    assert second[1] == first[1][:-1] and after.hits == before.hits + 1
+    end = _units.header_end(text)
+    assert second == (end, [(s + end, e + end) for s, e in split_sentences_with_spans(text[end:], "english")])
+    _units.sentence_units(text, "german")  # another key
+    assert _units._unit_cache.totals().misses == after.misses + 1
