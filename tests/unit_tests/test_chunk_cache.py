@@ -95,7 +95,7 @@ def test_scorer_token_cache_gives_the_tokenizer_output_and_counts_hits(tiny_scor
     from ctxcompress.engines.scorer import CausalLMScorer
 
     cached = CausalLMScorer(tiny_scorer.model, tiny_scorer.tokenizer, chunk_cache_mb=1)
-    texts = [*nq_documents(nq_rows(1)[0])[:4], "", "你好。 emoji 🙂 {\"json\": [1, 2]}"]
+    texts = [*nq_documents(nq_rows(1)[0])[:4], "", '你好。 emoji 🙂 {"json": [1, 2]}']
     first = cached.encode_batch(texts)
     assert first == tiny_scorer.encode_batch(texts)  # the uncached scorer (chunk_cache_mb=0)
     first[0][0].append(-1)  # callers own what they get: the cache keeps its own copy
