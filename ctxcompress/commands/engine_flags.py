@@ -21,7 +21,10 @@ def add_engine_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--graphs", default=None, choices=["auto", "on", "off"], help="CUDA graphs for small passes")
     group.add_argument("--compile", action="store_true", default=None, help="torch.compile the element-wise work")
     group.add_argument(
-        "--chunk-cache-mb", type=int, default=None, help="MiB per encoder for recurring chunks' work (0: off)"
+        "--chunk-cache-mb",
+        type=int,
+        default=None,
+        help="MiB per encoder and per scorer for recurring chunks' work (0: off)",
     )
     group.add_argument(
         "--encoder-dtype", default=None, choices=["auto", "float32", "float16"], help="sentence encoder precision"

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     graphs: GraphsChoice = EngineOptions.graphs
     compile: bool = EngineOptions.compile
     chunk_cache_mb: int = Field(default=EngineOptions.chunk_cache_mb, ge=0)
-    """MiB per loaded sentence encoder for recurring chunks' question-independent work; 0: off."""
+    """MiB per loaded sentence encoder and per loaded scorer for recurring chunks' question-independent work; 0: off."""
     encoder_dtype: EncoderDtypeChoice = EngineOptions.encoder_dtype
     """Sentence encoder precision: ``auto`` (float16 on CUDA, float32 on CPU), ``float32`` or ``float16``."""
     api_keys: CommaList = Field(default_factory=list)
