@@ -65,6 +65,8 @@ def served_target(args: argparse.Namespace, workdir: Path):  # -> SoakTarget
 
     env = dict(os.environ)
     env |= {"CTXCOMPRESS_DEFAULT_METHOD": args.method, "CTXCOMPRESS_PRELOAD_MODELS": "smollm2-135m,minilm-l6"}
+    # Requests cycle through the rows: with the chunk cache on, repeats get cheap and 2x stops being an overload.
+    env["CTXCOMPRESS_CHUNK_CACHE_MB"] = str(args.chunk_cache_mb)
     if args.max_concurrent_requests:  # else the service's default bound and deadline-based admission
         env["CTXCOMPRESS_MAX_CONCURRENT_REQUESTS"] = str(args.max_concurrent_requests)
     if args.random_kit:
@@ -87,6 +89,7 @@ def served_target(args: argparse.Namespace, workdir: Path):  # -> SoakTarget
             "models": "random weights, real configs (" + args.random_kit + ")" if args.random_kit else "registry",
             "method": f"{args.method}, rate {args.rate}",
             "documents_per_request": args.docs,
+            "chunk_cache_mb": args.chunk_cache_mb,
             "max_concurrent_requests_per_worker": args.max_concurrent_requests or "service default",
         },
     )
@@ -109,6 +112,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(NQ), help="with --serve-workers: NQ multi-document JSONL.gz")
     parser.add_argument("--callers", type=int, default=128, help="with --serve-workers: calibration callers")
     parser.add_argument("--warmup-seconds", type=float, default=15.0, help="with --serve-workers")
+    parser.add_argument("--chunk-cache-mb", type=int, default=0, help="with --serve-workers (default off: rows repeat)")
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
