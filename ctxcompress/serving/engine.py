@@ -47,6 +47,7 @@ from ctxcompress.errors import (
 from ctxcompress.methods import method_class, method_names
 from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.cost import CostModel
+from ctxcompress.serving.heap import HeapTrimmer
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.serving.protocol import MethodDescription, ModelStatus
 from ctxcompress.serving.stats import EngineStats
@@ -55,6 +56,7 @@ from ctxcompress.types import CompressionRequest, CompressionResult
 __all__ = ["AsyncCompressionEngine", "expand_devices"]
 
 logger = logging.getLogger("ctxcompress.serving")
+_HEAP = HeapTrimmer()  # one per process: every device's worker thread reports its batches
 
 _INLINE_PREPARE_CHARS = 65_536  # larger requests are tokenized off the event loop
 # Share of a deadline that estimated work may fill: the cost model is a forecast, so leave room for its error.
@@ -626,6 +628,7 @@ def _compress_isolated(
         if id(out) in shared:
             out = _compress_alone(compressor, batch[i].request)
         outputs[i] = out
+    _HEAP.maybe_trim()  # on the worker thread: the event loop never waits for it
     return outputs
 
 
