@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "nq_multidoc" / "20docs" / "gold_at_9.jsonl.gz"
+DATA = ROOT.parent / "shared" / "data"
 
 __all__ = ["group_own_time", "main"]
 
@@ -65,18 +65,11 @@ def group_own_time(stats: pstats.Stats) -> dict[str, float]:
 
 
 def _requests(method: str, options: dict, limit: int) -> list[dict]:
-    import gzip
+    from ctxcompress_eval.datasets import load_nq
 
-    rows = []
-    with gzip.open(DATA, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            row = json.loads(line)
-            docs = [f"Document [{i}](Title: {c['title']}) {c['text']}" for i, c in enumerate(row["ctxs"], 1)]
-            body = {"documents": docs, "question": row["question"], "method": method, "budget": {"rate": 0.25}}
-            rows.append(body | ({"options": options} if options else {}))
-            if len(rows) == limit:
-                break
-    return rows
+    examples = load_nq(DATA, docs=20, positions=[9], limit=limit)
+    body = {"method": method, "budget": {"rate": 0.25}} | ({"options": options} if options else {})
+    return [body | {"documents": e.documents, "question": e.question} for e in examples]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,20 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recurring", action="store_true", help="requests whose chunks were all seen before")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))  # tests.tiny_models
+    sys.path.insert(0, str(ROOT))  # tests.reliability.server
     import torch
-    from transformers import AutoTokenizer
 
     from ctxcompress import Compressor
-    from ctxcompress.engines.scorer import CausalLMScorer
-    from ctxcompress.models import default_registry
     from ctxcompress.pool import ModelPool
-    from tests.tiny_models import tiny_llama
+    from tests.reliability.server import tiny_scorer
 
     torch.set_num_threads(1)
-    tokenizer = AutoTokenizer.from_pretrained(default_registry().resolve("smollm2-135m"))
     pool = ModelPool(device="cpu")
-    pool.register("scorer", "smollm2-135m", CausalLMScorer(tiny_llama(tokenizer, max_positions=8192), tokenizer))
+    pool.register("scorer", "smollm2-135m", tiny_scorer(max_pass_tokens=8192))
     compressor = Compressor(pool=pool)
     requests = _requests(args.method, json.loads(args.options), args.limit)
     if args.recurring:  # the same chunks again, each with another row's question: the caches serve the chunks
