@@ -219,6 +219,8 @@ def check_loopback(url: str) -> None:
 def serve_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str]]:
     """``ctxcompress serve`` with ``args.workers`` processes, and its environment (batching settings; with
     ``--random-kit`` the random model folders in ``$CTXCOMPRESS_MODELS``)."""
+    from tests.reliability.server import cli_serve
+
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -230,15 +232,15 @@ def serve_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[
         # Requests cycle through the rows: a chunk cache would serve repeats (off unless asked for).
         "CTXCOMPRESS_CHUNK_CACHE_MB": str(args.chunk_cache_mb),
     }
-    if args.random_kit:
-        sys.path.insert(0, str(ROOT / "eval"))
-        from ctxcompress_eval.random_models import build_random_models
-
-        folders = build_random_models(Path(args.random_kit), Path(args.random_dir))
-        env["CTXCOMPRESS_MODELS"] = json.dumps(folders)
-    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", args.device, "--port", str(port)]
-    command += ["--workers", str(args.workers), "--log-level", "warning"]
-    return command, env
+    command, extra = cli_serve(
+        port,
+        device=args.device,
+        workers=args.workers,
+        log_level="warning",
+        random_kit=args.random_kit,
+        random_dir=Path(args.random_dir),
+    )
+    return command, env | extra
 
 
 def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:

@@ -60,7 +60,7 @@ def print_report(report: dict) -> None:
 def served_target(args: argparse.Namespace, workdir: Path):  # -> SoakTarget
     """The real ``ctxcompress serve --workers N`` (every worker must answer /readyz before the soak starts)."""
     from tests.reliability.load import make_requests
-    from tests.reliability.server import ServerProcess, free_port
+    from tests.reliability.server import ServerProcess, cli_serve, free_port
     from tests.reliability.soak import SoakTarget
 
     env = dict(os.environ)
@@ -69,13 +69,16 @@ def served_target(args: argparse.Namespace, workdir: Path):  # -> SoakTarget
     env["CTXCOMPRESS_CHUNK_CACHE_MB"] = str(args.chunk_cache_mb)
     if args.max_concurrent_requests:  # else the service's default bound and deadline-based admission
         env["CTXCOMPRESS_MAX_CONCURRENT_REQUESTS"] = str(args.max_concurrent_requests)
-    if args.random_kit:
-        from ctxcompress_eval.random_models import build_random_models
-
-        env["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(Path(args.random_kit), workdir / "random"))
     port = free_port()
-    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", args.device, "--port", str(port)]
-    command += ["--workers", str(args.serve_workers), "--log-level", "info"]
+    command, extra = cli_serve(
+        port,
+        device=args.device,
+        workers=args.serve_workers,
+        log_level="info",  # the access log reconciles every request
+        random_kit=args.random_kit,
+        random_dir=workdir / "random",
+    )
+    env |= extra
     server = ServerProcess(
         workdir / "soak-server.log", command=command, port=port, env=env, ready_checks=8 * args.serve_workers
     )

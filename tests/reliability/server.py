@@ -23,7 +23,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 
-__all__ = ["ServerProcess", "free_port", "main", "tiny_scorer"]
+__all__ = ["ServerProcess", "cli_serve", "free_port", "main", "tiny_scorer"]
 
 
 def free_port() -> int:
@@ -60,6 +60,22 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cli_serve(
+    port: int, *, device: str, workers: int, log_level: str, random_kit: str | None, random_dir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The real ``ctxcompress serve`` on loopback ``port``, and the environment entries it needs beyond
+    ``CTXCOMPRESS_*`` settings: with ``random_kit`` (configs + tokenizers), SmolLM2-135M and MiniLM folders with
+    random weights built under ``random_dir`` (``$CTXCOMPRESS_MODELS``; the lent GPU has no weights)."""
+    env: dict[str, str] = {}
+    if random_kit:
+        sys.path.insert(0, str(ROOT / "eval"))
+        from ctxcompress_eval.random_models import build_random_models
+
+        env["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(Path(random_kit), random_dir))
+    command = [sys.executable, "-m", "ctxcompress.cli", "serve", "--device", device, "--port", str(port)]
+    return [*command, "--workers", str(workers), "--log-level", log_level], env
 
 
 def tiny_scorer(max_pass_tokens: int = 4096) -> Any:
