@@ -80,7 +80,11 @@ class ModelPool:
         with self._lock:
             if ("attention", name) not in self._engines:
                 probe = QuestionAttention(
-                    scorer.model, pad_id=scorer.pad_id, max_pass_tokens=self.max_pass_tokens, graphs=self.options.graphs
+                    scorer.model,
+                    pad_id=scorer.pad_id,
+                    max_pass_tokens=self.max_pass_tokens,
+                    graphs=self.options.graphs,
+                    decoder=scorer.decoder,
                 )
                 self._engines[("attention", name)] = probe
             return self._engines[("attention", name)]

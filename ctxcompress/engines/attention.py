@@ -6,12 +6,17 @@ an observation window of the last queries (SnapKV, Li et al. 2024), LazyLLM, Exp
 question after the context, run one prefill, and read the softmax attention from the question's tokens (the
 observation window) to each context token.
 
-How, without materialising attention for the whole sequence: the model runs with a registered transformers
-attention function (``AttentionInterface``, public API, any architecture). It computes the layer's attention
-output with SDPA as usual and, while a probe is active on the calling thread, also the softmax of the
-*observation rows only* against that layer's keys — ``[rows, heads, window, length]``, never
-``[length, length]`` — and adds the per-key mass (mean over the window's queries and the heads) to the
-layer's accumulator. Outside a probe the function is plain SDPA, so the scorer's own passes are unchanged.
+How, without materialising attention for the whole sequence: each layer's rotated queries and keys go to the
+probe, which computes the softmax of the *observation rows only* against that layer's keys —
+``[rows, heads, window, length]``, never ``[length, length]`` — and keeps the per-key mass (mean over the
+window's queries and the heads). Two ways to run the prefill:
+
+* the scorer's fused decoder (``engines/fused_llama.py``, Llama family), which hands each layer's queries and keys
+  to an observer: the same fewer, larger kernels as the scorer's own passes (the default where it applies);
+* any architecture: the model's transformers modules with a registered attention function
+  (``AttentionInterface``, public API) that computes the layer's output with SDPA as usual and, while a probe is
+  active on the calling thread, reads the window rows too. Outside a probe it is plain SDPA, so the scorer's own
+  passes are unchanged.
 
 Rows are batched right-padded by a padded-token budget (``ctxcompress.engines.batching``), longest first, and run
 without a padding mask: attention is causal and padding only follows a row's tokens, so no real token sees it.
@@ -30,9 +35,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ctxcompress.engines.attention_plan import attention_backends
+from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention_backends
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
+from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 
 __all__ = ["LENGTH_STEP", "WINDOW_STEP", "ObservedSequence", "QuestionAttention", "naive_window_attention"]
 
@@ -62,6 +68,7 @@ class _Inputs:
     window: torch.Tensor  # [B, W]
     window_valid: torch.Tensor  # [B, W]
     key_valid: torch.Tensor  # [B, L]
+    positions: torch.Tensor  # [B, L] rotary positions (0, 1, ...: rows are right-padded)
     output: torch.Tensor | None = None  # [B, layers, L]
     graph: torch.cuda.CUDAGraph | None = None
     capturable: bool = True
@@ -74,7 +81,22 @@ class _Probe:
     key_valid: torch.Tensor  # [B, L] bool: real tokens
     layers: frozenset[int] | None  # the layers to read (None: all)
     mass: dict[int, torch.Tensor] = field(default_factory=dict)  # per read layer [B, L] float32
-    seen: int = 0  # attention calls so far: the layer index of the next one
+    seen: int = 0  # layers observed so far: the index of the next one
+
+    def observe(
+        self,
+        layer: int,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        scaling: float | None = None,
+        sliding_window: int | None = None,
+    ) -> None:
+        """Layer ``layer``'s queries ``[B, heads, L, d]`` and keys ``[B, kv_heads, L, d]``; layers come in order."""
+        if layer != self.seen:
+            raise RuntimeError(f"attention probe expected layer {self.seen}, got {layer}")
+        self.seen += 1
+        if self.layers is None or layer in self.layers:
+            self.mass[layer] = _window_mass(self, query, key, scaling, sliding_window)
 
 
 def _probe_attention(
@@ -92,9 +114,7 @@ def _probe_attention(
 
     probe: _Probe | None = getattr(_active, "probe", None)
     if probe is not None:
-        layer, probe.seen = probe.seen, probe.seen + 1
-        if probe.layers is None or layer in probe.layers:
-            probe.mass[layer] = _window_mass(probe, query, key, scaling, getattr(module, "sliding_window", None))
+        probe.observe(probe.seen, query, key, scaling, getattr(module, "sliding_window", None))
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 
 
@@ -128,9 +148,19 @@ class QuestionAttention:
         max_pass_tokens: padded tokens per forward pass.
         graphs: ``auto``: static shapes replayed as CUDA graphs on CUDA, exact shapes on CPU; ``on``: static
             shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager.
+        decoder: the scorer's decoder over ``model``; a fused one runs the prefills, any other is not used (the
+            model's own modules run them with the probe attention function).
     """
 
-    def __init__(self, model: torch.nn.Module, *, pad_id: int, max_pass_tokens: int = 8192, graphs: str = "auto"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        pad_id: int,
+        max_pass_tokens: int = 8192,
+        graphs: str = "auto",
+        decoder: Decoder | None = None,
+    ):
         if graphs not in ("auto", "on", "off"):
             raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
         self.model = model
@@ -144,7 +174,9 @@ class QuestionAttention:
         self._shapes: dict[tuple[int, int, int, frozenset[int] | None], _Inputs] = {}
         self._lock = threading.Lock()  # static buffers serve one pass at a time
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
-        _install_probe(model)
+        self.decoder = decoder if isinstance(decoder, FusedLlamaDecoder) else None
+        if self.decoder is None:
+            _install_probe(model)
 
     @torch.inference_mode()
     def window_attention(
@@ -214,6 +246,7 @@ class QuestionAttention:
             window=torch.zeros((rows, width), dtype=torch.long, **make),
             window_valid=torch.zeros((rows, width), dtype=torch.bool, **make),
             key_valid=torch.zeros((rows, length), dtype=torch.bool, **make),
+            positions=torch.arange(length, **make).expand(rows, length),
         )
 
     def _fill(self, inputs: _Inputs, rows: list[ObservedSequence]) -> _Inputs:
@@ -243,14 +276,22 @@ class QuestionAttention:
         return inputs
 
     def _pass(self, inputs: _Inputs, layers: frozenset[int] | None) -> torch.Tensor:
-        """One prefill of the base model (no LM head) with the probe active: ``[B, num_layers, L]`` float32."""
+        """One prefill (no LM head) read by a probe: ``[B, num_layers, L]`` float32."""
         probe = _Probe(inputs.window, inputs.window_valid, inputs.key_valid, layers)
-        _active.probe = probe
-        try:
+        if self.decoder is not None:
+            # Right-padded rows without a cache: plainly causal (the fused decoder needs no mask).
+            length = inputs.tokens.shape[1]
+            causal = torch.ones((length, length), dtype=torch.bool, device=self.device).tril()[None]
+            plan = AttentionPlan(causal, causal_only=True, positions=inputs.positions, kv_positions=inputs.positions)
             with attention_backends():
-                self.model.base_model(input_ids=inputs.tokens, use_cache=False)
-        finally:
-            _active.probe = None
+                self.decoder(inputs.tokens, plan, None, observer=probe.observe)
+        else:
+            _active.probe = probe
+            try:
+                with attention_backends():
+                    self.model.base_model(input_ids=inputs.tokens, use_cache=False)
+            finally:
+                _active.probe = None
         if probe.seen != self.num_layers:
             raise RuntimeError(f"attention probe saw {probe.seen} of {self.num_layers} layers")
         blank = torch.zeros(inputs.key_valid.shape, dtype=torch.float32, device=self.device)

@@ -114,7 +114,18 @@ class FusedLlamaDecoder:
         return None
 
     @torch.inference_mode()
-    def __call__(self, tokens: torch.Tensor, plan: AttentionPlan, cache: KVBuffer) -> torch.Tensor:
+    def __call__(
+        self,
+        tokens: torch.Tensor,
+        plan: AttentionPlan,
+        cache: KVBuffer | None,
+        observer: Callable[[int, torch.Tensor, torch.Tensor], object] | None = None,
+    ) -> torch.Tensor:
+        """Hidden states ``[B, W, H]``. ``cache`` None: a plainly causal pass (``plan.causal_only``) whose keys and
+        values are not kept. ``observer(layer, queries [B, heads, W, d], keys [B, kv_heads, L, d])`` sees every
+        layer's rotated queries and the keys they attend to (the attention probe, ``engines/attention.py``)."""
+        if cache is None and not plan.causal_only:
+            raise ValueError("a pass without a KV cache must be plainly causal")
         hidden = F.embedding(tokens, self.embed)
         # What rotates queries and keys: cos/sin tables (torch), or the positions (the Triton kernel's angles).
         rotary = self._rotary(plan.positions) if self.kernels == "torch" else (plan.positions, self.inv_freq)
@@ -134,7 +145,10 @@ class FusedLlamaDecoder:
                 )
                 keys = qk[:, :, self.num_heads :].transpose(1, 2)
                 values = qkv[..., n_qk:].unflatten(-1, (self.num_kv_heads, self.head_dim)).transpose(1, 2)
-                keys, values = cache.update(keys, values, index)
+                if cache is not None:
+                    keys, values = cache.update(keys, values, index)
+                if observer is not None:
+                    observer(index, qk[:, :, : self.num_heads].transpose(1, 2), keys)
                 attended = self._attend(qk[:, :, : self.num_heads], keys, values, mask)
                 hidden = self._post_attention(
                     hidden,

@@ -16,6 +16,7 @@ import cProfile
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -36,7 +37,9 @@ def write_prompts(path: Path, count: int) -> None:
             f.write(json.dumps({"documents": e.documents, "question": e.question, "instruction": e.instruction}) + "\n")
 
 
-def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str, configured: bool) -> None:
+def profile(
+    kit: Path, out: Path, repeats: int, methods: list[str], device: str, configured: bool, chunk_cache_mb: int
+) -> None:
     if not configured:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from ctxcompress_eval.random_models import build_random_models
@@ -45,9 +48,10 @@ def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str,
     import torch
 
     from ctxcompress import Compressor
+    from ctxcompress.engines.options import EngineOptions
 
     prompts = [json.loads(line) for line in (kit / "prompts.jsonl").open()]
-    compressor = Compressor(device=device)
+    compressor = Compressor(device=device, engine_options=EngineOptions(chunk_cache_mb=chunk_cache_mb))
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, dict] = {}
@@ -83,7 +87,13 @@ def profile(kit: Path, out: Path, repeats: int, methods: list[str], device: str,
         ) as device_profile:
             compressor.compress(requests[0])
             sync()
-        table = device_profile.key_averages().table(sort_by="cuda_time_total", row_limit=25)
+        averages = device_profile.key_averages()
+        table = averages.table(sort_by="cuda_time_total", row_limit=25)
+        gpu_total = re.search(r"Self CUDA time total: ([0-9.]+)(ms|us|s)", table)
+        if gpu_total:
+            value, unit = float(gpu_total[1]), gpu_total[2]
+            summary[method]["profiled_gpu_ms"] = round(value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], 1)
+        summary[method]["profiled_host_ms"] = round(sum(s[2] for s in pstats.Stats(host).stats.values()) * 1000, 1)
         (out / f"{method}.txt").write_text(text.getvalue() + "\n\n" + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
@@ -98,11 +108,20 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
+    parser.add_argument("--chunk-cache-mb", type=int, default=0, help="0: every request pays its chunks' work")
     args = parser.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.count)
     else:
-        profile(args.kit, args.out, args.repeats, args.methods.split(","), args.device, args.configured_models)
+        profile(
+            args.kit,
+            args.out,
+            args.repeats,
+            args.methods.split(","),
+            args.device,
+            args.configured_models,
+            args.chunk_cache_mb,
+        )
 
 
 if __name__ == "__main__":

@@ -16,9 +16,18 @@ def rows() -> list[dict]:
     return nq_rows(2, gold=4)
 
 
+def _probe(scorer, prefill: str, **kwargs: object) -> QuestionAttention:
+    """The probe running its prefills on the scorer's fused decoder, or on the model's transformers modules."""
+    decoder = scorer.decoder if prefill == "fused" else None
+    if prefill == "fused":
+        assert decoder.name == "fused"
+    return QuestionAttention(scorer.model, pad_id=scorer.pad_id, decoder=decoder, **kwargs)
+
+
+@pytest.mark.parametrize("prefill", ["fused", "transformers"])
 @pytest.mark.parametrize("graphs", ["off", "on"])  # "on" on CPU: bucketed static shapes (rows, length, window)
-def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, graphs):
-    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, max_pass_tokens=96, graphs=graphs)
+def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, graphs, prefill):
+    probe = _probe(tiny_scorer, prefill, max_pass_tokens=96, graphs=graphs)
     sequences = [
         ObservedSequence(list(range(5, 65)), 50),
         ObservedSequence(list(range(7, 27)), 12),  # padded in a batch with the longer one
@@ -32,14 +41,20 @@ def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, grap
     assert bool(probe._shapes) == (graphs == "on") and probe.captured == 0  # no CUDA here: nothing captured
 
 
+@pytest.mark.parametrize("prefill", ["fused", "transformers"])
 @pytest.mark.parametrize("graphs", ["off", "on"])
-def test_reading_some_layers_gives_their_rows_and_zeros_elsewhere(tiny_scorer, graphs):
-    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, graphs=graphs)
+def test_reading_some_layers_gives_their_rows_and_zeros_elsewhere(tiny_scorer, graphs, prefill):
+    probe = _probe(tiny_scorer, prefill, graphs=graphs)
     sequence = [ObservedSequence(list(range(5, 45)), 30)]
     full = probe.window_attention(sequence)[0]
     top = probe.window_attention(sequence, layers=[-1])[0]
     np.testing.assert_allclose(top[-1], full[-1], atol=1e-6)
     assert not top[:-1].any()
+
+
+def test_the_pool_runs_the_probe_on_the_scorers_fused_decoder(tiny_compressor, tiny_scorer):
+    probe = tiny_compressor.pool.attention("smollm2-135m")
+    assert probe.decoder is tiny_scorer.decoder and probe.decoder.name == "fused"
 
 
 def test_scorer_passes_are_unchanged_by_the_registered_probe(tiny_scorer):
@@ -146,13 +161,17 @@ def test_long_input_is_chunked_with_the_question_in_every_chunk(tiny_all_compres
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device)")
-def test_graphed_probe_on_cuda_replays_the_eager_result(tiny_scorer):
+@pytest.mark.parametrize("prefill", ["fused", "transformers"])
+def test_graphed_probe_on_cuda_replays_the_eager_result(tiny_scorer, prefill):
     """On a GPU: the first pass at a shape is recorded, later ones replay it; both equal the eager probe."""
     import copy
 
+    from ctxcompress.engines.decoder import build_decoder
+
     model = copy.deepcopy(tiny_scorer.model).cuda()
-    eager = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="off")
-    graphed = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="auto")
+    decoder = build_decoder(model, prefill)
+    eager = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="off", decoder=decoder)
+    graphed = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="auto", decoder=decoder)
     sequences = [ObservedSequence(list(range(5, 65)), 50), ObservedSequence(list(range(7, 27)), 12)]
     recorded = graphed.window_attention(sequences, layers=[-1])
     assert graphed.captured == 1
