@@ -32,15 +32,26 @@ __all__ = ["main"]
 WEIGHTS = {"likelihood": 1.0, "attention": 1.0, "encoder": 1.0}  # methods/hybrid.py defaults
 
 
-def window_nll(scorer, documents: list[str], question: str, max_doc_tokens: int = 1024) -> np.ndarray:  # noqa: ANN001
+def window_nll(
+    scorer, documents: list[str], question: str, max_doc_tokens: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     """Per document, the mean NLL of the attention row's window tokens (BOS + document + window, as
-    ``signals.py`` builds the attention rows)."""
+    ``signals.py`` builds the attention rows), and of the window's question tokens alone (what the likelihood
+    signal scores, here after a ``Question:`` label)."""
     from ctxcompress.prompting import SEPARATOR
 
-    window, _ = scorer.encode(f"{SEPARATOR}Question: {question.strip()}\nAnswer:")
+    label = f"{SEPARATOR}Question: "
+    text = f"{label}{question.strip()}\nAnswer:"
+    window, offsets = scorer.encode(text)
+    q_start, q_end = len(label), len(label) + len(question.strip())
+    asked = np.array([start < q_end and end > q_start for start, end in offsets])
     sequences = [ids[:max_doc_tokens] + window for ids, _ in scorer.encode_batch(documents)]
     nll = scorer.token_nll(sequences, score_last=[len(window)] * len(sequences))
-    return np.array([float(np.nanmean(values[-len(window) :])) for values in nll])
+    tails = [values[-len(window) :] for values in nll]
+    return (
+        np.array([float(np.nanmean(tail)) for tail in tails]),
+        np.array([float(np.nanmean(tail[asked])) for tail in tails]),
+    )
 
 
 def _fused(row: dict, likelihood: str) -> np.ndarray:
@@ -77,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, example in enumerate(examples):
         row = dict(committed[example.id])
         question = example.question or ""
-        row["lm_window"] = (-window_nll(scorer, example.documents, question)).tolist()
+        whole, asked = window_nll(scorer, example.documents, question)
+        row["lm_window"], row["lm_window_question"] = (-whole).tolist(), (-asked).tolist()
         # The likelihood signal again, here (the committed one ran in bf16 on a GPU): the paired baseline.
         nll = rank_documents(scorer, [example.documents], [question], restrictive_statement="")[0]
         row["lm_question_here"] = (-nll).tolist()
@@ -87,28 +99,36 @@ def main(argv: list[str] | None = None) -> int:
     golds = [r["gold"] for r in rows]
     report: dict = {"questions": len(rows), "rows": f"{args.skip}-{args.skip + len(rows) - 1}", "weights": WEIGHTS}
     hits = {}
-    for name in ("lm_question", "lm_question_here", "lm_window"):
+    for name in ("lm_question", "lm_question_here", "lm_window", "lm_window_question"):
         single = recall_at([np.array(r[name]) for r in rows], golds)
         fused_scores = [_fused(r, name) for r in rows]
         fused = recall_at(fused_scores, golds)
-        hits[name] = np.array([float(np.argmax(s) == g) for s, g in zip(fused_scores, golds, strict=True)])
+        hits[name] = {
+            k: np.array(
+                [float(g in np.argsort(-s, kind="stable")[:k]) for s, g in zip(fused_scores, golds, strict=True)]
+            )
+            for k in (1, 3)
+        }
         report[name] = {"alone": single, "fused": fused}
-        print(f"{name:12} alone R@1 {single[1]:.3f} R@3 {single[3]:.3f} | fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f}")
-    diffs = hits["lm_window"] - hits["lm_question_here"]
-    interval = paired_bootstrap(diffs)
-    report["fused_r1_window_minus_question_here"] = {
-        "diff": float(diffs.mean()),
-        "ci95": interval,
-        "wins": int((diffs > 0).sum()),
-        "losses": int((diffs < 0).sum()),
-    }
-    rank_agreement = np.mean([np.argmax(r["lm_window"]) == np.argmax(r["lm_question_here"]) for r in rows])
-    report["top_document_same_alone"] = float(rank_agreement)
-    paired = report["fused_r1_window_minus_question_here"]
-    print(
-        f"fused R@1 window − question: {diffs.mean():+.3f} {interval} (W/L {paired['wins']}/{paired['losses']}); "
-        f"top document alone same {rank_agreement:.3f}"
-    )
+        print(f"{name:18} alone R@1 {single[1]:.3f} R@3 {single[3]:.3f} | fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f}")
+    for name in ("lm_window", "lm_window_question"):
+        for k in (1, 3):
+            diffs = hits[name][k] - hits["lm_question_here"][k]
+            interval = paired_bootstrap(diffs)
+            key = f"fused_r{k}_{name}_minus_question_here"
+            report[key] = {
+                "diff": float(diffs.mean()),
+                "ci95": interval,
+                "wins": int((diffs > 0).sum()),
+                "losses": int((diffs < 0).sum()),
+            }
+            print(
+                f"fused R@{k} {name} − question: {diffs.mean():+.3f} {interval} "
+                f"(W/L {report[key]['wins']}/{report[key]['losses']})"
+            )
+        agree = np.mean([np.argmax(r[name]) == np.argmax(r["lm_question_here"]) for r in rows])
+        report[f"top_document_same_alone_{name}"] = float(agree)
+        print(f"top document alone same as lm_question_here: {name} {agree:.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "merged_pass_study.json").write_text(json.dumps(report, indent=2))
     return 0
