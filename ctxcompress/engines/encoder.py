@@ -28,6 +28,7 @@ from ctxcompress.engines.attention_plan import attention_backends
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
+from ctxcompress.engines.tokenization import OffsetTokenizer
 from ctxcompress.errors import ModelError
 
 __all__ = ["SentenceEncoder", "SpanEmbeddings", "TokenEmbeddings"]
@@ -76,6 +77,7 @@ class SentenceEncoder:
     def __init__(self, model: Any, *, batch_size: int = 64, max_pass_tokens: int = 8192, cache_bytes: int = 0) -> None:
         self.model = model.eval()
         self.tokenizer = model.tokenizer
+        self._offset_tokenizer = OffsetTokenizer(self.tokenizer)
         self.batch_size = batch_size
         self.max_pass_tokens = max_pass_tokens
         self.device = torch.device(str(model.device))
@@ -107,19 +109,12 @@ class SentenceEncoder:
         return int(self._transformer.config.hidden_size)
 
     def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        """Word-piece ids of ``text`` (no special tokens) and each piece's character span."""
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        """Word-piece ids of ``text`` (no special tokens, not truncated) and each piece's character span."""
+        return self._offset_tokenizer([text])[0]
 
     def encode_batch(self, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
         """:meth:`encode` of every text, in one tokenizer call."""
-        if not texts:
-            return []
-        enc = self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return [
-            (list(ids), [tuple(o) for o in offsets])
-            for ids, offsets in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-        ]
+        return self._offset_tokenizer(texts)
 
     def count(self, text: str) -> int:
         return len(self.encode(text)[0])
