@@ -85,6 +85,7 @@ class ModelPool:
                     max_pass_tokens=self.max_pass_tokens,
                     graphs=self.options.graphs,
                     decoder=scorer.decoder,
+                    head=scorer.head,
                 )
                 self._engines[("attention", name)] = probe
             return self._engines[("attention", name)]

@@ -39,8 +39,16 @@ from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
+from ctxcompress.engines.vocab_head import VocabHead
 
-__all__ = ["LENGTH_STEP", "WINDOW_STEP", "ObservedSequence", "QuestionAttention", "naive_window_attention"]
+__all__ = [
+    "LENGTH_STEP",
+    "WINDOW_STEP",
+    "ObservedSequence",
+    "QuestionAttention",
+    "WindowReading",
+    "naive_window_attention",
+]
 
 LENGTH_STEP = 64
 WINDOW_STEP = 16
@@ -60,6 +68,14 @@ class ObservedSequence:
     window_start: int
 
 
+@dataclass(frozen=True)
+class WindowReading:
+    """What one prefill says about a sequence's observation window."""
+
+    attention: np.ndarray  # [num_layers, len(ids)]: attention mass per token from the window's queries
+    nll: np.ndarray  # [len(ids) - window_start]: NLL of each window token given all before it (NaN at position 0)
+
+
 @dataclass
 class _Inputs:
     """One pass's device inputs (at a static shape, the buffers its graph reads) and, once run, its output."""
@@ -69,7 +85,7 @@ class _Inputs:
     window_valid: torch.Tensor  # [B, W]
     key_valid: torch.Tensor  # [B, L]
     positions: torch.Tensor  # [B, L] rotary positions (0, 1, ...: rows are right-padded)
-    output: torch.Tensor | None = None  # [B, layers, L]
+    output: torch.Tensor | None = None  # [B, layers·L (+ W with the window NLL)]
     graph: torch.cuda.CUDAGraph | None = None
     capturable: bool = True
 
@@ -150,6 +166,8 @@ class QuestionAttention:
             shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager.
         decoder: the scorer's decoder over ``model``; a fused one runs the prefills, any other is not used (the
             model's own modules run them with the probe attention function).
+        head: the scorer's vocabulary head (``engines/vocab_head.py``): :meth:`read_windows` then also gives the
+            NLL of the window's tokens from the same prefill.
     """
 
     def __init__(
@@ -160,6 +178,7 @@ class QuestionAttention:
         max_pass_tokens: int = 8192,
         graphs: str = "auto",
         decoder: Decoder | None = None,
+        head: VocabHead | None = None,
     ):
         if graphs not in ("auto", "on", "off"):
             raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
@@ -171,14 +190,14 @@ class QuestionAttention:
         self.static_shapes = graphs == "on" or (graphs == "auto" and self.device.type == "cuda")
         self.capture = self.static_shapes and self.device.type == "cuda"
         self.captured = 0
-        self._shapes: dict[tuple[int, int, int, frozenset[int] | None], _Inputs] = {}
+        self._shapes: dict[tuple[int, int, int, frozenset[int] | None, bool], _Inputs] = {}
         self._lock = threading.Lock()  # static buffers serve one pass at a time
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self.decoder = decoder if isinstance(decoder, FusedLlamaDecoder) else None
+        self.head = head
         if self.decoder is None:
             _install_probe(model)
 
-    @torch.inference_mode()
     def window_attention(
         self,
         sequences: Sequence[ObservedSequence],
@@ -190,22 +209,43 @@ class QuestionAttention:
         queries, averaged over the window and the heads (rows of one layer sum to 1 over the visible keys).
         ``layers``: read only these (negative counts from the top); the other layers' rows are zero.
         ``while_running``: host work called once, while the last pass runs on the device (CPU work overlaps it)."""
+        readings = self.read_windows(sequences, layers, nll=False, while_running=while_running)
+        return [reading.attention for reading in readings]
+
+    @torch.inference_mode()
+    def read_windows(
+        self,
+        sequences: Sequence[ObservedSequence],
+        layers: Sequence[int] | None = None,
+        *,
+        nll: bool = True,
+        while_running: Callable[[], object] | None = None,
+    ) -> list[WindowReading]:
+        """:meth:`window_attention` and, with ``nll``, each window token's NLL from the same prefill (the hidden
+        states go through the vocabulary head at the window's positions only; needs ``head``); without, NaN."""
+        if nll and self.head is None:
+            raise ValueError("window NLL needs the scorer's vocabulary head (QuestionAttention(head=...))")
         read = None if layers is None else frozenset(layer % self.num_layers for layer in layers)
-        out: list[np.ndarray] = [np.zeros((self.num_layers, 0), dtype=np.float32)] * len(sequences)
+        empty = WindowReading(np.zeros((self.num_layers, 0), dtype=np.float32), np.zeros(0, dtype=np.float32))
+        out: list[WindowReading] = [empty] * len(sequences)
         lengths = [len(s.ids) for s in sequences]
         batches = plan_batches(lengths, max_padded_tokens=self.max_pass_tokens)
         for b, batch in enumerate(batches):
             rows = [sequences[i] for i in batch]
             last = b == len(batches) - 1
-            for i, mass in zip(batch, self._run(rows, read, while_running if last else None), strict=True):
-                out[i] = mass
+            for i, reading in zip(batch, self._run(rows, read, nll, while_running if last else None), strict=True):
+                out[i] = reading
         if not batches and while_running is not None:
             while_running()
         return out
 
     def _run(
-        self, rows: list[ObservedSequence], layers: frozenset[int] | None, while_running: Callable[[], object] | None
-    ) -> list[np.ndarray]:
+        self,
+        rows: list[ObservedSequence],
+        layers: frozenset[int] | None,
+        nll: bool,
+        while_running: Callable[[], object] | None,
+    ) -> list[WindowReading]:
         for row in rows:
             if not 0 <= row.window_start < len(row.ids):
                 raise ValueError(f"window_start {row.window_start} outside a sequence of {len(row.ids)} tokens")
@@ -213,12 +253,13 @@ class QuestionAttention:
         width = max(len(r.ids) - r.window_start for r in rows)
         if not self.static_shapes:
             inputs = self._fill(self._buffers(len(rows), length, width), rows)
-            stacked = self._pass(inputs, layers)
+            packed = self._pass(inputs, layers, nll)
             if while_running is not None:
                 while_running()
         else:
-            padded_length = -(-length // LENGTH_STEP) * LENGTH_STEP
-            key = (rows_bucket(len(rows)), padded_length, -(-width // WINDOW_STEP) * WINDOW_STEP, layers)
+            length = -(-length // LENGTH_STEP) * LENGTH_STEP
+            width = -(-width // WINDOW_STEP) * WINDOW_STEP
+            key = (rows_bucket(len(rows)), length, width, layers, nll)
             with self._lock:
                 if key not in self._shapes:
                     self._shapes[key] = self._buffers(*key[:3])
@@ -226,18 +267,26 @@ class QuestionAttention:
                 if inputs.graph is not None:
                     inputs.graph.replay()
                 elif self.capture and inputs.capturable and self.captured < MAX_GRAPHS:
-                    run = lambda: self._pass(inputs, layers)  # noqa: E731
+                    run = lambda: self._pass(inputs, layers, nll)  # noqa: E731
                     inputs.output, inputs.graph = capture_graph(run, self.device, self._pool)
                     inputs.capturable = inputs.graph is not None
                     self.captured += inputs.graph is not None
                 else:
-                    inputs.output = self._pass(inputs, layers)
+                    inputs.output = self._pass(inputs, layers, nll)
                 assert inputs.output is not None
                 if while_running is not None:
                     while_running()
-                stacked = inputs.output[: len(rows)].cpu()
-        host = stacked.float().cpu().numpy()
-        return [host[r, :, : len(row.ids)] for r, row in enumerate(rows)]
+                packed = inputs.output[: len(rows)].cpu()
+        host = packed.float().cpu().numpy()
+        attention = host[:, : self.num_layers * length].reshape(len(rows), self.num_layers, length)
+        window_nll = host[:, self.num_layers * length :]
+        return [
+            WindowReading(
+                attention[r, :, : len(row.ids)],
+                window_nll[r, : len(row.ids) - row.window_start] if nll else np.full(0, np.nan, dtype=np.float32),
+            )
+            for r, row in enumerate(rows)
+        ]
 
     def _buffers(self, rows: int, length: int, width: int) -> _Inputs:
         make = dict(device=self.device)
@@ -275,8 +324,9 @@ class QuestionAttention:
             target.copy_(source, non_blocking=True)
         return inputs
 
-    def _pass(self, inputs: _Inputs, layers: frozenset[int] | None) -> torch.Tensor:
-        """One prefill (no LM head) read by a probe: ``[B, num_layers, L]`` float32."""
+    def _pass(self, inputs: _Inputs, layers: frozenset[int] | None, nll: bool) -> torch.Tensor:
+        """One prefill read by a probe: ``[B, num_layers·L]`` float32 attention mass per layer and token, then
+        with ``nll`` ``[B, W]`` the window tokens' NLL (one output tensor: what a CUDA graph records)."""
         probe = _Probe(inputs.window, inputs.window_valid, inputs.key_valid, layers)
         if self.decoder is not None:
             # Right-padded rows without a cache: plainly causal (the fused decoder needs no mask).
@@ -284,18 +334,31 @@ class QuestionAttention:
             causal = torch.ones((length, length), dtype=torch.bool, device=self.device).tril()[None]
             plan = AttentionPlan(causal, causal_only=True, positions=inputs.positions, kv_positions=inputs.positions)
             with attention_backends():
-                self.decoder(inputs.tokens, plan, None, observer=probe.observe)
+                hidden = self.decoder(inputs.tokens, plan, None, observer=probe.observe)
         else:
             _active.probe = probe
             try:
                 with attention_backends():
-                    self.model.base_model(input_ids=inputs.tokens, use_cache=False)
+                    hidden = self.model.base_model(input_ids=inputs.tokens, use_cache=False).last_hidden_state
             finally:
                 _active.probe = None
         if probe.seen != self.num_layers:
             raise RuntimeError(f"attention probe saw {probe.seen} of {self.num_layers} layers")
         blank = torch.zeros(inputs.key_valid.shape, dtype=torch.float32, device=self.device)
-        return torch.stack([probe.mass.get(layer, blank) for layer in range(self.num_layers)], dim=1)
+        attention = torch.stack([probe.mass.get(layer, blank) for layer in range(self.num_layers)], dim=1)
+        if not nll:
+            return attention.flatten(1)
+        return torch.cat([attention.flatten(1), self._window_nll(hidden, inputs)], dim=1)
+
+    def _window_nll(self, hidden: torch.Tensor, inputs: _Inputs) -> torch.Tensor:
+        """``[B, W]`` NLL of each window token given the hidden state before it (NaN at position 0)."""
+        assert self.head is not None
+        batch, width = inputs.window.shape
+        before = (inputs.window - 1).clamp(min=0)
+        predictors = hidden.gather(1, before[..., None].expand(batch, width, hidden.shape[-1]))
+        targets = inputs.tokens.gather(1, inputs.window)
+        values = self.head.nll(predictors.reshape(batch * width, -1), targets.reshape(-1)).view(batch, width)
+        return values.masked_fill(inputs.window == 0, float("nan"))
 
 
 def _install_probe(model: torch.nn.Module) -> None:

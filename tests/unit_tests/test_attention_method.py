@@ -180,3 +180,37 @@ def test_graphed_probe_on_cuda_replays_the_eager_result(tiny_scorer, prefill):
     for a, b, c in zip(recorded, replayed, eager.window_attention(sequences, layers=[-1]), strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, c, atol=1e-5)
+    # With the window NLL (the vocabulary head inside the recorded graph): a second recording, replayed exactly.
+    from ctxcompress.engines.vocab_head import VocabHead
+
+    head = VocabHead(model.get_output_embeddings(), chunk_rows=1024, fused_nll=decoder.kernels == "triton")
+    graphed.head = eager.head = head
+    first, again = graphed.read_windows(sequences), graphed.read_windows(sequences)
+    assert graphed.captured == 2
+    for a, b, c in zip(first, again, eager.read_windows(sequences), strict=True):
+        np.testing.assert_array_equal(a.nll, b.nll)
+        np.testing.assert_allclose(a.nll, c.nll, atol=1e-4)
+
+
+@pytest.mark.parametrize("prefill", ["fused", "transformers"])
+@pytest.mark.parametrize("graphs", ["off", "on"])
+def test_window_nll_from_the_probe_equals_the_scorers_token_nll(tiny_scorer, graphs, prefill):
+    """The window tokens' NLL read from the attention prefill is the scorer's own NLL of those tokens."""
+    decoder = tiny_scorer.decoder if prefill == "fused" else None
+    probe = QuestionAttention(
+        tiny_scorer.model, pad_id=tiny_scorer.pad_id, graphs=graphs, decoder=decoder, head=tiny_scorer.head
+    )
+    sequences = [
+        ObservedSequence(list(range(5, 65)), 50),
+        ObservedSequence(list(range(7, 27)), 12),
+        ObservedSequence(list(range(3, 13)), 0),  # the whole row is the window: its first token has no NLL
+    ]
+    readings = probe.read_windows(sequences, layers=[-1])
+    for sequence, reading in zip(sequences, readings, strict=True):
+        want = tiny_scorer.token_nll([sequence.ids], prefix=[])[0][sequence.window_start :]
+        assert reading.nll.shape == want.shape
+        np.testing.assert_allclose(reading.nll, want, atol=1e-4)
+        np.testing.assert_allclose(reading.attention, probe.window_attention([sequence], layers=[-1])[0], atol=1e-6)
+    assert np.isnan(readings[2].nll[0]) and not np.isnan(readings[0].nll).any()
+    with pytest.raises(ValueError, match="vocabulary head"):
+        QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, decoder=decoder).read_windows(sequences)
