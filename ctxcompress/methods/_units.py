@@ -141,9 +141,32 @@ def sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]
     return end, spans
 
 
-def largest_fitting(count: int, fits: Callable[[int], bool]) -> int:
-    """The largest ``k`` in ``[0, count]`` with ``fits(k)`` (``fits`` assumed monotone; 0 when none fits)."""
-    low, high = 0, count
+def largest_fitting(count: int, fits: Callable[[int], bool], guess: int | None = None) -> int:
+    """The largest ``k`` in ``[0, count]`` with ``fits(k)`` (``fits`` assumed monotone; 0 when none fits).
+
+    Without ``guess``: binary search (~log2(count) calls). With one: exponential search outward from it, then
+    binary search inside the bracket, so a guess within a few steps of the answer costs 2-4 calls."""
+    if guess is None:
+        low, high = 0, count
+    else:
+        guess = min(max(guess, 0), count)
+        step = 1
+        if guess == 0 or fits(guess):
+            low, high = guess, count  # fits(low); the answer is in [low, high]
+            while low < high:
+                probe = min(low + step, high)
+                if not fits(probe):
+                    high = probe - 1
+                    break
+                low, step = probe, step * 2
+        else:
+            low, high = 0, guess - 1  # not fits(guess): the answer is below it
+            while low < high:
+                probe = max(high - step + 1, low)
+                if fits(probe):
+                    low = probe
+                    break
+                high, step = probe - 1, step * 2
     while low < high:
         mid = (low + high + 1) // 2
         if fits(mid):
@@ -188,6 +211,27 @@ def _least_added_tokens(prepared: PreparedRequest, doc: ScoredDocument, unit: in
     return tokens - JOIN_SLACK
 
 
+def _guess_fitting(
+    prepared: PreparedRequest,
+    docs: list[ScoredDocument],
+    order: np.ndarray,
+    flat_doc: np.ndarray,
+    flat_unit: np.ndarray,
+) -> int:
+    """How many of the best units (in ``order``) fit the budget, estimated from their characters at the input's
+    own tokens per character (headers counted with a document's first unit): the exact search starts there."""
+    if not len(order):
+        return 0
+    per_char = prepared.origin_tokens / max(len(prepared.origin_prompt), 1)
+    lengths = np.array([docs[d].spans[u][1] - docs[d].spans[u][0] for d, u in zip(flat_doc, flat_unit, strict=True)])
+    chars = lengths[order].astype(np.float64)
+    ranked_docs = flat_doc[order]
+    _, first = np.unique(ranked_docs, return_index=True)
+    chars[first] += [docs[int(ranked_docs[i])].header_end for i in first]
+    estimate = prepared.fixed_tokens + per_char * np.cumsum(chars)
+    return int(np.searchsorted(estimate, prepared.target_tokens, side="right"))
+
+
 def keep_best_units(
     prepared: PreparedRequest, docs: list[ScoredDocument], *, trim_words: bool = False, fill: bool = False
 ) -> list[KeptDocument]:
@@ -210,7 +254,11 @@ def keep_best_units(
     def texts(k: int, partial: tuple[int, int, int] | None = None) -> list[str]:
         return _texts_of(docs, flat_doc, flat_unit, list(order[:k]), partial)
 
-    k = largest_fitting(len(order), lambda n: prepared.count_prompt(texts(n)) <= budget)
+    k = largest_fitting(
+        len(order),
+        lambda n: prepared.count_prompt(texts(n)) <= budget,
+        _guess_fitting(prepared, docs, order, flat_doc, flat_unit),
+    )
     best = texts(k)
     if fill and k == 0:
         trim_words = True

@@ -59,3 +59,25 @@ def test_kept_spans_locate_extractive_text_and_refuse_abstractive_text():
     assert [original[a:b] for a, b in words] == ["Nile", "major river", "flows north", "Mediterranean"]
     assert kept_spans(original, "The Danube is long.") is None  # not taken from the document
     assert kept_spans(original, "") == [] and dropped_spans(len(original), []) == [(0, len(original))]
+
+
+def test_largest_fitting_from_a_guess_finds_what_binary_search_finds():
+    """Exponential search out of any guess returns the largest fitting k, in few calls near the answer."""
+    import random
+
+    from ctxcompress.methods._units import largest_fitting
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        count, calls = rng.randint(0, 80), []
+        answer = rng.randint(0, count)
+
+        def fits(k: int, answer: int = answer, calls: list = calls) -> bool:
+            calls.append(k)
+            return k <= answer
+
+        guess = rng.choice([None, rng.randint(-5, count + 5), answer])
+        assert largest_fitting(count, fits, guess) == answer
+        assert all(0 <= k <= count for k in calls)
+        if guess == answer and 0 < answer < count:
+            assert len(calls) == 2  # the guess fits, the next one does not
