@@ -106,11 +106,19 @@ class Hybrid(CompressionMethod):
         documents = [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)]
         questions = [(p.request.question or "").strip() for p in requests]
         units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
+        scorer = self.pool.scorer(opts.scorer, field="options.scorer") if use_lm else None
+        encoded: list[list[tuple[list[int], list[tuple[int, int]]]]] = []  # scorer ids and offsets per document
+
+        def tokenize_for_scorer() -> None:  # host work done while the encoder's pass runs on the device
+            if scorer is not None:
+                encoded.extend(scorer.encode_batch(docs) for docs in documents)
+
         # One encoder pass over questions and documents: document vectors and, pooled from the same in-context
         # token embeddings, sentence vectors (late chunking).
         embedded = encoder.span_embeddings(
             [*questions, *(d for docs in documents for d in docs)],
             [[] for _ in questions] + [spans for doc_units in units for _, spans in doc_units],
+            while_running=tokenize_for_scorer,
         )
         cursor = len(questions)
         signals: list[dict[str, np.ndarray]] = []
@@ -128,10 +136,11 @@ class Hybrid(CompressionMethod):
             if opts.lexical_weight:
                 signals[r]["lexical"] = bm25_scores(questions[r], docs)
         timings = {"encode": (time.perf_counter() - started) * 1000}
-        if use_lm:
-            scorer = self.pool.scorer(opts.scorer, field="options.scorer")
-            encoded = [scorer.encode_batch(docs) for docs in documents]  # ids and offsets, shared by both signals
-            if opts.likelihood_weight:
+        if scorer is not None:  # the LM signals; ``encoded`` (ids and offsets) is shared by both
+            # Both LM signals from one prefill per document when both are used: the attention row ends with the
+            # question, so its question tokens' NLL is the likelihood signal (no restrictive statement there).
+            merged = bool(opts.likelihood_weight and opts.attention_weight and not opts.likelihood_statement)
+            if opts.likelihood_weight and not merged:
                 mark = time.perf_counter()
                 ranked = rank_documents(
                     scorer,
@@ -154,9 +163,12 @@ class Hybrid(CompressionMethod):
                     per_document=True,
                     units=units,
                     encoded=encoded,
+                    question_nll=merged,
                 )
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
+                    if merged:
+                        signals[r]["likelihood"] = -np.array([s.question_nll for s in per_doc])
                 timings["attention"] = (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,

@@ -214,3 +214,26 @@ def test_window_nll_from_the_probe_equals_the_scorers_token_nll(tiny_scorer, gra
     assert np.isnan(readings[2].nll[0]) and not np.isnan(readings[0].nll).any()
     with pytest.raises(ValueError, match="vocabulary head"):
         QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, decoder=decoder).read_windows(sequences)
+
+
+def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny_scorer, rows):
+    """With likelihood and attention both weighted, each document's likelihood is the question tokens' NLL in its
+    attention row (BOS + document + "Question: …" + cue), and no separate likelihood pass runs."""
+    from ctxcompress.methods.attention import sentence_attention
+    from ctxcompress.prompting import SEPARATOR
+
+    docs, question = nq_documents(rows[0])[:4], rows[0]["question"]
+    probe = tiny_all_compressor.pool.attention("smollm2-135m")
+    scored = sentence_attention(tiny_scorer, probe, [(docs, question)], per_document=True, question_nll=True)[0]
+    label = f"{SEPARATOR}Question: "
+    window, offsets = tiny_scorer.encode(f"{label}{question.strip()}\nAnswer:")
+    asked = np.array([s < len(label) + len(question.strip()) and e > len(label) for s, e in offsets])
+    for doc, got in zip(docs, scored, strict=True):
+        ids = tiny_scorer.bos_ids + tiny_scorer.encode_batch([doc])[0][0] + window
+        want = tiny_scorer.token_nll([ids], prefix=[])[0][-len(window) :][asked].mean()
+        assert got.question_nll == pytest.approx(float(want), abs=1e-4)
+
+    merged = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all"))
+    separate = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all", likelihood_statement="."))
+    assert "likelihood" not in merged.timings_ms and "attention" in merged.timings_ms
+    assert "likelihood" in separate.timings_ms
