@@ -42,6 +42,12 @@ def print_report(report: dict) -> None:
             f"{row['server_errors']:>4} {row['no_response']:>7} {row['throughput_rps']:>6} {row['p50_ms']!s:>8} "
             f"{row['p99_ms']!s:>8}"
         )
+    for row in report["phases"]:
+        if "app_p50_ms" in row:
+            print(
+                f"{row['phase']}: inside the app p50/p99 {row['app_p50_ms']}/{row['app_p99_ms']} ms, waiting outside "
+                f"it (accept queue, event loop) p50/p99 {row['outside_p50_ms']}/{row['outside_p99_ms']} ms"
+            )
     rec = report["reconcile"]
     print(
         f"accepted {rec['accepted']}, lost {rec['lost']}, duplicated {rec['duplicated']}, "

@@ -135,10 +135,32 @@ def run_soak(
         "setup": target.setup | {"seconds": seconds, "calibration_callers": target.callers},
         "capacity_rps": capacity,
         "calibration": summarize(calibration),
-        "phases": [summarize(p) for p in phases],
+        "phases": [summarize(p) | server_side(p, access) for p in phases],
         "total": summarize(total),
         "reconcile": reconcile(outcomes, access),
         "rss_mb": _flatness(rss),
         "gpu_memory_mib": _flatness(gpu) if gpu else None,
         "server_exit_code": exit_code,
+    }
+
+
+def server_side(phase: Phase, access_log: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the served requests' time went: inside the app (the access log's ``ms``, from the middleware's first
+    sight of the request to its response) against the client's latency; the rest waited outside the app (accept
+    queue, connection, event loop), where admission control cannot see it."""
+    inside = {r["request_id"]: float(r["ms"]) for r in access_log if r.get("route") == "/v1/compress" and "ms" in r}
+    pairs = [(inside[o.id], o.latency_s * 1000) for o in phase.outcomes if o.status == 200 and o.id in inside]
+    if not pairs:
+        return {}
+    app = sorted(a for a, _ in pairs)
+    outside = sorted(max(c - a, 0.0) for a, c in pairs)
+
+    def at(values: list[float], q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+    return {
+        "app_p50_ms": at(app, 0.5),
+        "app_p99_ms": at(app, 0.99),
+        "outside_p50_ms": at(outside, 0.5),
+        "outside_p99_ms": at(outside, 0.99),
     }

@@ -173,21 +173,25 @@ def test_graphed_probe_on_cuda_replays_the_eager_result(tiny_scorer, prefill):
     eager = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="off", decoder=decoder)
     graphed = QuestionAttention(model, pad_id=tiny_scorer.pad_id, graphs="auto", decoder=decoder)
     sequences = [ObservedSequence(list(range(5, 65)), 50), ObservedSequence(list(range(7, 27)), 12)]
-    recorded = graphed.window_attention(sequences, layers=[-1])
+    recorded = graphed.window_attention(sequences, layers=[-1])  # the recording's own (eager) warm-up result
     assert graphed.captured == 1
     replayed = graphed.window_attention(sequences, layers=[-1])
+    again = graphed.window_attention(sequences, layers=[-1])
     assert graphed.captured == 1
-    for a, b, c in zip(recorded, replayed, eager.window_attention(sequences, layers=[-1]), strict=True):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(a, c, atol=1e-5)
+    eager_rows = eager.window_attention(sequences, layers=[-1])
+    for a, b, c, d in zip(recorded, replayed, again, eager_rows, strict=True):
+        np.testing.assert_array_equal(b, c)  # replays are exact
+        np.testing.assert_allclose(a, b, atol=1e-6)  # kernels chosen under capture may round differently
+        np.testing.assert_allclose(b, d, atol=1e-5)
     # With the window NLL (the vocabulary head inside the recorded graph): a second recording, replayed exactly.
     from ctxcompress.engines.vocab_head import VocabHead
 
     head = VocabHead(model.get_output_embeddings(), chunk_rows=1024, fused_nll=decoder.kernels == "triton")
     graphed.head = eager.head = head
-    first, again = graphed.read_windows(sequences), graphed.read_windows(sequences)
+    graphed.read_windows(sequences)  # recorded
+    first, second = graphed.read_windows(sequences), graphed.read_windows(sequences)
     assert graphed.captured == 2
-    for a, b, c in zip(first, again, eager.read_windows(sequences), strict=True):
+    for a, b, c in zip(first, second, eager.read_windows(sequences), strict=True):
         np.testing.assert_array_equal(a.nll, b.nll)
         np.testing.assert_allclose(a.nll, c.nll, atol=1e-4)
 
