@@ -44,7 +44,10 @@ from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_me
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.types import CompressionResult, KeptDocument
 
-__all__ = ["Attention", "AttentionOptions", "SentenceScores", "sentence_attention"]
+__all__ = ["CHUNK_TOKENS", "Attention", "AttentionOptions", "SentenceScores", "sentence_attention"]
+
+
+CHUNK_TOKENS = 4096  # context tokens per prefill row by default
 
 
 class AttentionOptions(BaseOptions):
@@ -58,7 +61,7 @@ class AttentionOptions(BaseOptions):
     by the mean over ``layers``."""
     per_document: bool = True
     """One prefill row per document (no recency bias between documents); False packs documents into chunks."""
-    chunk_tokens: int = Field(default=4096, ge=256, le=32768)
+    chunk_tokens: int = Field(default=CHUNK_TOKENS, ge=256, le=32768)
     """Context tokens per prefill row; a longer document is cut across rows, the question after every row."""
     answer_cue: str = "Answer:"
     """Text after the question; its tokens join the observation window."""
@@ -76,8 +79,9 @@ class SentenceScores:
     spans: list[tuple[int, int]]
     scores: np.ndarray
     mean: float = 0.0
-    question_nll: float = float("nan")
-    """Mean NLL of the question's tokens after the document (``sentence_attention(question_nll=True)``)."""
+    window_nll: float = float("nan")
+    """Mean NLL of the observation window's tokens in the document's first row (``sentence_attention(window_nll=
+    True)``); with ``likelihood_rows`` that is LongLLMLingua's question likelihood of the document."""
 
 
 def default_layers(num_layers: int) -> list[int]:
@@ -92,14 +96,15 @@ def sentence_attention(
     requests: Sequence[tuple[list[str], str]],
     *,
     layers: list[int] | None = None,
-    chunk_tokens: int = 4096,
+    chunk_tokens: int = CHUNK_TOKENS,
     answer_cue: str = "Answer:",
     language: str = "english",
     per_document: bool = False,
     units: Sequence[Sequence[tuple[int, list[tuple[int, int]]]]] | None = None,
     encoded: Sequence[Sequence[tuple[list[int], list[tuple[int, int]]]]] | None = None,
     layer_weights: Sequence[float] | None = None,
-    question_nll: bool = False,
+    window_nll: bool = False,
+    likelihood_rows: bool = False,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
@@ -107,9 +112,12 @@ def sentence_attention(
     of its own (scores comparable across documents, no recency bias between them; the question is repeated).
     ``units``: each document's :func:`sentence_units`, ``encoded``: its ``scorer.encode`` (ids, offsets), where
     the caller has them. ``layer_weights`` (one per layer) replaces each document's ``mean`` by the fitted
-    probe's score (every layer is then read). ``question_nll``: each document's mean NLL of the question tokens
-    from the same prefill (LongLLMLingua's likelihood signal without a second pass; needs the probe's ``head`` and
-    ``per_document``; averaged over a long document's rows). Usable as a signal by other pipelines.
+    probe's score (every layer is then read). ``window_nll``: each document's mean window NLL from the same
+    prefill (needs the probe's ``head``). ``likelihood_rows``: the window is LongLLMLingua's likelihood
+    continuation (separator, question, space: ``longllmlingua.rank_documents`` without a statement) instead of
+    ``Question: …`` and the answer cue, so with ``per_document`` and ``chunk_tokens`` equal to its
+    ``max_doc_tokens`` the window NLL *is* the likelihood signal: both signals from one prefill. Usable as a signal
+    by other pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
@@ -125,12 +133,11 @@ def sentence_attention(
     separator, _ = scorer.encode(SEPARATOR)
     rows: list[ObservedSequence] = []
     owners: list[list[tuple[int, int, int, int, int]]] = []  # per row: (request, doc, doc start, row start, n)
-    asked: list[np.ndarray] = []  # per request: which window tokens are the question's
     for r, (_, question) in enumerate(requests):
-        label = f"{SEPARATOR}Question: "
-        window, offsets = scorer.encode(f"{label}{question.strip()}\n{answer_cue}")
-        end = len(label) + len(question.strip())
-        asked.append(np.array([start < end and stop > len(label) for start, stop in offsets], dtype=bool))
+        if likelihood_rows:
+            window, _ = scorer.encode(f"{SEPARATOR}{question.strip()} ")
+        else:
+            window, _ = scorer.encode(f"{SEPARATOR}Question: {question.strip()}\n{answer_cue}")
         documents = [ids for ids, _ in encoded[r]]
         groups = [[d] for d in range(len(documents))] if per_document else [list(range(len(documents)))]
         for members in groups:
@@ -140,14 +147,14 @@ def sentence_attention(
                 owners.append([(r, members[d], *rest) for d, *rest in pieces])
     token_scores = [[np.zeros(len(ids), dtype=np.float32) for ids, _ in docs] for docs in encoded]
     layer_sums = [np.zeros((len(docs), probe.num_layers)) for docs in encoded]  # per document, per layer
-    nll_sums = [np.zeros((len(docs), 2)) for docs in encoded]  # per document: summed question NLL, rows
+    first_row_nll = [np.full(len(docs), np.nan) for docs in encoded]
     split: list[list[tuple[int, list[tuple[int, int]]]]] = [list(u) for u in units] if units is not None else []
 
     def split_sentences() -> None:  # CPU work, done while the probe's pass runs on the GPU
         if units is None:
             split.extend([sentence_units(doc, language) for doc in docs] for docs, _ in requests)
 
-    readings = probe.read_windows(rows, read, nll=question_nll, while_running=split_sentences)
+    readings = probe.read_windows(rows, read, nll=window_nll, while_running=split_sentences)
     for reading, pieces in zip(readings, owners, strict=True):
         mass = reading.attention
         per_token = mass[chosen].mean(axis=0)
@@ -155,8 +162,8 @@ def sentence_attention(
             token_scores[r][d][doc_start : doc_start + n] = per_token[row_start : row_start + n]
             if layer_weights is not None:  # only the fitted probe needs each layer's document mean
                 layer_sums[r][d] += mass[:, row_start : row_start + n].sum(axis=1)
-            if question_nll and asked[r].any():
-                nll_sums[r][d] += (float(np.nanmean(reading.nll[asked[r]])), 1.0)
+            if window_nll and doc_start == 0:
+                first_row_nll[r][d] = float(np.nanmean(reading.nll))
     out = []
     for r, (docs, _) in enumerate(requests):
         scored = [_pool(split[r][d], encoded[r][d][1], token_scores[r][d]) for d in range(len(docs))]
@@ -164,9 +171,9 @@ def sentence_attention(
             lengths = np.array([len(ids) for ids, _ in encoded[r]], dtype=np.float64)
             for d, score in enumerate(_probe_scores(layer_sums[r], lengths, np.asarray(layer_weights))):
                 scored[d].mean = score
-        if question_nll:
-            for d, (total, count) in enumerate(nll_sums[r]):
-                scored[d].question_nll = total / count if count else float("nan")
+        if window_nll:
+            for d, value in enumerate(first_row_nll[r]):
+                scored[d].window_nll = float(value)
         out.append(scored)
     return out
 

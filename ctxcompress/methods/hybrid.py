@@ -40,9 +40,9 @@ import numpy as np
 from pydantic import Field
 
 from ctxcompress.methods._units import ScoredDocument, keep_best_units, sentence_units
-from ctxcompress.methods.attention import sentence_attention
+from ctxcompress.methods.attention import CHUNK_TOKENS, sentence_attention
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
-from ctxcompress.methods.longllmlingua import rank_documents
+from ctxcompress.methods.longllmlingua import RANK_DOC_TOKENS, rank_documents
 from ctxcompress.prompting import PreparedRequest
 from ctxcompress.text.lexical import bm25_scores
 from ctxcompress.types import CompressionResult
@@ -137,8 +137,8 @@ class Hybrid(CompressionMethod):
                 signals[r]["lexical"] = bm25_scores(questions[r], docs)
         timings = {"encode": (time.perf_counter() - started) * 1000}
         if scorer is not None:  # the LM signals; ``encoded`` (ids and offsets) is shared by both
-            # Both LM signals from one prefill per document when both are used: the attention row ends with the
-            # question, so its question tokens' NLL is the likelihood signal (no restrictive statement there).
+            # Both LM signals from one prefill per document when both are used: the attention is read from the
+            # likelihood row (document, separator, question), whose window NLL is the likelihood signal.
             merged = bool(opts.likelihood_weight and opts.attention_weight and not opts.likelihood_statement)
             if opts.likelihood_weight and not merged:
                 mark = time.perf_counter()
@@ -163,12 +163,14 @@ class Hybrid(CompressionMethod):
                     per_document=True,
                     units=units,
                     encoded=encoded,
-                    question_nll=merged,
+                    window_nll=merged,
+                    likelihood_rows=merged,
+                    chunk_tokens=RANK_DOC_TOKENS if merged else CHUNK_TOKENS,
                 )
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
                     if merged:
-                        signals[r]["likelihood"] = -np.array([s.question_nll for s in per_doc])
+                        signals[r]["likelihood"] = -np.array([s.window_nll for s in per_doc])
                 timings["attention"] = (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,

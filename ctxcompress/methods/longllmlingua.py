@@ -33,9 +33,12 @@ from ctxcompress.methods.llmlingua import (
 from ctxcompress.prompting import SEPARATOR, PreparedRequest
 from ctxcompress.types import CompressionResult
 
-__all__ = ["LongLLMLingua", "LongLLMLinguaOptions", "rank_documents"]
+__all__ = ["RANK_DOC_TOKENS", "LongLLMLingua", "LongLLMLinguaOptions", "rank_documents"]
 
 RESTRICTIVE_STATEMENT = "We can get the answer to this question in the given documents."
+
+
+RANK_DOC_TOKENS = 1024  # a document's tokens the coarse (likelihood) ranking conditions on
 
 
 class LongLLMLinguaOptions(LLMLinguaOptions):
@@ -47,7 +50,7 @@ class LongLLMLinguaOptions(LLMLinguaOptions):
     """Token scores conditioned on the question (contrastive); False = plain surprisal."""
     restrictive_statement: str = RESTRICTIVE_STATEMENT
     """Appended to the question in the coarse ranking score."""
-    rank_doc_tokens: int = Field(default=1024, ge=16)
+    rank_doc_tokens: int = Field(default=RANK_DOC_TOKENS, ge=16)
     """Documents are truncated to this many scorer tokens for ranking."""
 
 
@@ -57,7 +60,7 @@ def rank_documents(
     questions: list[str],
     *,
     restrictive_statement: str = RESTRICTIVE_STATEMENT,
-    max_doc_tokens: int = 1024,
+    max_doc_tokens: int = RANK_DOC_TOKENS,
     encodings: list[list[list[int]]] | None = None,
 ) -> list[np.ndarray]:
     """Per request, the mean NLL of question + statement given each document (one batched pass for all).

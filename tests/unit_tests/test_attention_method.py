@@ -221,21 +221,27 @@ def test_window_nll_from_the_probe_equals_the_scorers_token_nll(tiny_scorer, gra
 
 
 def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny_scorer, rows):
-    """With likelihood and attention both weighted, each document's likelihood is the question tokens' NLL in its
-    attention row (BOS + document + "Question: …" + cue), and no separate likelihood pass runs."""
+    """With likelihood and attention both weighted, the attention is read from LongLLMLingua's likelihood rows, whose
+    window NLL is exactly the likelihood signal, and no separate likelihood pass runs."""
     from ctxcompress.methods.attention import sentence_attention
-    from ctxcompress.prompting import SEPARATOR
+    from ctxcompress.methods.longllmlingua import RANK_DOC_TOKENS, rank_documents
 
     docs, question = nq_documents(rows[0])[:4], rows[0]["question"]
+    docs.append(" ".join([docs[0]] * 12))  # longer than RANK_DOC_TOKENS: its first row carries the likelihood
     probe = tiny_all_compressor.pool.attention("smollm2-135m")
-    scored = sentence_attention(tiny_scorer, probe, [(docs, question)], per_document=True, question_nll=True)[0]
-    label = f"{SEPARATOR}Question: "
-    window, offsets = tiny_scorer.encode(f"{label}{question.strip()}\nAnswer:")
-    asked = np.array([s < len(label) + len(question.strip()) and e > len(label) for s, e in offsets])
-    for doc, got in zip(docs, scored, strict=True):
-        ids = tiny_scorer.bos_ids + tiny_scorer.encode_batch([doc])[0][0] + window
-        want = tiny_scorer.token_nll([ids], prefix=[])[0][-len(window) :][asked].mean()
-        assert got.question_nll == pytest.approx(float(want), abs=1e-4)
+    scored = sentence_attention(
+        tiny_scorer,
+        probe,
+        [(docs, question)],
+        per_document=True,
+        window_nll=True,
+        likelihood_rows=True,
+        chunk_tokens=RANK_DOC_TOKENS,
+    )[0]
+    want = rank_documents(tiny_scorer, [docs], [question], restrictive_statement="")[0]
+    assert len(tiny_scorer.encode_batch(docs)[-1][0]) > RANK_DOC_TOKENS
+    np.testing.assert_allclose([s.window_nll for s in scored], want, atol=1e-4)
+    assert all(len(s.scores) == len(sentence_units(d, "english")[1]) for s, d in zip(scored, docs, strict=True))
 
     merged = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all"))
     separate = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all", likelihood_statement="."))
