@@ -167,16 +167,20 @@ async def run_level(url: str, requests: list[dict], concurrency: int, total: int
         started = time.perf_counter()
 
         async def worker() -> None:
+            # Each caller has its own client and connection, as independent callers do. One shared client capped
+            # the level at httpx's default pool (100 connections, 20 kept alive: reconnects, queueing in the
+            # client) and its pool bookkeeping grows with the connections it holds (httpcore 1.0).
             nonlocal next_index
-            while next_index < total and time.perf_counter() - started < max_seconds:
-                body = requests[next_index % len(requests)]
-                next_index += 1
-                t0 = time.perf_counter()
-                response = await client.post("/v1/compress", json=body)
-                if response.status_code == 200:
-                    latencies.append(time.perf_counter() - t0)
-                else:
-                    errors[response.status_code] = errors.get(response.status_code, 0) + 1
+            async with httpx.AsyncClient(base_url=url, timeout=600) as own:
+                while next_index < total and time.perf_counter() - started < max_seconds:
+                    body = requests[next_index % len(requests)]
+                    next_index += 1
+                    t0 = time.perf_counter()
+                    response = await own.post("/v1/compress", json=body)
+                    if response.status_code == 200:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        errors[response.status_code] = errors.get(response.status_code, 0) + 1
 
         with GpuSampler() as gpu:
             await asyncio.gather(*(worker() for _ in range(concurrency)))

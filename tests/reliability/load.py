@@ -10,6 +10,7 @@ an id the server answered 200 that the client never received is *lost*; an id lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import statistics
@@ -25,7 +26,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 NQ = ROOT.parent / "shared" / "data" / "nq_multidoc" / "20docs" / "gold_at_9.jsonl.gz"
 
-__all__ = ["Outcome", "Phase", "make_requests", "reconcile", "run_phase", "summarize"]
+__all__ = ["CONNECTIONS_PER_CLIENT", "Outcome", "Phase", "make_requests", "reconcile", "run_phase", "summarize"]
+
+CONNECTIONS_PER_CLIENT = 64
 
 
 @dataclass
@@ -106,9 +109,18 @@ async def run_phase(
     timeout_s: float = 120.0,
     on_tick: Callable[[float], None] | None = None,
 ) -> Phase:
-    """Run one phase for ``phase.seconds``; in-flight requests are awaited (never abandoned) before returning."""
-    limits = httpx.Limits(max_connections=max_outstanding, max_keepalive_connections=max_outstanding)
-    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+    """Run one phase for ``phase.seconds``; in-flight requests are awaited (never abandoned) before returning.
+
+    Requests are spread over several clients of at most :data:`CONNECTIONS_PER_CLIENT` connections each: httpcore's
+    pool does bookkeeping over all its connections on every request (httpcore 1.0; encode/httpcore#1035), so one
+    client holding ~2,000 connections became the bottleneck of the H200 soak's overload phase."""
+    shards = max(1, -(-max_outstanding // CONNECTIONS_PER_CLIENT))
+    per_client = -(-max_outstanding // shards)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=limits)) for _ in range(shards)
+        ]
         started = time.monotonic()
         counter = start_index
         tasks: set[asyncio.Task[Outcome]] = set()
@@ -117,6 +129,7 @@ async def run_phase(
         def spawn() -> None:
             nonlocal counter
             rid = f"{phase.name}-{counter:08d}"
+            client = clients[counter % len(clients)]
             task = asyncio.create_task(_one(client, requests[counter % len(requests)], rid, timeout_s))
             counter += 1
             tasks.add(task)
@@ -134,18 +147,19 @@ async def run_phase(
                 await asyncio.sleep(min(max(next_at - time.monotonic(), 0.0), 0.05))
         else:
 
-            async def caller() -> None:
+            async def caller(own: httpx.AsyncClient) -> None:
                 nonlocal counter
                 while time.monotonic() - started < phase.seconds:
                     rid = f"{phase.name}-{counter:08d}"
                     template = requests[counter % len(requests)]
                     counter += 1
-                    outcome = await _one(client, template, rid, timeout_s)
+                    outcome = await _one(own, template, rid, timeout_s)
                     done.append(outcome)
                     if outcome.status is None:  # refused (e.g. the server is stopping): do not spin
                         await asyncio.sleep(0.1)
 
-            await asyncio.gather(*(caller() for _ in range(phase.concurrency or 1)))
+            callers = phase.concurrency or 1
+            await asyncio.gather(*(caller(clients[i % len(clients)]) for i in range(callers)))
         if tasks:
             await asyncio.gather(*list(tasks), return_exceptions=True)
         phase.wall_s = time.monotonic() - started
