@@ -175,7 +175,10 @@ class Hybrid(CompressionMethod):
                 for r, per_doc in enumerate(attended):
                     signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
                     if merged:
-                        signals[r]["likelihood"] = -np.array([s.window_nll for s in per_doc])
+                        likelihood = -np.array([s.window_nll for s in per_doc])
+                        # a document without tokens has no row (never with byte-level BPE): the worst score
+                        floor = np.nanmin(likelihood) if np.isfinite(likelihood).any() else 0.0
+                        signals[r]["likelihood"] = np.nan_to_num(likelihood, nan=floor)
                 timings["attention"] = (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,
