@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "recall_at", "zsum"]
+__all__ = ["held_out_arguments", "hits_at", "main", "recall_at", "zsum"]
 
 KS = (1, 2, 3, 5)
 BANDS = {"all": (0, 1.0), "upper2/3": (1 / 3, 1.0), "middle": (1 / 3, 2 / 3), "upper1/3": (2 / 3, 1.0)}
@@ -29,6 +29,20 @@ BANDS = {"all": (0, 1.0), "upper2/3": (1 / 3, 1.0), "middle": (1 / 3, 2 / 3), "u
 def recall_at(scores: list[np.ndarray], golds: list[int]) -> dict[int, float]:
     ranks = [int((np.argsort(-s, kind="stable") == g).nonzero()[0][0]) for s, g in zip(scores, golds, strict=True)]
     return {k: float(np.mean([r < k for r in ranks])) for k in KS}
+
+
+def hits_at(scores: list[np.ndarray], golds: list[int], k: int) -> list[bool]:
+    """Per question, whether the gold document ranks in the top ``k`` (paired comparisons of rankings)."""
+    return [g in np.argsort(-s, kind="stable")[:k] for s, g in zip(scores, golds, strict=True)]
+
+
+def held_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a study on ``signals.py`` output over the held-out dev questions (rows 0-99 tuned)."""
+    parser.add_argument("signals", type=Path, help="signals.py output (gold position 0 rows)")
+    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    parser.add_argument("--skip", type=int, default=100, help="first row (rows 0-99 tuned hybrid's weights)")
+    parser.add_argument("--limit", type=int, default=120)
+    parser.add_argument("--out", type=Path, required=True)
 
 
 def _z(x: np.ndarray) -> np.ndarray:

@@ -20,12 +20,11 @@ import argparse
 import gzip
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ctxcompress_eval.fusion_study import recall_at, zsum
-from ctxcompress_eval.metrics import paired_bootstrap
+from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, recall_at, zsum
+from ctxcompress_eval.metrics import paired_stats
 
 __all__ = ["main"]
 
@@ -68,12 +67,8 @@ def _fused(row: dict, likelihood: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("signals", type=Path, help="signals.py output (gold position 0 rows)")
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    parser.add_argument("--skip", type=int, default=100, help="first row (rows 0-99 tuned hybrid's weights)")
-    parser.add_argument("--limit", type=int, default=120)
+    held_out_arguments(parser)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     from ctxcompress import Compressor
@@ -103,28 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         single = recall_at([np.array(r[name]) for r in rows], golds)
         fused_scores = [_fused(r, name) for r in rows]
         fused = recall_at(fused_scores, golds)
-        hits[name] = {
-            k: np.array(
-                [float(g in np.argsort(-s, kind="stable")[:k]) for s, g in zip(fused_scores, golds, strict=True)]
-            )
-            for k in (1, 3)
-        }
+        hits[name] = {k: hits_at(fused_scores, golds, k) for k in (1, 3)}
         report[name] = {"alone": single, "fused": fused}
         print(f"{name:18} alone R@1 {single[1]:.3f} R@3 {single[3]:.3f} | fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f}")
     for name in ("lm_window", "lm_window_question"):
         for k in (1, 3):
-            diffs = hits[name][k] - hits["lm_question_here"][k]
-            interval = paired_bootstrap(diffs)
             key = f"fused_r{k}_{name}_minus_question_here"
-            report[key] = {
-                "diff": float(diffs.mean()),
-                "ci95": interval,
-                "wins": int((diffs > 0).sum()),
-                "losses": int((diffs < 0).sum()),
-            }
+            report[key] = stats = paired_stats(list(zip(hits[name][k], hits["lm_question_here"][k], strict=True)))
             print(
-                f"fused R@{k} {name} − question: {diffs.mean():+.3f} {interval} "
-                f"(W/L {report[key]['wins']}/{report[key]['losses']})"
+                f"fused R@{k} {name} − question: {stats['diff']:+.3f} {stats['ci95']} "
+                f"(W/L {stats['wins']}/{stats['losses']})"
             )
         agree = np.mean([np.argmax(r[name]) == np.argmax(r["lm_question_here"]) for r in rows])
         report[f"top_document_same_alone_{name}"] = float(agree)

@@ -23,12 +23,11 @@ import argparse
 import gzip
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from ctxcompress_eval.fusion_study import recall_at, zsum
-from ctxcompress_eval.metrics import paired_bootstrap
+from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, recall_at, zsum
+from ctxcompress_eval.metrics import paired_stats
 
 __all__ = ["main"]
 
@@ -59,11 +58,7 @@ def read_rows(scorer, probe, documents: list[str], window: list[int], layers: li
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("signals", type=Path, help="signals.py output (gold position 0 rows): the encoder signal")
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
-    parser.add_argument("--skip", type=int, default=100, help="first row (rows 0-99 tuned hybrid's weights)")
-    parser.add_argument("--limit", type=int, default=120)
-    parser.add_argument("--out", type=Path, required=True)
+    held_out_arguments(parser)
     args = parser.parse_args(argv)
 
     from ctxcompress import Compressor
@@ -106,25 +101,17 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows
         ]
         report[name] = {"fused": recall_at(scores, golds), "signals": [likelihood, attention]}
-        hits[name] = {
-            k: np.array([float(g in np.argsort(-s, kind="stable")[:k]) for s, g in zip(scores, golds, strict=True)])
-            for k in (1, 3)
-        }
+        hits[name] = {k: hits_at(scores, golds, k) for k in (1, 3)}
         fused = report[name]["fused"]
         print(f"{name:11} fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f} R@5 {fused[5]:.3f}")
     for name in ("shared_row", "cue_row"):
         for k in (1, 3):
-            diffs = hits[name][k] - hits["two_passes"][k]
-            interval = paired_bootstrap(diffs)
             key = f"fused_r{k}_{name}_minus_two_passes"
-            report[key] = {
-                "diff": float(diffs.mean()),
-                "ci95": interval,
-                "wins": int((diffs > 0).sum()),
-                "losses": int((diffs < 0).sum()),
-            }
-            wins, losses = report[key]["wins"], report[key]["losses"]
-            print(f"R@{k} {name} − two passes: {diffs.mean():+.3f} {interval} (W/L {wins}/{losses})")
+            report[key] = stats = paired_stats(list(zip(hits[name][k], hits["two_passes"][k], strict=True)))
+            print(
+                f"R@{k} {name} − two passes: {stats['diff']:+.3f} {stats['ci95']} "
+                f"(W/L {stats['wins']}/{stats['losses']})"
+            )
     for name in ("attention_cue", "attention_shared"):
         report[f"{name}_alone"] = recall_at([np.array(r[name]) for r in rows], golds)
     args.out.mkdir(parents=True, exist_ok=True)
