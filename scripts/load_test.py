@@ -322,7 +322,7 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=5, help="NQ documents per request")
     parser.add_argument("--method", default="longllmlingua")
     parser.add_argument("--rate", type=float, default=0.4)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)  # ServingOptions.max_wait_ms
     parser.add_argument("--max-batch-requests", type=int, default=32)
     parser.add_argument("--batches-per-device", type=int, default=2, help="2 = prefetch one batch, 1 = none")
     parser.add_argument("--out", help="also write the results as JSON here")

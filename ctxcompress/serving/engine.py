@@ -6,12 +6,15 @@ Design (after HF text-embeddings-inference's queue/infer split):
   engine raises :class:`~ctxcompress.errors.Overloaded` at once (never an unbounded backlog). Each request is
   validated with ``Compressor.prepare`` on admission, so bad input fails fast without waiting for a batch, and
   its origin token count (target tokenizer) becomes its batching cost.
-* **One batcher coroutine** pops queued entries for at most ``max_wait_ms`` after the first one, or until
-  ``max_batch_requests`` / ``max_batch_tokens`` is reached (an entry that would exceed the token cap starts the
-  next batch). Entries whose caller has gone (future cancelled) or whose deadline passed are dropped unrun.
-* **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A batch
-  goes to the least-loaded device; at most ``batches_per_device`` batches (default 2: one running, one
-  prefetched) are assigned to a device, and the rest keep accumulating in the queue (bigger batches under load).
+* **One batcher coroutine** puts each admitted entry into its device's *open* batch: a batch handed to the
+  device's worker thread but not yet taken by it. The thread seals the batch when it starts it, so a batch that
+  waits behind a running one takes every request that arrives meanwhile (concurrency becomes batch size, with
+  no gap between batches), up to ``max_batch_requests`` / ``max_batch_tokens``. An idle device starts a new batch
+  at once, or after ``max_wait_ms`` when that is set. Entries whose caller has gone (future cancelled) or whose
+  deadline passed are dropped unrun.
+* **One worker thread per device** (``ThreadPoolExecutor(1)``, one ``Compressor`` each: data parallel). A new
+  batch opens on the least-loaded device; at most ``batches_per_device`` batches (default 2: one running, one
+  open behind it) are assigned to a device, and the rest of the requests wait in the queue.
 * **Deadlines hold** (``serving/cost.py``): a :class:`CostModel` learns each method's seconds per token from
   the batches that ran. A request whose estimated wait (work queued and running ahead of it, per device) plus
   its own run time exceeds its deadline is refused at admission (:class:`Overloaded`, 429, ``Retry-After`` =
@@ -26,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -94,6 +97,35 @@ class _Worker:
     assigned: int = 0  # batches submitted and not finished (running + waiting)
     index: int = 0
     busy_until: float = 0.0  # loop time at which its assigned batches are expected to finish
+    open_batch: _Batch | None = None  # its latest batch, which takes more entries until the thread seals it
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Entries bound for one device. The event loop adds entries while the batch is open; the worker thread
+    seals it when it starts running it (the lock makes "add unless sealed" and "seal" atomic)."""
+
+    worker: _Worker
+    entries: list[_Entry]
+    tokens: int
+    estimate_s: float = 0.0  # the cost model's estimate of its entries, summed as they joined
+    started: bool = False  # handed to the worker thread
+    sealed: bool = False  # taken by the worker thread: no more entries
+    timer: asyncio.TimerHandle | None = None  # an idle device's start after max_wait_ms
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, entry: _Entry, max_requests: int, max_tokens: int) -> bool:
+        with self.lock:
+            if self.sealed or len(self.entries) >= max_requests or self.tokens + entry.tokens > max_tokens:
+                return False
+            self.entries.append(entry)
+            self.tokens += entry.tokens
+            return True
+
+    def seal(self) -> list[_Entry]:
+        with self.lock:
+            self.sealed = True
+            return list(self.entries)
 
 
 @dataclass
@@ -163,7 +195,6 @@ class AsyncCompressionEngine:
         self.max_wait_s = options.max_wait_ms / 1000
         self._permits: asyncio.Semaphore | None = None
         self._queue: asyncio.Queue[_Entry | None] | None = None
-        self._carry: deque[_Entry] = deque()
         self._device_free: asyncio.Condition | None = None
         self._batcher: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -316,7 +347,7 @@ class AsyncCompressionEngine:
 
         c = self._counters
         cache = chunk_cache.totals()
-        queued = (self._queue.qsize() if self._queue else 0) + len(self._carry) + self._held
+        queued = (self._queue.qsize() if self._queue else 0) + self._held
         return EngineStats(
             queue_depth=queued,
             in_flight=self._admitted,
@@ -451,20 +482,11 @@ class AsyncCompressionEngine:
 
     # ---- batching --------------------------------------------------------------------------------------
 
-    async def _next_entry(self, timeout: float | None) -> _Entry | None:
-        """The next live entry (``None`` = shutdown sentinel); raises TimeoutError after ``timeout`` seconds."""
+    async def _next_entry(self) -> _Entry | None:
+        """The next live entry from the queue (``None`` = shutdown sentinel)."""
         assert self._queue is not None
         while True:
-            if self._carry:
-                entry: _Entry | None = self._carry.popleft()
-            elif not self._queue.empty():
-                entry = self._queue.get_nowait()
-            elif timeout is None:
-                entry = await self._queue.get()
-            elif timeout <= 0:
-                raise TimeoutError
-            else:
-                entry = await asyncio.wait_for(self._queue.get(), timeout)
+            entry = await self._queue.get()
             if entry is None or self._alive(entry):
                 return entry
 
@@ -487,51 +509,81 @@ class AsyncCompressionEngine:
             entry.cost_s = 0.0
 
     async def _batch_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        closing = False
-        while not closing or self._carry:
-            first = await self._next_entry(None) if not closing else self._carry.popleft()
-            if first is None:
-                closing = self._queue_closed = True
-                continue
-            # Reserve a device first: while every device is busy, requests keep accumulating in the queue and
-            # all of them join this batch (bigger batches under load, no frozen small batch waiting).
-            self._held = 1  # counted in the queue depth while it waits for a device
-            worker = await self._reserve_worker()
-            self._held = 0
-            batch, tokens = [first], first.tokens
-            cutoff = loop.time() + self.max_wait_s
-            while len(batch) < self.options.max_batch_requests:
-                try:
-                    entry = await self._next_entry(0.0 if closing else cutoff - loop.time())
-                except TimeoutError:
-                    break
-                if entry is None:
-                    closing = self._queue_closed = True
-                    continue
-                if tokens + entry.tokens > self.options.max_batch_tokens or self._makes_late(worker, [*batch, entry]):
-                    self._carry.appendleft(entry)
-                    break
-                batch.append(entry)
-                tokens += entry.tokens
-            batch = [e for e in batch if self._alive(e)]
-            if not batch:
-                await self._release_worker(worker)
-                continue
-            estimate = sum(self._cost.estimate(e.request.method, e.tokens) for e in batch)
-            worker.busy_until = max(loop.time(), worker.busy_until) + estimate
-            for e in batch:
-                self._dequeue(e)
-            task = asyncio.create_task(self._run_batch(worker, batch, estimate))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+        """Entries join a device's open batch while one has room; otherwise they wait for a device slot and open
+        the next batch there. After the shutdown sentinel, what is still queued is batched and every open batch
+        is started."""
+        assert self._queue is not None
+        while True:
+            entry = await self._next_entry()
+            if entry is None:
+                self._queue_closed = True
+                break
+            await self._place(entry)
+        while not self._queue.empty():  # admitted just before the sentinel
+            entry = self._queue.get_nowait()
+            if entry is not None and self._alive(entry):
+                await self._place(entry)
+        for worker in self._workers:
+            if worker.open_batch is not None:
+                self._start(worker.open_batch)
 
-    def _makes_late(self, worker: _Worker, batch: list[_Entry]) -> bool:
-        """Whether running ``batch`` on ``worker`` is expected to end after its tightest member's deadline."""
+    async def _place(self, entry: _Entry) -> None:
+        if any(self._join(w.open_batch, entry) for w in sorted(self._workers, key=lambda w: w.busy_until)):
+            return
+        self._held = 1  # counted in the queue depth while it waits for a device
+        worker = await self._reserve_worker()
+        self._held = 0
+        if not self._alive(entry):  # it expired or lost its caller while waiting
+            await self._release_worker(worker)
+            return
+        loop = asyncio.get_running_loop()
+        batch = _Batch(worker, [entry], entry.tokens, estimate_s=self._estimate(entry))
+        worker.open_batch = batch
+        worker.busy_until = max(loop.time(), worker.busy_until) + batch.estimate_s
+        self._dequeue(entry)
+        idle = worker.assigned == 1  # nothing runs before it: it would start at once
+        if idle and self.max_wait_s > 0 and not self._queue_closed and self.options.max_batch_requests > 1:
+            batch.timer = loop.call_later(self.max_wait_s, self._start, batch)
+        else:
+            self._start(batch)
+
+    def _join(self, batch: _Batch | None, entry: _Entry) -> bool:
+        """Add ``entry`` to an open ``batch`` if it has room and nobody in it would become late; a full batch
+        starts at once."""
+        if batch is None or batch.sealed or self._makes_late(batch, entry):
+            return False
+        if not batch.add(entry, self.options.max_batch_requests, self.options.max_batch_tokens):
+            return False
+        estimate = self._estimate(entry)
+        batch.estimate_s += estimate
+        worker = batch.worker
+        worker.busy_until = max(asyncio.get_running_loop().time(), worker.busy_until) + estimate
+        self._dequeue(entry)
+        if len(batch.entries) >= self.options.max_batch_requests:
+            self._start(batch)
+        return True
+
+    def _estimate(self, entry: _Entry) -> float:
+        return self._cost.estimate(entry.request.method, entry.tokens)
+
+    def _makes_late(self, batch: _Batch, entry: _Entry) -> bool:
+        """Whether ``batch`` with ``entry`` added is expected to end after its tightest member's deadline (the
+        batch is its device's last: the device's expected finish already counts its members)."""
         now = asyncio.get_running_loop().time()
-        estimate = sum(self._cost.estimate(e.request.method, e.tokens) for e in batch)
-        finish = max(now, worker.busy_until) + estimate
-        return finish > now + _DEADLINE_SHARE * (min(e.deadline for e in batch) - now)
+        finish = max(now, batch.worker.busy_until) + self._estimate(entry)
+        tightest = min(entry.deadline, *(e.deadline for e in batch.entries))
+        return finish > now + _DEADLINE_SHARE * (tightest - now)
+
+    def _start(self, batch: _Batch) -> None:
+        """Hand ``batch`` to its device's worker thread (once); it stays open until the thread takes it."""
+        if batch.started:
+            return
+        batch.started = True
+        if batch.timer is not None:
+            batch.timer.cancel()
+        task = asyncio.create_task(self._run_batch(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
 
     async def _reserve_worker(self) -> _Worker:
         """The least-loaded device with room for one more batch (``batches_per_device``)."""
@@ -552,28 +604,35 @@ class AsyncCompressionEngine:
                 worker.busy_until = 0.0
             self._device_free.notify_all()
 
-    async def _run_batch(self, worker: _Worker, batch: list[_Entry], estimate: float) -> None:
+    async def _run_batch(self, batch: _Batch) -> None:
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
+        worker = batch.worker
+        entries: list[_Entry] = []
+        elapsed = 0.0
         try:
-            outputs = await loop.run_in_executor(worker.executor, _compress_isolated, worker.compressor, batch)
+            entries, outputs, elapsed = await loop.run_in_executor(
+                worker.executor, _run_sealed, worker.compressor, batch
+            )
         except Exception as exc:  # an engine crash: the batch fails, the engine keeps serving
-            logger.exception("batch of %d failed on %s", len(batch), worker.device)
-            outputs = [ModelError(f"compression failed on {worker.device}: {type(exc).__name__}")] * len(batch)
+            entries = batch.entries
+            logger.exception("batch of %d failed on %s", len(entries), worker.device)
+            outputs = [ModelError(f"compression failed on {worker.device}: {type(exc).__name__}")] * len(entries)
+            elapsed = 0.0
         finally:
-            elapsed = time.perf_counter() - started
-            worker.busy_until += elapsed - estimate  # a batch that ran long delays the one prefetched behind it
+            if worker.open_batch is batch:
+                worker.open_batch = None
+            worker.busy_until += elapsed - batch.estimate_s  # a batch that ran long delays the one behind it
             await self._release_worker(worker)
         ran = sum(out is not None for out in outputs)
         c = self._counters
-        c.dropped += len(batch) - ran
+        c.dropped += len(entries) - ran
         if ran:
             c.batches += 1
             c.batch_seconds += elapsed
             c.batch_sizes[ran] = c.batch_sizes.get(ran, 0) + 1
-            work = [(e.request.method, e.tokens) for e, out in zip(batch, outputs, strict=True) if out is not None]
+            work = [(e.request.method, e.tokens) for e, out in zip(entries, outputs, strict=True) if out is not None]
             self._cost.observe(work, elapsed)
-        for entry, out in zip(batch, outputs, strict=True):
+        for entry, out in zip(entries, outputs, strict=True):
             if entry.future.done() or out is None:
                 continue
             if isinstance(out, BaseException):
@@ -583,8 +642,7 @@ class AsyncCompressionEngine:
 
     def _fail_queued(self, error: CtxCompressError) -> None:
         assert self._queue is not None
-        pending = list(self._carry)
-        self._carry.clear()
+        pending = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
@@ -603,11 +661,22 @@ def _bind_device(device: object) -> None:
         torch.cuda.set_device(device)
 
 
+def _run_sealed(
+    compressor: Compressor, batch: _Batch
+) -> tuple[list[_Entry], list[CompressionResult | CtxCompressError | None], float]:
+    """On the worker thread: seal ``batch`` (no more entries join) and run it; its entries, their outputs and the
+    seconds it ran (the cost model learns from run time, not from time spent waiting for the device)."""
+    started = time.perf_counter()
+    entries = batch.seal()
+    outputs = _compress_isolated(compressor, entries)
+    return entries, outputs, time.perf_counter() - started
+
+
 def _compress_isolated(
     compressor: Compressor, batch: list[_Entry]
 ) -> list[CompressionResult | CtxCompressError | None]:
     """``compress_batch`` on the worker thread, for the entries whose caller is still waiting (``None`` in place
-    of the others: a batch prefetched while the device was busy can lose callers). A failure shared by a whole
+    of the others: a batch waiting while the device was busy can lose callers). A failure shared by a whole
     method group, or a crash of the whole batch, is retried request by request, so one bad request (e.g. an
     unknown model name in its options, or input that crashes a model) cannot fail its batch-mates."""
     live = [i for i, e in enumerate(batch) if not e.future.done()]  # a read of a flag set on the loop thread

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--max-concurrent-requests", type=int, default=64)
     parser.add_argument("--max-batch-requests", type=int, default=16)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)  # ServingOptions.max_wait_ms
     parser.add_argument("--request-timeout-s", type=float, default=60.0)
     parser.add_argument("--graceful-shutdown-s", type=float, default=30.0)
     parser.add_argument("--upstream-url", default=None)

@@ -64,22 +64,47 @@ async def _hold(engine: AsyncCompressionEngine, gated: GatedCompressor) -> async
     return task
 
 
-async def test_concurrent_requests_share_a_batch(gated: GatedCompressor) -> None:
-    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_wait_ms=5))
+async def test_requests_arriving_while_the_device_is_busy_share_the_next_batch(gated: GatedCompressor) -> None:
+    engine = AsyncCompressionEngine([gated])
     await engine.start()
     first = await _hold(engine, gated)
-    prefetched = [asyncio.create_task(engine.compress(request(i))) for i in range(6)]
-    await asyncio.sleep(0.05)  # these six form the one batch that waits behind the running one
-    later = [asyncio.create_task(engine.compress(request(10 + i))) for i in range(3)]
+    waiting = [asyncio.create_task(engine.compress(request(i))) for i in range(6)]
     await asyncio.sleep(0.05)
+    later = [asyncio.create_task(engine.compress(request(10 + i))) for i in range(3)]
+    await asyncio.sleep(0.05)  # all nine joined the open batch behind the running one: nothing left queued
+    assert engine.stats().queue_depth == 0 and engine.stats().running_batches == 2
+    gated.gate.set()
+    results = await asyncio.gather(first, *waiting, *later)
+    assert all(isinstance(r, CompressionResult) and r.compressed_tokens <= r.target_tokens for r in results)
+    assert gated.batch_sizes == [1, 9]
+    stats = engine.stats()
+    assert stats.batches_total == 2 and stats.batch_sizes == {1: 1, 9: 1}
+    assert stats.queue_depth == 0 and stats.in_flight == 0
+    await engine.shutdown()
+
+
+async def test_a_full_open_batch_leaves_the_rest_queued_for_the_next_slot(gated: GatedCompressor) -> None:
+    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_batch_requests=4))
+    await engine.start()
+    first = await _hold(engine, gated)
+    waiting = [asyncio.create_task(engine.compress(request(i))) for i in range(7)]
+    await asyncio.sleep(0.05)  # four fill the open batch; the other three wait for a device slot
     assert engine.stats().queue_depth == 3 and engine.stats().running_batches == 2
     gated.gate.set()
-    results = await asyncio.gather(first, *prefetched, *later)
-    assert all(isinstance(r, CompressionResult) and r.compressed_tokens <= r.target_tokens for r in results)
-    assert gated.batch_sizes == [1, 6, 3]
-    stats = engine.stats()
-    assert stats.batches_total == 3 and stats.batch_sizes == {1: 1, 6: 1, 3: 1}
-    assert stats.queue_depth == 0 and stats.in_flight == 0
+    await asyncio.gather(first, *waiting)
+    assert gated.batch_sizes == [1, 4, 3]
+    await engine.shutdown()
+
+
+async def test_an_idle_device_waits_max_wait_ms_for_more_requests(gated: GatedCompressor) -> None:
+    engine = AsyncCompressionEngine([gated], options=ServingOptions(max_wait_ms=300))
+    await engine.start()
+    first = asyncio.create_task(engine.compress(request(0)))
+    await asyncio.sleep(0.05)
+    assert gated.batch_sizes == []  # not started yet: the device waits for company
+    second = asyncio.create_task(engine.compress(request(1)))
+    await asyncio.gather(first, second)
+    assert gated.batch_sizes == [2]
     await engine.shutdown()
 
 
@@ -130,7 +155,7 @@ async def test_timeout_and_cancelled_callers_are_dropped_unrun(gated: GatedCompr
     engine = AsyncCompressionEngine([gated], options=ServingOptions(max_wait_ms=1))
     await engine.start()
     first = await _hold(engine, gated)
-    # Wait until a second batch is assigned too (one running + one prefetched), so later entries stay queued.
+    # A second batch opens behind the running one; the later requests join it and lose their callers there.
     prefetched = asyncio.create_task(engine.compress(request(1)))
     await asyncio.sleep(0.05)
     with pytest.raises(CompressionTimeout):
@@ -207,7 +232,7 @@ async def test_batches_spread_over_devices(tiny_scorer) -> None:  # noqa: ANN001
     await engine.start()
     tasks = [asyncio.create_task(engine.compress(request(i))) for i in range(4)]
     await asyncio.sleep(0.1)
-    assert engine.stats().running_batches == 4  # two per device: one running, one prefetched
+    assert engine.stats().running_batches == 4  # two per device: one running, one open behind it
     for c in compressors:
         c.gate.set()
     await asyncio.gather(*tasks)
