@@ -17,6 +17,7 @@ from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.engine import AsyncCompressionEngine
 from ctxcompress.serving.protocol import EngineClient
 from ctxcompress_service.anthropic_proxy import AnthropicProxy
+from ctxcompress_service.balance import ConnectionBalancer, PeerLoad
 from ctxcompress_service.docs import install_docs
 from ctxcompress_service.errors import install_error_handlers
 from ctxcompress_service.keys import KeyRing
@@ -72,9 +73,12 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient
         logger.exception("model preparation failed")
 
 
-async def _sync_metrics(metrics: Metrics, period_s: float = 1.0) -> None:
+async def _sync_metrics(metrics: Metrics, peers: PeerLoad, period_s: float = 1.0) -> None:
+    """Each worker process, once a second: its engine figures into the shared metric files, its peers' mean load
+    out of them (for the ConnectionBalancer)."""
     while True:
         metrics.sync()
+        peers.mean_in_flight = metrics.mean_in_flight()
         await asyncio.sleep(period_s)
 
 
@@ -108,7 +112,11 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
         app.state.anthropic_proxy = AnthropicProxy(settings, engine, app.state.metrics, client, keys)
         preparing = asyncio.create_task(_prepare_models(app, settings, engine))
         # With several workers a scrape reads every worker's files: keep this one's engine figures fresh in them.
-        syncing = asyncio.create_task(_sync_metrics(app.state.metrics)) if app.state.metrics.multiprocess else None
+        syncing = (
+            asyncio.create_task(_sync_metrics(app.state.metrics, app.state.peer_load))
+            if app.state.metrics.multiprocess
+            else None
+        )
         try:
             yield
         finally:
@@ -153,4 +161,12 @@ def build_app(settings: Settings | None = None, *, engine_factory: EngineFactory
     # Outside the body limit: keys first.
     app.add_middleware(ApiKeyMiddleware, keyring=app.state.keyring, metrics=app.state.metrics)
     app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
+    app.state.peer_load = PeerLoad()  # stays unknown (never crowded) in a single process
+    if settings.balance_connections:
+        app.add_middleware(ConnectionBalancer, peers=app.state.peer_load, in_flight=lambda: _in_flight(app))
     return app
+
+
+def _in_flight(app: FastAPI) -> int:
+    engine = app.state.engine
+    return engine.stats().in_flight if engine is not None else 0

@@ -10,6 +10,7 @@ live processes), so counters never jump between processes.
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 import time
@@ -127,6 +128,20 @@ class Metrics:
                 row = out.setdefault(labels["key"], {}).setdefault(labels["method"], {})
                 row[field] = row.get(field, 0) + int(sample.value)
         return out
+
+    def mean_in_flight(self) -> float | None:
+        """With several worker processes: the mean of their admitted requests (the in-flight gauge's files of
+        every process that has written one); ``None`` in a single process."""
+        folder = multiprocess_dir()
+        if folder is None:
+            return None
+        files = glob.glob(os.path.join(folder, "gauge_livesum_*.db"))
+        if not files:
+            return None
+        for metric in MultiProcessCollector.merge(files, accumulate=False):
+            if metric.name == "ctxcompress_in_flight_requests":
+                return sum(sample.value for sample in metric.samples) / len(files)
+        return None
 
     def sync(self) -> None:
         """Copy the engine's state into the metrics: gauges set, counters and the batch histogram advanced by what

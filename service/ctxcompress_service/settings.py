@@ -6,6 +6,7 @@ List settings take a comma-separated string (``CTXCOMPRESS_API_KEYS=k1,k2``) or 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,13 +25,26 @@ from ctxcompress.types import Budget
 
 __all__ = ["Settings", "auto_workers"]
 
-GIB_PER_GPU_WORKER = 16  # a worker's models + activations under load: ~9 GiB measured with hybrid on an H200
-MAX_AUTO_WORKERS = 6  # the measured best per H200 (bench_h100/process_sweep, bench_h200)
+# A worker's models + activations: ~4 GiB at 128 clients, up to ~12 GiB under a 2x overload (hybrid, one H200).
+GIB_PER_GPU_WORKER = 14
+# Host cores per worker (each is GIL-bound): on the H200 host's 16 cores 10 workers served 10-23% more than 6
+# (eval/results/bench_h200/open_batches).
+CORES_PER_GPU_WORKER = 1.6
+MAX_AUTO_WORKERS = 16
+
+
+def host_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def auto_workers(devices: list[str]) -> int:
     """Server processes for ``devices`` (``CTXCOMPRESS_DEVICE``): 1 without a GPU; else one per
-    ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used, between 1 and ``MAX_AUTO_WORKERS``."""
+    ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used and one per ``CORES_PER_GPU_WORKER``
+    host cores, whichever is fewer, between 1 and ``MAX_AUTO_WORKERS``."""
     import torch
 
     from ctxcompress.engines.device import resolve_device
@@ -42,7 +56,8 @@ def auto_workers(devices: list[str]) -> int:
     if any(d.type != "cuda" for d in resolved):
         return 1
     memory = min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
-    return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER)))
+    by_cores = int(host_cores() / CORES_PER_GPU_WORKER)
+    return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER), by_cores))
 
 
 CommaList = Annotated[list[str], NoDecode]
@@ -60,8 +75,11 @@ class Settings(BaseSettings):
     workers: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     """Server processes on the one port, each with its own engine and models. On a GPU, several processes share
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
-    ``auto``: one on CPU; on GPUs one per 16 GiB of the smallest used GPU's memory, at most 6 (an H200: 6, which
-    served `hybrid` 3x faster than one at 16 clients, eval/results/bench_h200). ``/metrics`` sums all processes."""
+    ``auto``: one on CPU; on GPUs one per 14 GiB of the smallest used GPU's memory and per 1.6 host cores,
+    whichever is fewer (an H200 with 16 host cores: 10). ``/metrics`` sums all processes."""
+    balance_connections: bool = True
+    """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
+    so that callers reconnect to idle workers (``balance.py``)."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
@@ -86,7 +104,7 @@ class Settings(BaseSettings):
     """Origin tokens (target tokenizer) of the requests batched together (the serving batch)."""
     max_wait_ms: float = Field(default=ServingOptions.max_wait_ms, ge=0)
     batches_per_device: int = Field(default=ServingOptions.batches_per_device, ge=1, le=8)
-    """Batches assigned to a device at once (2 = one running + one prefetched; 1 = no prefetch)."""
+    """Batches assigned to a device at once (2 = one running + one open behind it; 1 = one at a time)."""
     request_timeout_s: float = Field(default=ServingOptions.request_timeout_s, gt=0)
     max_pass_tokens: int | None = Field(default=EngineOptions.max_pass_tokens, gt=0)
     """Padded tokens per forward pass of the models (the memory knob); unset: 131,072 on CUDA, 4,096 on CPU."""

@@ -88,13 +88,26 @@ def test_compress_cli_names_a_missing_input_in_one_line(tmp_path) -> None:  # no
 
 
 @pytest.mark.parametrize(
-    ("devices", "gib", "expected"),
-    [(["auto"], 141, 6), (["cuda:1"], 80, 5), (["cuda:0", "cuda:1"], 40, 2), (["auto"], 24, 1), (["cpu"], 141, 1)],
+    ("devices", "gib", "cores", "expected"),
+    [
+        (["auto"], 141, 16, 10),
+        (["auto"], 141, 8, 5),
+        (["cuda:1"], 80, 16, 5),
+        (["cuda:0", "cuda:1"], 40, 32, 2),
+        (["auto"], 24, 16, 1),
+        (["auto"], 141, 1, 1),
+        (["cpu"], 141, 16, 1),
+    ],
 )
-def test_auto_workers_follow_gpu_memory(monkeypatch: pytest.MonkeyPatch, devices, gib, expected) -> None:
+def test_auto_workers_follow_gpu_memory_and_host_cores(
+    monkeypatch: pytest.MonkeyPatch, devices, gib, cores, expected
+) -> None:
     import types
 
     import torch
+    from ctxcompress_service import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "host_cores", lambda: cores)
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
