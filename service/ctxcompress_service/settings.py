@@ -77,9 +77,10 @@ class Settings(BaseSettings):
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
     ``auto``: one on CPU; on GPUs one per 14 GiB of the smallest used GPU's memory and per 1.6 host cores,
     whichever is fewer (an H200 with 16 host cores: 10). ``/metrics`` sums all processes."""
-    balance_connections: bool = True
+    balance_connections: bool = False
     """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
-    so that callers reconnect to idle workers (``balance.py``)."""
+    so that callers reconnect to idle workers (``balance.py``). Opt-in: on one H200 it evened the batch sizes but
+    did not improve the tail (eval/results/bench_h200/open_batches)."""
     preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
