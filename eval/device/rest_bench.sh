@@ -8,7 +8,7 @@
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl 2>&1 | tail -2
 export PYTHONPATH="/tmp/site:$PWD:$PWD/service:$PWD/eval" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-export TOKENIZERS_PARALLELISM=false CTXCOMPRESS_HOME=/tmp/ctxc-home
+export TOKENIZERS_PARALLELISM="${TOKENIZERS_PARALLELISM:-false}" CTXCOMPRESS_HOME=/tmp/ctxc-home
 out="${OUT:-/tmp/out}/rest"; mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/device.txt"
 nproc | tee -a "$out/device.txt"
