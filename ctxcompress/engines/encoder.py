@@ -18,7 +18,6 @@ What it computes:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,21 +152,17 @@ class SentenceEncoder:
         spans: list[list[tuple[int, int]]],
         *,
         overlap: int = 64,
-        while_running: Callable[[], object] | None = None,
     ) -> list[SpanEmbeddings]:
         """Each text's own embedding and the vectors of its character spans (``spans[t]``: sorted, disjoint), pooled
         from the in-context token embeddings as :meth:`TokenEmbeddings.span_vectors` does, on the model's device:
-        only the pooled vectors come to the host. Texts seen before with the same spans come from the cache.
-        ``while_running``: host work called once, while the pass runs on the device."""
+        only the pooled vectors come to the host. Texts seen before with the same spans come from the cache."""
         keys = [
             text_key(text, "span_embeddings", overlap, self.max_length, tuple(map(tuple, text_spans)))
             for text, text_spans in zip(texts, spans, strict=True)
         ]
         out: list[SpanEmbeddings | None] = [self.cache.get(key) for key in keys]
         missing = [i for i, found in enumerate(out) if found is None]
-        computed = self._span_embeddings(
-            [texts[i] for i in missing], [spans[i] for i in missing], overlap, while_running
-        )
+        computed = self._span_embeddings([texts[i] for i in missing], [spans[i] for i in missing], overlap)
         for i, value in zip(missing, computed, strict=True):
             value.pooled.setflags(write=False)  # shared with later requests through the cache
             value.spans.setflags(write=False)
@@ -181,11 +176,8 @@ class SentenceEncoder:
         texts: list[str],
         spans: list[list[tuple[int, int]]],
         overlap: int,
-        while_running: Callable[[], object] | None = None,
     ) -> list[SpanEmbeddings]:
         if not texts:
-            if while_running is not None:
-                while_running()
             return []
         encoded, vectors, pooled, starts = self._encode_windows(texts, overlap)
         span_starts = np.cumsum([0] + [len(s) for s in spans])
@@ -199,8 +191,6 @@ class SentenceEncoder:
         pieces = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
         sums.index_add_(0, torch.from_numpy(owners[inside]).to(self.device), vectors[pieces])
         normalised = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        if while_running is not None:  # everything is queued on the device; the copies below wait for it
-            while_running()
         span_vectors = normalised.cpu().numpy()
         pooled_host = pooled.cpu().numpy()
         return [

@@ -39,6 +39,7 @@ on the report rows (100-219) that ranks the gold document first for 0.68 of the 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -53,6 +54,9 @@ from ctxcompress.text.lexical import bm25_scores
 from ctxcompress.types import CompressionResult
 
 __all__ = ["Hybrid", "HybridOptions", "fuse"]
+
+# Host threads for tokenising beside other host work (one per device's worker thread is enough; threads start on use).
+_HOST_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ctxc-tokenize")
 
 
 class HybridOptions(BaseOptions):
@@ -110,20 +114,20 @@ class Hybrid(CompressionMethod):
         indices = [p.nonempty_indices for p in requests]
         documents = [[p.documents[i] for i in idx] for p, idx in zip(requests, indices, strict=True)]
         questions = [(p.request.question or "").strip() for p in requests]
-        units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
         scorer = self.pool.scorer(opts.scorer, field="options.scorer") if use_lm else None
-        encoded: list[list[tuple[list[int], list[tuple[int, int]]]]] = []  # scorer ids and offsets per document
-
-        def tokenize_for_scorer() -> None:  # host work done while the encoder's pass runs on the device
-            if scorer is not None:
-                encoded.extend(scorer.encode_batch(docs) for docs in documents)
-
+        # The scorer's tokenising (ids and offsets per document, shared by both LM signals) runs on a host thread
+        # beside Punkt, the encoder's tokenising and its pass: fast tokenizers release the GIL.
+        scorer_tokens = (
+            _HOST_THREADS.submit(lambda: [scorer.encode_batch(docs) for docs in documents])
+            if scorer is not None
+            else None
+        )
+        units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
         # One encoder pass over questions and documents: document vectors and, pooled from the same in-context
         # token embeddings, sentence vectors (late chunking).
         embedded = encoder.span_embeddings(
             [*questions, *(d for docs in documents for d in docs)],
             [[] for _ in questions] + [spans for doc_units in units for _, spans in doc_units],
-            while_running=tokenize_for_scorer,
         )
         cursor = len(questions)
         signals: list[dict[str, np.ndarray]] = []
@@ -141,7 +145,8 @@ class Hybrid(CompressionMethod):
             if opts.lexical_weight:
                 signals[r]["lexical"] = bm25_scores(questions[r], docs)
         timings = {"encode": (time.perf_counter() - started) * 1000}
-        if scorer is not None:  # the LM signals; ``encoded`` (ids and offsets) is shared by both
+        if scorer is not None and scorer_tokens is not None:  # the LM signals
+            encoded = scorer_tokens.result()
             # Both LM signals from one prefill per document when both are used: the attention is read from the
             # likelihood row (document, separator, question), whose window NLL is the likelihood signal.
             merged = bool(opts.likelihood_weight and opts.attention_weight and not opts.likelihood_statement)
