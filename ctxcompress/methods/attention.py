@@ -105,6 +105,7 @@ def sentence_attention(
     layer_weights: Sequence[float] | None = None,
     window_nll: bool = False,
     likelihood_rows: bool = False,
+    sentences: bool = True,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
@@ -116,8 +117,9 @@ def sentence_attention(
     prefill (needs the probe's ``head``). ``likelihood_rows``: the window is LongLLMLingua's likelihood
     continuation (separator, question, space: ``longllmlingua.rank_documents`` without a statement) instead of
     ``Question: …`` and the answer cue, so with ``per_document`` and ``chunk_tokens`` equal to its
-    ``max_doc_tokens`` the window NLL *is* the likelihood signal: both signals from one prefill. Usable as a signal
-    by other pipelines.
+    ``max_doc_tokens`` the window NLL *is* the likelihood signal: both signals from one prefill. ``sentences=False``
+    skips the per-sentence pooling (each document's ``spans``/``scores`` stay empty; ``mean`` and ``window_nll``
+    are all a document ranking reads). Usable as a signal by other pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
@@ -151,7 +153,7 @@ def sentence_attention(
     split: list[list[tuple[int, list[tuple[int, int]]]]] = [list(u) for u in units] if units is not None else []
 
     def split_sentences() -> None:  # CPU work, done while the probe's pass runs on the GPU
-        if units is None:
+        if units is None and sentences:
             split.extend([sentence_units(doc, language) for doc in docs] for docs, _ in requests)
 
     readings = probe.read_windows(rows, read, nll=window_nll, while_running=split_sentences)
@@ -166,7 +168,12 @@ def sentence_attention(
                 first_row_nll[r][d] = float(np.nanmean(reading.nll))
     out = []
     for r, (docs, _) in enumerate(requests):
-        scored = [_pool(split[r][d], encoded[r][d][1], token_scores[r][d]) for d in range(len(docs))]
+        scored = [
+            _pool(split[r][d], encoded[r][d][1], token_scores[r][d])
+            if sentences
+            else SentenceScores(0, [], np.zeros(0), _mean(token_scores[r][d]))
+            for d in range(len(docs))
+        ]
         if layer_weights is not None:
             lengths = np.array([len(ids) for ids, _ in encoded[r]], dtype=np.float64)
             for d, score in enumerate(_probe_scores(layer_sums[r], lengths, np.asarray(layer_weights))):
@@ -224,7 +231,7 @@ def _pool(
     """Mean token score per sentence of ``units`` (header end, sentence spans); a token belongs to the sentence
     holding its last character (byte-level BPE tokens often start with the space before their word)."""
     header, spans = units
-    mean = float(token_scores.mean()) if len(token_scores) else 0.0
+    mean = _mean(token_scores)
     if not spans:
         return SentenceScores(header, [], np.zeros(0), mean)
     starts = np.array([s for s, _ in spans])
@@ -235,6 +242,10 @@ def _pool(
     sums = np.bincount(owner[valid], weights=token_scores[: len(owner)][valid], minlength=len(spans))
     counts = np.bincount(owner[valid], minlength=len(spans)).astype(np.float64)
     return SentenceScores(header, spans, np.where(counts > 0, sums / np.maximum(counts, 1), 0.0), mean)
+
+
+def _mean(token_scores: np.ndarray) -> float:
+    return float(token_scores.mean()) if len(token_scores) else 0.0
 
 
 def select_by_document_rank(

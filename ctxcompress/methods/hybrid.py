@@ -171,7 +171,7 @@ class Hybrid(CompressionMethod):
                     list(zip(documents, questions, strict=True)),
                     language=opts.language,
                     per_document=True,
-                    units=units,
+                    sentences=False,  # documents are ranked; sentences get the encoder's similarity
                     encoded=encoded,
                     window_nll=merged,
                     likelihood_rows=merged,

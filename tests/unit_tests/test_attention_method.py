@@ -242,6 +242,19 @@ def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny
     assert len(tiny_scorer.encode_batch(docs)[-1][0]) > RANK_DOC_TOKENS
     np.testing.assert_allclose([s.window_nll for s in scored], want, atol=1e-4)
     assert all(len(s.scores) == len(sentence_units(d, "english")[1]) for s, d in zip(scored, docs, strict=True))
+    ranking_only = sentence_attention(  # what hybrid asks for: no per-sentence pooling, same document signals
+        tiny_scorer,
+        probe,
+        [(docs, question)],
+        per_document=True,
+        window_nll=True,
+        likelihood_rows=True,
+        chunk_tokens=RANK_DOC_TOKENS,
+        sentences=False,
+    )[0]
+    assert [s.mean for s in ranking_only] == [s.mean for s in scored]
+    assert [s.window_nll for s in ranking_only] == [s.window_nll for s in scored]
+    assert all(not s.spans and not len(s.scores) for s in ranking_only)
 
     merged = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all"))
     separate = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all", likelihood_statement="."))
