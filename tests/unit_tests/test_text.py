@@ -81,3 +81,13 @@ def test_largest_fitting_from_a_guess_finds_what_binary_search_finds():
         assert all(0 <= k <= count for k in calls)
         if guess == answer and 0 < answer < count:
             assert len(calls) == 2  # the guess fits, the next one does not
+
+
+def test_special_token_text_counts_as_ordinary_text() -> None:
+    """User content that spells a special token is billed as text: never one special id, never an error."""
+    tokenizer = get_target_tokenizer()
+    text = "Before <|endoftext|> after <|fim_prefix|>."
+    ids = tokenizer.encode(text)
+    assert tokenizer.count(text) == len(ids) == tokenizer.count_many([text])[0]
+    assert ids == tokenizer._encoding.encode(text, disallowed_special=())
+    assert tokenizer._encoding.eot_token not in ids and tokenizer.decode(ids) == text
