@@ -38,6 +38,8 @@ on the report rows (100-219) that ranks the gold document first for 0.68 of the 
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -55,8 +57,27 @@ from ctxcompress.types import CompressionResult
 
 __all__ = ["Hybrid", "HybridOptions", "fuse"]
 
-# Host threads for tokenising beside other host work (one per device's worker thread is enough; threads start on use).
-_HOST_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ctxc-tokenize")
+_host_threads: ThreadPoolExecutor | None = None
+_host_threads_lock = threading.Lock()
+
+
+def host_threads() -> ThreadPoolExecutor:
+    """This process's threads for tokenising beside other host work (two: enough for two devices' worker threads).
+    Made on first use and again in a forked child, whose copy of the parent's pool has no live threads."""
+    global _host_threads
+    with _host_threads_lock:
+        if _host_threads is None:
+            _host_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ctxc-tokenize")
+        return _host_threads
+
+
+def _forget_host_threads() -> None:
+    global _host_threads, _host_threads_lock
+    _host_threads, _host_threads_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_host_threads)
 
 
 class HybridOptions(BaseOptions):
@@ -118,7 +139,7 @@ class Hybrid(CompressionMethod):
         # The scorer's tokenising (ids and offsets per document, shared by both LM signals) runs on a host thread
         # beside Punkt, the encoder's tokenising and its pass: fast tokenizers release the GIL.
         scorer_tokens = (
-            _HOST_THREADS.submit(lambda: [scorer.encode_batch(docs) for docs in documents])
+            host_threads().submit(lambda: [scorer.encode_batch(docs) for docs in documents])
             if scorer is not None
             else None
         )

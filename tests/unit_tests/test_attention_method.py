@@ -260,3 +260,29 @@ def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny
     separate = tiny_all_compressor.compress(request(rows[0], "hybrid", 0.25, signals="all", likelihood_statement="."))
     assert "likelihood" not in merged.timings_ms and "attention" in merged.timings_ms
     assert "likelihood" in separate.timings_ms
+
+
+def test_hybrid_host_threads_work_in_a_forked_child() -> None:
+    """A child forked after hybrid used its tokenising threads gets threads of its own (a copy of the parent's
+    pool has none alive: work submitted to it would never run)."""
+    import multiprocessing
+
+    from ctxcompress.methods.hybrid import host_threads
+
+    assert host_threads().submit(lambda: 1).result(timeout=10) == 1  # the parent's threads are running now
+    child = multiprocessing.get_context("fork").Process(target=_submit_or_exit_1)
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+
+
+def _submit_or_exit_1() -> None:
+    import os
+
+    from ctxcompress.methods.hybrid import host_threads
+
+    try:
+        ok = host_threads().submit(lambda: 41 + 1).result(timeout=10) == 42
+    except Exception:
+        ok = False
+    os._exit(0 if ok else 1)
