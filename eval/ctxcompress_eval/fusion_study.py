@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["held_out_arguments", "hits_at", "main", "recall_at", "zsum"]
+from ctxcompress_eval.metrics import paired_stats
+
+__all__ = ["held_out_arguments", "hits_at", "main", "paired_hits", "recall_at", "zsum"]
 
 KS = (1, 2, 3, 5)
 BANDS = {"all": (0, 1.0), "upper2/3": (1 / 3, 1.0), "middle": (1 / 3, 2 / 3), "upper1/3": (2 / 3, 1.0)}
@@ -34,6 +36,14 @@ def recall_at(scores: list[np.ndarray], golds: list[int]) -> dict[int, float]:
 def hits_at(scores: list[np.ndarray], golds: list[int], k: int) -> list[bool]:
     """Per question, whether the gold document ranks in the top ``k`` (paired comparisons of rankings)."""
     return [g in np.argsort(-s, kind="stable")[:k] for s, g in zip(scores, golds, strict=True)]
+
+
+def paired_hits(ours: list[bool], theirs: list[bool], label: str) -> dict:
+    """The paired difference of two variants' per-question hits (``metrics.paired_stats``: mean, 95% interval,
+    wins/losses), printed after ``label``."""
+    stats = paired_stats(list(zip(ours, theirs, strict=True)))
+    print(f"{label}: {stats['diff']:+.3f} {stats['ci95']} (W/L {stats['wins']}/{stats['losses']})")
+    return stats
 
 
 def held_out_arguments(parser: argparse.ArgumentParser) -> None:

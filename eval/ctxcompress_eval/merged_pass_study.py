@@ -23,8 +23,7 @@ import time
 
 import numpy as np
 
-from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, recall_at, zsum
-from ctxcompress_eval.metrics import paired_stats
+from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, paired_hits, recall_at, zsum
 
 __all__ = ["main"]
 
@@ -103,11 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:18} alone R@1 {single[1]:.3f} R@3 {single[3]:.3f} | fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f}")
     for name in ("lm_window", "lm_window_question"):
         for k in (1, 3):
-            key = f"fused_r{k}_{name}_minus_question_here"
-            report[key] = stats = paired_stats(list(zip(hits[name][k], hits["lm_question_here"][k], strict=True)))
-            print(
-                f"fused R@{k} {name} − question: {stats['diff']:+.3f} {stats['ci95']} "
-                f"(W/L {stats['wins']}/{stats['losses']})"
+            report[f"fused_r{k}_{name}_minus_question_here"] = paired_hits(
+                hits[name][k], hits["lm_question_here"][k], f"fused R@{k} {name} − question"
             )
         agree = np.mean([np.argmax(r[name]) == np.argmax(r["lm_question_here"]) for r in rows])
         report[f"top_document_same_alone_{name}"] = float(agree)

@@ -26,8 +26,7 @@ import time
 
 import numpy as np
 
-from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, recall_at, zsum
-from ctxcompress_eval.metrics import paired_stats
+from ctxcompress_eval.fusion_study import held_out_arguments, hits_at, paired_hits, recall_at, zsum
 
 __all__ = ["main"]
 
@@ -106,11 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:11} fused R@1 {fused[1]:.3f} R@3 {fused[3]:.3f} R@5 {fused[5]:.3f}")
     for name in ("shared_row", "cue_row"):
         for k in (1, 3):
-            key = f"fused_r{k}_{name}_minus_two_passes"
-            report[key] = stats = paired_stats(list(zip(hits[name][k], hits["two_passes"][k], strict=True)))
-            print(
-                f"R@{k} {name} − two passes: {stats['diff']:+.3f} {stats['ci95']} "
-                f"(W/L {stats['wins']}/{stats['losses']})"
+            report[f"fused_r{k}_{name}_minus_two_passes"] = paired_hits(
+                hits[name][k], hits["two_passes"][k], f"R@{k} {name} − two passes"
             )
     for name in ("attention_cue", "attention_shared"):
         report[f"{name}_alone"] = recall_at([np.array(r[name]) for r in rows], golds)

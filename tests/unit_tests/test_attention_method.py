@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -229,7 +231,8 @@ def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny
     docs, question = nq_documents(rows[0])[:4], rows[0]["question"]
     docs.append(" ".join([docs[0]] * 12))  # longer than RANK_DOC_TOKENS: its first row carries the likelihood
     probe = tiny_all_compressor.pool.attention("smollm2-135m")
-    scored = sentence_attention(
+    read = functools.partial(
+        sentence_attention,
         tiny_scorer,
         probe,
         [(docs, question)],
@@ -237,21 +240,13 @@ def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny
         window_nll=True,
         likelihood_rows=True,
         chunk_tokens=RANK_DOC_TOKENS,
-    )[0]
+    )
+    scored = read()[0]
     want = rank_documents(tiny_scorer, [docs], [question], restrictive_statement="")[0]
     assert len(tiny_scorer.encode_batch(docs)[-1][0]) > RANK_DOC_TOKENS
     np.testing.assert_allclose([s.window_nll for s in scored], want, atol=1e-4)
     assert all(len(s.scores) == len(sentence_units(d, "english")[1]) for s, d in zip(scored, docs, strict=True))
-    ranking_only = sentence_attention(  # what hybrid asks for: no per-sentence pooling, same document signals
-        tiny_scorer,
-        probe,
-        [(docs, question)],
-        per_document=True,
-        window_nll=True,
-        likelihood_rows=True,
-        chunk_tokens=RANK_DOC_TOKENS,
-        sentences=False,
-    )[0]
+    ranking_only = read(sentences=False)[0]  # what hybrid asks for: no per-sentence pooling, same document signals
     assert [s.mean for s in ranking_only] == [s.mean for s in scored]
     assert [s.window_nll for s in ranking_only] == [s.window_nll for s in scored]
     assert all(not s.spans and not len(s.scores) for s in ranking_only)
