@@ -2,8 +2,9 @@
 
 Flags override the ``CTXCOMPRESS_*`` environment (see :mod:`ctxcompress_service.settings`). SIGTERM/SIGINT
 drain gracefully: uvicorn stops accepting, lets in-flight requests finish, then the engine drains and stops.
-``--workers N`` runs N server processes on the port (uvicorn's supervisor), each building the app from the
-environment with :func:`ctxcompress_service.app.app_from_env`.
+``--workers N`` runs N server processes on the port, each building the app from the environment with
+:func:`ctxcompress_service.app.app_from_env`: on Linux each accepts on its own ``SO_REUSEPORT`` socket
+(:mod:`ctxcompress_service.supervisor`), elsewhere they share one (uvicorn's supervisor).
 """
 
 from __future__ import annotations
@@ -81,5 +82,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="ctxcompress-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         os.environ[STARTED_AT_ENV] = str(time.time())  # one start time for every worker's /v1/stats
+        if settings.reuse_port:
+            from ctxcompress_service.supervisor import run_workers
+
+            return run_workers(workers, **common)
         uvicorn.run("ctxcompress_service.app:app_from_env", factory=True, workers=workers, **common)
     return 0

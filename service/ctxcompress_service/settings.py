@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -77,6 +78,10 @@ class Settings(BaseSettings):
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
     ``auto``: one on CPU; on GPUs one per 14 GiB of the smallest used GPU's memory and per 1.6 host cores,
     whichever is fewer (an H200 with 16 host cores: 10). ``/metrics`` sums all processes."""
+    reuse_port: bool = sys.platform.startswith("linux")
+    """With several workers, each accepts on its own ``SO_REUSEPORT`` socket and the kernel spreads new connections
+    evenly over them (``supervisor.py``); off (and off Linux), they share one socket and a burst of connections
+    lands on whichever worker's event loop is idle (uvicorn's supervisor)."""
     balance_connections: bool = False
     """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
     so that callers reconnect to idle workers (``balance.py``). Opt-in: on one H200 it evened the batch sizes but

@@ -119,7 +119,7 @@ def _server_workers(pid: int) -> list[str]:
 
 
 def test_two_worker_processes_serve_one_port(tmp_path) -> None:  # noqa: ANN001
-    """``serve --workers 2``: uvicorn's supervisor runs two server processes (each its own engine and model);
+    """``serve --workers 2``: the supervisor runs two server processes (each its own engine and model);
     concurrent requests on the one port are all answered, every scrape of ``/metrics`` reports the sum over both
     (before, each showed one process's counters, so they jumped between scrapes), and SIGTERM stops all three."""
     port = free_port()
