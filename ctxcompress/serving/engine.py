@@ -52,6 +52,7 @@ from ctxcompress.models import ModelRegistry
 from ctxcompress.serving.cost import CostModel
 from ctxcompress.serving.heap import HeapTrimmer
 from ctxcompress.serving.options import ServingOptions
+from ctxcompress.serving.profile_batch import profile_batch
 from ctxcompress.serving.protocol import MethodDescription, ModelStatus
 from ctxcompress.serving.stats import EngineStats
 from ctxcompress.types import CompressionRequest, CompressionResult
@@ -64,6 +65,12 @@ _HEAP = HeapTrimmer()  # one per process: every device's worker thread reports i
 _INLINE_PREPARE_CHARS = 65_536  # larger requests are tokenized off the event loop
 # Share of a deadline that estimated work may fill: the cost model is a forecast, so leave room for its error.
 _DEADLINE_SHARE = 0.8
+
+
+def _reserves_memory(device: str) -> bool:
+    """Whether ``device`` keeps what its largest batch allocated (PyTorch's CUDA caching allocator); on CPU the
+    heap is trimmed after batches instead (:class:`HeapTrimmer`), and a profile batch would only cost time."""
+    return device.startswith("cuda")
 
 
 def expand_devices(devices: Sequence[str]) -> list[str]:
@@ -226,21 +233,43 @@ class AsyncCompressionEngine:
         self._batcher = asyncio.create_task(self._batch_loop(), name="ctxcompress-batcher")
         self._accepting = True
 
-    async def warmup(self, requests: Sequence[RequestLike]) -> None:
+    async def warmup(self, requests: Sequence[RequestLike], *, profile_method: str | None = None) -> None:
         """Run ``requests`` on every device (loads models, first-call allocations), then once more to seed the
-        cost model with a warm measurement."""
+        cost model with a warm measurement.
+
+        With ``profile_method``, each CUDA device then runs the :mod:`profile batch
+        <ctxcompress.serving.profile_batch>` of that method once (the serving limits' largest batch), so its
+        memory peak is reserved before the service is ready.
+        """
         loop = asyncio.get_running_loop()
 
-        def run_twice(compressor: Compressor) -> tuple[list[tuple[str, int]], float]:
+        def run(worker: _Worker) -> tuple[list[tuple[str, int]], float]:
+            compressor = worker.compressor
             compressor.compress_batch(list(requests), return_exceptions=False)
             prepared = [compressor.prepare(r) for r in requests]
             started = time.perf_counter()
             compressor.compress_batch(list(requests), return_exceptions=False)
-            return [(p.request.method, p.origin_tokens) for p in prepared], time.perf_counter() - started
+            seconds = time.perf_counter() - started
+            if profile_method is not None and _reserves_memory(worker.device):
+                self._run_profile_batch(compressor, profile_method, worker.device)
+            return [(p.request.method, p.origin_tokens) for p in prepared], seconds
 
-        runs = await asyncio.gather(*(loop.run_in_executor(w.executor, run_twice, w.compressor) for w in self._workers))
-        for work, seconds in runs:
+        for work, seconds in await asyncio.gather(*(loop.run_in_executor(w.executor, run, w) for w in self._workers)):
             self._cost.observe(work, seconds)
+
+    def _run_profile_batch(self, compressor: Compressor, method: str, device: str) -> None:
+        def count_tokens(request: RequestLike) -> int:
+            return compressor.prepare(request).origin_tokens
+
+        limits = self.options
+        batch = profile_batch(
+            method, requests=limits.max_batch_requests, tokens=limits.max_batch_tokens, count_tokens=count_tokens
+        )
+        started = time.perf_counter()
+        compressor.compress_batch(batch, return_exceptions=False)
+        seconds = time.perf_counter() - started
+        tokens = sum(count_tokens(request) for request in batch)
+        logger.info("profile batch on %s: %d requests, %d tokens, %.2f s", device, len(batch), tokens, seconds)
 
     async def run_on_devices(self, fn: Any) -> list[Any]:
         """Call ``fn(compressor)`` on every device's worker thread (e.g. to preload models).

@@ -52,8 +52,9 @@ class EngineClient(Protocol):
         """Load the named models on every device (start-up)."""
         ...
 
-    async def warmup(self, requests: Sequence[dict[str, Any]]) -> None:
-        """Run ``requests`` on every device before serving."""
+    async def warmup(self, requests: Sequence[dict[str, Any]], *, profile_method: str | None = None) -> None:
+        """Run ``requests`` on every device before serving; with ``profile_method``, also the largest batch the
+        serving limits allow on each GPU (its memory peak reserved before serving)."""
         ...
 
     async def compress(self, request: CompressionRequest | dict[str, Any]) -> CompressionResult: ...

@@ -54,7 +54,8 @@ def build_engine(settings: Settings, compressors: list[Compressor] | None = None
 
 
 async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient) -> None:
-    """Load the configured causal LMs on every device, then warm up with one real compression per device."""
+    """Load the configured causal LMs on every device, then warm up with one real compression per device (and on
+    GPUs the profile batch at the serving limits)."""
     try:
         await engine.load_models(list(settings.preload_models))
         if settings.warmup:
@@ -65,7 +66,8 @@ async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient
                 "question": question,
                 "budget": {"rate": 0.5},
             }
-            await engine.warmup([request])
+            profile_method = settings.default_method if settings.profile_batch else None
+            await engine.warmup([request], profile_method=profile_method)
         app.state.ready = True
         logger.info("ready", extra={"devices": engine.devices, "models": list(settings.preload_models)})
     except Exception as exc:  # the service stays up (healthz) and reports why it is not ready

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     """Causal-LM names loaded on every device at startup."""
     warmup: bool = True
     """Run one small compression per device with the default method at startup."""
+    profile_batch: bool = True
+    """With ``warmup``, each GPU also runs one batch of the default method at the serving limits
+    (``MAX_BATCH_REQUESTS`` requests filling ``MAX_BATCH_TOKENS``) before the service is ready, so its memory peak
+    is reserved at start and GPU memory stays level under load (``ctxcompress/serving/profile_batch.py``)."""
     default_method: str = "hybrid"
     """Method used when a request leaves ``method`` out."""
     default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
