@@ -22,7 +22,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = {"default": "", "expandable": "expandable_segments:True"}
+CONFIGS = {  # name: (PYTORCH_CUDA_ALLOC_CONF, EngineOptions.graphs)
+    "default": ("", "auto"),
+    "expandable": ("expandable_segments:True", "auto"),
+    "expandable-no-graphs": ("expandable_segments:True", "off"),
+}
 
 
 def _requests(path: Path) -> list[dict]:
@@ -50,7 +54,8 @@ def measure(args: argparse.Namespace) -> dict:
     from ctxcompress.engines.options import EngineOptions
     from ctxcompress.serving.profile_batch import profile_batch
 
-    compressor = Compressor(device=args.device, engine_options=EngineOptions(chunk_cache_mb=0))
+    options = EngineOptions(chunk_cache_mb=0, graphs=CONFIGS[args.one][1])
+    compressor = Compressor(device=args.device, engine_options=options)
     cuda = args.device.startswith("cuda")
     requests = _requests(args.data)
     compressor.compress(requests[0])
@@ -76,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict:
     cuda and torch.cuda.reset_peak_memory_stats()
     rng = random.Random(0)
     tokens = {id(r): count(r) for r in requests}
-    reserved = []
+    reserved, batches = [], []
     for _ in range(args.batches):
         size = rng.choice([1, 2, 4, 8, 16, 32, rng.randint(1, 32)])
         size = min(size, args.limit_requests)
@@ -86,13 +91,24 @@ def measure(args: argparse.Namespace) -> dict:
                 break
             batch.append(request)
             total += tokens[id(request)]
+        cuda and torch.cuda.reset_peak_memory_stats()
         compressor.compress_batch(batch)
         reserved.append(torch.cuda.memory_reserved() / gib if cuda else 0.0)
+        peak = torch.cuda.max_memory_allocated() / gib if cuda else 0.0
+        longest = max(tokens[id(r)] for r in batch)
+        batches.append({"peak_allocated_gib": round(peak, 2), "requests": len(batch), "tokens": total})
+        batches[-1]["longest"] = longest
     return {
         "profile_batch": {"requests": len(largest), "tokens": sum(count(r) for r in largest)},
         "after_warmup": after_warmup,
         "after_profile_batch": after_profile,
-        "traffic": {**snapshot(), "batches": args.batches, "reserved_max_gib": round(max(reserved), 2)},
+        "traffic": {
+            "reserved_gib": round(reserved[-1], 2),
+            "peak_allocated_gib": max(b["peak_allocated_gib"] for b in batches),
+            "batches": args.batches,
+            "reserved_max_gib": round(max(reserved), 2),
+        },
+        "largest_peaks": sorted(batches, key=lambda b: -b["peak_allocated_gib"])[:6],
         "reserved_gib_every_10_batches": [round(r, 2) for r in reserved[::10]],
     }
 
@@ -103,6 +119,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(".carry/nq/gold_at_9.jsonl.gz"))
     parser.add_argument("--batches", type=int, default=120)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--limit-requests", type=int, default=32, help="ServingOptions.max_batch_requests")
     parser.add_argument("--limit-tokens", type=int, default=65_536, help="ServingOptions.max_batch_tokens")
     parser.add_argument("--out", type=Path, default=Path("memory"))
@@ -113,8 +130,8 @@ def main() -> None:
         return
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
-    for name, conf in CONFIGS.items():
-        env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": conf}
+    for name in args.configs.split(","):
+        env = os.environ | {"PYTORCH_CUDA_ALLOC_CONF": CONFIGS[name][0]}
         command = [sys.executable, __file__, "--one", name, "--kit", str(args.kit), "--data", str(args.data)]
         command += ["--batches", str(args.batches), "--device", args.device]
         command += ["--limit-requests", str(args.limit_requests), "--limit-tokens", str(args.limit_tokens)]
