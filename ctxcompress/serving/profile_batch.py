@@ -6,9 +6,12 @@ whenever traffic first forms a larger batch (one H200, 10 workers: 38 GB under 1
 start, so memory stays level under load and a GPU too small for the configured limits fails at start-up rather
 than under traffic (vLLM's ``profile_run`` does the same with its largest batch).
 
-The batch is ``max_batch_requests`` requests that together hold ``max_batch_tokens`` origin tokens, each with
-NQ-sized documents (~120 tokens) of deterministic filler text. Every document is distinct: recurring chunks would
-be answered from the chunk cache and the passes would be smaller than real traffic's.
+The batch fills ``max_batch_tokens`` with requests shaped like retrieval traffic: 20 passages of ~150 tokens
+each (~3,000 tokens per request; fewer requests than ``max_batch_requests`` when the tokens run out first). The
+shape matters: on one H200 (hybrid, random weights) 22 NQ requests of ~2,900 tokens allocated 2.97 GiB at their
+peak, 32 requests of ~1,900 tokens holding as many tokens only 1.91 GiB (``eval/device/memory_profile.py``).
+Every passage is distinct filler text: recurring chunks would be answered from the chunk cache and the passes
+would be smaller than real traffic's.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from collections.abc import Callable
 
 __all__ = ["DOCUMENT_WORDS", "profile_batch"]
 
-DOCUMENT_WORDS = 90
-"""Words per filler document (~120 tokens of a BPE tokenizer, like a retrieved passage)."""
+DOCUMENT_WORDS = 105
+"""Words per filler passage (~150 tokens of a BPE tokenizer, like a retrieved passage)."""
+DOCUMENTS_PER_REQUEST = 20
+"""Passages per request (a RAG prompt's retrieved chunks; NQ's 20-document setting)."""
 
 _VOCABULARY = (
     "river city council record season league album station harbour valley county railway bridge island museum "
@@ -40,18 +45,16 @@ def _document(rng: random.Random, number: int) -> str:
 def profile_batch(
     method: str, *, requests: int, tokens: int, count_tokens: Callable[[dict], int], seed: int = 0
 ) -> list[dict]:
-    """``requests`` requests of ``method`` whose origin tokens (``count_tokens``) sum to about ``tokens``.
-
-    Each request gets ``tokens // requests`` tokens' worth of distinct filler documents (sized from one measured
-    request) and the benchmarks' budget, rate 0.25.
-    """
+    """Requests of ``method`` whose origin tokens (``count_tokens``) sum to at most ``tokens``: as many as fit, up
+    to ``requests``, each of :data:`DOCUMENTS_PER_REQUEST` distinct filler passages (fewer if even one request of
+    that size would not fit), budget rate 0.25 as in the benchmarks."""
     rng = random.Random(seed)
-    per_request = max(1, tokens // requests)
-    probe = {"method": method, "question": "Which river crossed the county?", "documents": [_document(rng, 0)]}
-    documents_each = max(1, per_request // max(1, count_tokens(probe)))
-    batch, number = [], 0
-    for _ in range(requests):
-        documents = [_document(rng, number + i) for i in range(documents_each)]
-        number += documents_each
-        batch.append({**probe, "documents": documents, "budget": {"rate": 0.25}})
+    question = "Which river crossed the county?"
+    passage_tokens = max(1, count_tokens({"method": method, "question": question, "documents": [_document(rng, 0)]}))
+    per_request = max(1, min(DOCUMENTS_PER_REQUEST, tokens // passage_tokens))
+    count = max(1, min(requests, tokens // (per_request * passage_tokens)))
+    batch = []
+    for index in range(count):
+        documents = [_document(rng, index * per_request + i) for i in range(per_request)]
+        batch.append({"method": method, "question": question, "documents": documents, "budget": {"rate": 0.25}})
     return batch

@@ -33,16 +33,22 @@ def recording(tiny_scorer) -> RecordingCompressor:  # noqa: ANN001
     return RecordingCompressor(pool)
 
 
-def test_the_batch_fills_the_token_limit_with_distinct_documents(recording: RecordingCompressor) -> None:
+def test_the_batch_fills_the_token_limit_with_distinct_retrieval_sized_requests(recording: RecordingCompressor) -> None:
     def count(request: dict) -> int:
         return recording.prepare(request).origin_tokens
 
-    batch = profile_batch("llmlingua", requests=6, tokens=6000, count_tokens=count)
-    assert len(batch) == 6
+    batch = profile_batch("llmlingua", requests=32, tokens=20_000, count_tokens=count)
+    assert 5 <= len(batch) <= 7  # the tokens run out before the request count: ~3,000 tokens each
+    assert all(len(r["documents"]) == 20 for r in batch)
     documents = [d for request in batch for d in request["documents"]]
-    assert len(set(documents)) == len(documents) > 6  # no chunk-cache hits; several NQ-sized documents each
-    assert 0.75 * 6000 <= sum(count(r) for r in batch) <= 6000
-    assert batch == profile_batch("llmlingua", requests=6, tokens=6000, count_tokens=count)  # deterministic
+    assert len(set(documents)) == len(documents)  # no chunk-cache hits
+    assert 0.8 * 20_000 <= sum(count(r) for r in batch) <= 20_000
+    assert 2_500 <= count(batch[0]) <= 3_500
+    assert batch == profile_batch("llmlingua", requests=32, tokens=20_000, count_tokens=count)  # deterministic
+    few = profile_batch("llmlingua", requests=3, tokens=20_000, count_tokens=count)
+    assert len(few) == 3  # the request limit binds first
+    small = profile_batch("llmlingua", requests=4, tokens=1000, count_tokens=count)
+    assert len(small) == 1 and sum(count(r) for r in small) <= 1000  # one shorter request where 20 would not fit
 
 
 @pytest.mark.asyncio
@@ -53,14 +59,14 @@ async def test_warmup_runs_the_profile_batch_where_memory_is_kept(
     """On a CUDA device (here the CPU posing as one) the warm-up ends with one batch at the limits and the method
     asked for; on CPU it does not (the heap is trimmed there; the batch would only cost time)."""
     monkeypatch.setattr(engine_module, "_reserves_memory", lambda device: gpu)
-    options = ServingOptions(max_batch_requests=4, max_batch_tokens=2400)
+    options = ServingOptions(max_batch_requests=4, max_batch_tokens=10_500)
     engine = AsyncCompressionEngine([recording], options=options)
     await engine.start()
     await engine.warmup([WARMUP], profile_method="llmlingua")
     await engine.warmup([WARMUP])
     await engine.shutdown()
     sizes = [len(batch) for batch in recording.batches]
-    assert sizes == ([1, 1, 4, 1, 1] if gpu else [1, 1, 1, 1])
+    assert sizes == ([1, 1, 3, 1, 1] if gpu else [1, 1, 1, 1])  # 3 requests of ~3,000 tokens fill 10,500
     if gpu:
         profile = recording.batches[2]
         assert {r["method"] for r in profile} == {"llmlingua"}
