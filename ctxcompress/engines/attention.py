@@ -53,6 +53,10 @@ __all__ = [
 LENGTH_STEP = 64
 WINDOW_STEP = 16
 MAX_GRAPHS = 32
+GRAPH_MAX_TOKENS = 16_384
+"""Passes up to this many padded tokens (row bucket x length) run at static shapes as CUDA graphs; larger ones
+are compute-bound (launch overhead is noise there) and run at exact shapes: a graph keeps its buffers and pool
+for good, so capturing the large passes of overload batches made GPU memory step up with batch size."""
 
 _PROBE_NAME = "ctxcompress_probe"
 _active = threading.local()
@@ -163,7 +167,8 @@ class QuestionAttention:
         pad_id: token used to right-pad rows.
         max_pass_tokens: padded tokens per forward pass.
         graphs: ``auto``: static shapes replayed as CUDA graphs on CUDA, exact shapes on CPU; ``on``: static
-            shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager.
+            shapes everywhere (captured on CUDA only); ``off``: exact shapes, eager. Passes larger than
+            :data:`GRAPH_MAX_TOKENS` always run at exact shapes.
         decoder: the scorer's decoder over ``model``; a fused one runs the prefills, any other is not used (the
             model's own modules run them with the probe attention function).
         head: the scorer's vocabulary head (``engines/vocab_head.py``): :meth:`read_windows` then also gives the
@@ -251,13 +256,14 @@ class QuestionAttention:
                 raise ValueError(f"window_start {row.window_start} outside a sequence of {len(row.ids)} tokens")
         length = max(len(r.ids) for r in rows)
         width = max(len(r.ids) - r.window_start for r in rows)
-        if not self.static_shapes:
+        static_length = -(-length // LENGTH_STEP) * LENGTH_STEP
+        if not self.static_shapes or rows_bucket(len(rows)) * static_length > GRAPH_MAX_TOKENS:
             inputs = self._fill(self._buffers(len(rows), length, width), rows)
             packed = self._pass(inputs, layers, nll)
             if while_running is not None:
                 while_running()
         else:
-            length = -(-length // LENGTH_STEP) * LENGTH_STEP
+            length = static_length
             width = -(-width // WINDOW_STEP) * WINDOW_STEP
             key = (rows_bucket(len(rows)), length, width, layers, nll)
             with self._lock:

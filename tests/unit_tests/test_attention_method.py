@@ -43,6 +43,24 @@ def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, grap
     assert bool(probe._shapes) == (graphs == "on") and probe.captured == 0  # no CUDA here: nothing captured
 
 
+def test_passes_above_the_graph_limit_run_at_exact_shapes_and_keep_no_buffers(tiny_scorer, monkeypatch):
+    """Static shapes (graphs on) only up to GRAPH_MAX_TOKENS padded tokens: a larger pass (an overload batch)
+    keeps no per-shape buffers or graph (GPU memory would step up with every new large shape) and reads the same
+    attention as the exact-shape path."""
+    from ctxcompress.engines import attention
+
+    monkeypatch.setattr(attention, "GRAPH_MAX_TOKENS", 128)
+    probe = _probe(tiny_scorer, "fused", graphs="on")
+    small = [ObservedSequence(list(range(5, 65)), 50)]  # 1 row x 64 slots: static
+    large = [ObservedSequence(list(range(5, 65)), 50), ObservedSequence(list(range(7, 70)), 40)] * 2  # 4 x 64
+    probe.window_attention(small)
+    assert len(probe._shapes) == 1
+    exact = _probe(tiny_scorer, "fused", graphs="off").window_attention(large)
+    for got, want in zip(probe.window_attention(large), exact, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert len(probe._shapes) == 1
+
+
 @pytest.mark.parametrize("prefill", ["fused", "transformers"])
 @pytest.mark.parametrize("graphs", ["off", "on"])
 def test_reading_some_layers_gives_their_rows_and_zeros_elsewhere(tiny_scorer, graphs, prefill):
