@@ -40,6 +40,9 @@ def test_the_batch_fills_the_token_limit_with_distinct_retrieval_sized_requests(
     batch = profile_batch("llmlingua", requests=32, tokens=20_000, count_tokens=count)
     assert 5 <= len(batch) <= 7  # the tokens run out before the request count: ~3,000 tokens each
     assert all(len(r["documents"]) == 20 for r in batch)
+    for request in batch:  # one long passage per request: the rows of a pass pad to it, as with real passages
+        lengths = sorted(len(d) for d in request["documents"])
+        assert len(request["documents"][0]) == lengths[-1] >= 3 * lengths[len(lengths) // 2]
     documents = [d for request in batch for d in request["documents"]]
     assert len(set(documents)) == len(documents)  # no chunk-cache hits
     assert 0.8 * 20_000 <= sum(count(r) for r in batch) <= 20_000
