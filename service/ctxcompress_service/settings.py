@@ -26,7 +26,8 @@ from ctxcompress.types import Budget
 
 __all__ = ["Settings", "auto_workers"]
 
-# A worker's models + activations: ~4 GiB at 128 clients, up to ~12 GiB under a 2x overload (hybrid, one H200).
+# A worker's models + activations: ~3 GiB at its start-up profile batch (hybrid, one H200; before the profile batch,
+# growable segments and the graph limit, up to ~10.5 GiB under a 2x overload). The margin covers other methods.
 GIB_PER_GPU_WORKER = 14
 # Host cores per worker (each is GIL-bound): on the H200 host's 16 cores 10 workers served 10-23% more than 6
 # (eval/results/bench_h200/open_batches).
