@@ -82,7 +82,9 @@ class Settings(BaseSettings):
     reuse_port: bool = sys.platform.startswith("linux")
     """With several workers, each accepts on its own ``SO_REUSEPORT`` socket and the kernel spreads new connections
     evenly over them (``supervisor.py``); off (and off Linux), they share one socket and a burst of connections
-    lands on whichever worker's event loop is idle (uvicorn's supervisor)."""
+    lands on whichever worker's event loop is idle (uvicorn's supervisor). One H200, 10 workers: +23% req/s and a
+    shorter tail at 128 clients; under a 2x overload the backlog waits in each socket's accept queue instead of
+    inside the app (eval/results/bench_h200/reuse_port_memory)."""
     balance_connections: bool = False
     """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
     so that callers reconnect to idle workers (``balance.py``). Opt-in: on one H200 it evened the batch sizes but
