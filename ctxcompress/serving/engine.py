@@ -239,7 +239,7 @@ class AsyncCompressionEngine:
 
         With ``profile_method``, each CUDA device then runs the :mod:`profile batch
         <ctxcompress.serving.profile_batch>` of that method once (the serving limits' largest batch), so its
-        memory peak is reserved before the service is ready.
+        memory peak is taken before the service is ready.
         """
         loop = asyncio.get_running_loop()
 

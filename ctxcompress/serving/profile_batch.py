@@ -1,10 +1,12 @@
 """The profile batch: one batch as large as the serving limits allow, run at start-up on each GPU.
 
-PyTorch's caching allocator keeps the largest blocks a process ever used, so without this a GPU's memory steps up
-whenever traffic first forms a larger batch (one H200, 10 workers: 38 GB under 128 callers, then 93 GB within
-20 s of a 2x overload). Running the largest batch once before the service reports ready reserves that peak at
-start, so memory stays level under load and a GPU too small for the configured limits fails at start-up rather
-than under traffic (vLLM's ``profile_run`` does the same with its largest batch).
+PyTorch's caching allocator grows a process's memory to the largest batch it has run, so without this a GPU's
+memory steps up whenever traffic first forms a larger batch (one H200, 10 workers: 38 GB under 128 callers, then
+93 GB within 20 s of a 2x overload). Running the largest batch once before the service reports ready takes that
+peak at start: a GPU too small for the configured limits fails at start-up rather than under traffic, and later
+batches fit in memory the process has held before (vLLM's ``profile_run`` does the same with its largest batch).
+With growable segments (``serve`` sets them) unused memory can go back to the GPU under light load; it stays
+within that peak.
 
 The batch fills ``max_batch_tokens`` with requests shaped like retrieval traffic: 20 passages each, most of ~150
 tokens and the first ~4x longer (~3,500 tokens per request; fewer requests than ``max_batch_requests`` when the

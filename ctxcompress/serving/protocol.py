@@ -54,7 +54,7 @@ class EngineClient(Protocol):
 
     async def warmup(self, requests: Sequence[dict[str, Any]], *, profile_method: str | None = None) -> None:
         """Run ``requests`` on every device before serving; with ``profile_method``, also the largest batch the
-        serving limits allow on each GPU (its memory peak reserved before serving)."""
+        serving limits allow on each GPU (its memory peak taken before serving)."""
         ...
 
     async def compress(self, request: CompressionRequest | dict[str, Any]) -> CompressionResult: ...

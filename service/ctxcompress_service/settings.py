@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     profile_batch: bool = True
     """With ``warmup``, each GPU also runs one batch of the default method at the serving limits
     (``MAX_BATCH_REQUESTS`` requests filling ``MAX_BATCH_TOKENS``) before the service is ready, so its memory peak
-    is reserved at start and GPU memory stays level under load (``ctxcompress/serving/profile_batch.py``)."""
+    is taken at start (a GPU too small fails then) and GPU memory stays within it under load
+    (``ctxcompress/serving/profile_batch.py``)."""
     default_method: str = "hybrid"
     """Method used when a request leaves ``method`` out."""
     default_budget: Budget = Field(default_factory=lambda: Budget(rate=0.5))
