@@ -301,10 +301,8 @@ class AsyncCompressionEngine:
         return list(outputs)
 
     async def load_models(self, names: Sequence[str]) -> None:
-        """Convert (once, shared by all devices) and load the named causal LMs on every device.
-
-        Names of other kinds are skipped with a warning (only causal LMs are preloaded).
-        """
+        """Convert (once, shared by all devices) and load the named models on every device, each by the pool's
+        loader for its kind (a causal LM as a scorer, a sentence encoder, a token classifier, a generator)."""
         registry = self._workers[0].compressor.pool.registry
 
         def convert_once() -> None:  # before any device loads: conversion writes files all devices share
@@ -314,12 +312,15 @@ class AsyncCompressionEngine:
                 registry.prepare(name)
 
         def load(compressor: Compressor) -> None:
+            pool = compressor.pool
+            loaders = {
+                "causal-lm": pool.scorer,
+                "sentence-encoder": pool.encoder,
+                "token-classifier": pool.classifier,
+                "seq2seq": pool.generator,
+            }
             for name in names:
-                kind = compressor.pool.registry.spec(name).kind
-                if kind == "causal-lm":
-                    compressor.pool.scorer(name)
-                else:
-                    logger.warning("preload skipped", extra={"model": name, "kind": kind})
+                loaders[pool.registry.spec(name).kind](name)
 
         await asyncio.to_thread(convert_once)
         await self.run_on_devices(load)

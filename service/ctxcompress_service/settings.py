@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
     so that callers reconnect to idle workers (``balance.py``). Opt-in: on one H200 it evened the batch sizes but
     did not improve the tail (eval/results/bench_h200/open_batches)."""
-    preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m"])
-    """Causal-LM names loaded on every device at startup."""
+    preload_models: CommaList = Field(default_factory=lambda: ["smollm2-135m", "minilm-l6"])
+    """Models loaded on every device at startup, any kind (default: the default method's two)."""
     warmup: bool = True
     """Run one small compression per device with the default method at startup."""
     profile_batch: bool = True

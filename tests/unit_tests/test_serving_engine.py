@@ -238,3 +238,17 @@ async def test_batches_spread_over_devices(tiny_scorer) -> None:  # noqa: ANN001
     await asyncio.gather(*tasks)
     assert [len(c.batch_sizes) for c in compressors] == [2, 2]
     await engine.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_preload_loads_every_kind_of_model_by_its_loader() -> None:
+    """``PRELOAD_MODELS`` names any kind: the default method's sentence encoder is loaded at start-up too (it was
+    skipped with a warning, so the first request paid its load). The embedded MiniLM is small and needs no
+    conversion."""
+    engine = AsyncCompressionEngine([Compressor(device="cpu")])
+    await engine.start()
+    await engine.load_models(["minilm-l6"])
+    assert engine.loaded() == ["encoder:minilm-l6"]
+    with pytest.raises(UnknownModel):
+        await engine.load_models(["no-such-model"])
+    await engine.shutdown()
