@@ -70,15 +70,19 @@ def measure(args: argparse.Namespace) -> dict:
             "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / gib, 2),
         }
 
+    def reset_peak() -> None:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+
     def count(request: dict) -> int:
         return compressor.prepare(request).origin_tokens
 
     after_warmup = snapshot()
-    cuda and torch.cuda.reset_peak_memory_stats()
+    reset_peak()
     largest = profile_batch("hybrid", requests=args.limit_requests, tokens=args.limit_tokens, count_tokens=count)
     compressor.compress_batch(largest)
     after_profile = snapshot()
-    cuda and torch.cuda.reset_peak_memory_stats()
+    reset_peak()
     rng = random.Random(0)
     tokens = {id(r): count(r) for r in requests}
     reserved, batches = [], []
@@ -91,7 +95,7 @@ def measure(args: argparse.Namespace) -> dict:
                 break
             batch.append(request)
             total += tokens[id(request)]
-        cuda and torch.cuda.reset_peak_memory_stats()
+        reset_peak()
         compressor.compress_batch(batch)
         reserved.append(torch.cuda.memory_reserved() / gib if cuda else 0.0)
         peak = torch.cuda.max_memory_allocated() / gib if cuda else 0.0
