@@ -13,10 +13,11 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import MutableMapping
 
 from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "run", "set_serving_defaults"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,14 +35,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
 
 
+def set_serving_defaults(environ: MutableMapping[str, str]) -> None:
+    """Process settings the service wants unless the operator chose otherwise (read before torch starts CUDA;
+    worker processes inherit them): offline model hubs, serial tokenizers (several worker processes share the
+    cores), and growable CUDA allocator segments: batches of many sizes fragment fixed segments (over 150 NQ
+    batches one worker reserved 11.0 GiB for a 3.0 GiB peak, 6.2 GiB with growable ones:
+    eval/results/bench_h200/reuse_port_memory)."""
+    environ.setdefault("HF_HUB_OFFLINE", "1")
+    environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not any(name in environ for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
+        environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+
+
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not any(name in os.environ for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF")):
-        # Batches of many sizes fragment the caching allocator's fixed segments: over 150 NQ batches one worker
-        # reserved 11.0 GiB for a 3.0 GiB peak; growable segments held 6.2 (eval/results/bench_h200/memory).
-        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
+    set_serving_defaults(os.environ)
     import uvicorn
 
     from ctxcompress_service.app import build_app

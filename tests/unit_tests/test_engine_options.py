@@ -119,3 +119,17 @@ def test_auto_workers_follow_gpu_memory_and_host_cores(
     settings = Settings(_env_file=None, device=devices)
     assert settings.workers == "auto" and settings.worker_count() == expected
     assert Settings(_env_file=None, device=devices, workers=3).worker_count() == 3
+
+
+def test_serve_uses_growable_allocator_segments_unless_the_operator_chose() -> None:
+    from ctxcompress_service.cli import set_serving_defaults
+
+    environ: dict[str, str] = {}
+    set_serving_defaults(environ)
+    assert environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    assert environ["TOKENIZERS_PARALLELISM"] == "false" and environ["HF_HUB_OFFLINE"] == "1"
+    for name in ("PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"):  # torch reads either name
+        chosen = {name: "max_split_size_mb:128", "TOKENIZERS_PARALLELISM": "true"}
+        set_serving_defaults(chosen)
+        assert chosen[name] == "max_split_size_mb:128" and chosen["TOKENIZERS_PARALLELISM"] == "true"
+        assert len([key for key in chosen if key.startswith("PYTORCH")]) == 1
