@@ -268,8 +268,7 @@ class AsyncCompressionEngine:
         started = time.perf_counter()
         compressor.compress_batch(batch, return_exceptions=False)
         seconds = time.perf_counter() - started
-        tokens = sum(count_tokens(request) for request in batch)
-        logger.info("profile batch on %s: %d requests, %d tokens, %.2f s", device, len(batch), tokens, seconds)
+        logger.info("profile batch on %s: %d requests, %.2f s", device, len(batch), seconds)
 
     async def run_on_devices(self, fn: Any) -> list[Any]:
         """Call ``fn(compressor)`` on every device's worker thread (e.g. to preload models).

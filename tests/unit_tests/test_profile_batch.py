@@ -27,10 +27,8 @@ class RecordingCompressor(Compressor):
 
 
 @pytest.fixture()
-def recording(tiny_scorer) -> RecordingCompressor:  # noqa: ANN001
-    pool = ModelPool(device="cpu")
-    pool.register("scorer", "smollm2-135m", tiny_scorer)
-    return RecordingCompressor(pool)
+def recording(tiny_compressor: Compressor) -> RecordingCompressor:
+    return RecordingCompressor(tiny_compressor.pool)  # conftest's pool: the tiny scorer as smollm2-135m
 
 
 def test_the_batch_fills_the_token_limit_with_distinct_retrieval_sized_requests(recording: RecordingCompressor) -> None:
