@@ -54,7 +54,7 @@ def build_engine(settings: Settings, compressors: list[Compressor] | None = None
 
 
 async def _prepare_models(app: FastAPI, settings: Settings, engine: EngineClient) -> None:
-    """Load the configured causal LMs on every device, then warm up with one real compression per device (and on
+    """Load the configured models on every device, then warm up with one real compression per device (and on
     GPUs the profile batch at the serving limits)."""
     try:
         await engine.load_models(list(settings.preload_models))
