@@ -46,7 +46,11 @@ def print_report(report: dict) -> None:
         if "app_p50_ms" in row:
             print(
                 f"{row['phase']}: inside the app p50/p99 {row['app_p50_ms']}/{row['app_p99_ms']} ms, waiting outside "
-                f"it (accept queue, event loop) p50/p99 {row['outside_p50_ms']}/{row['outside_p99_ms']} ms"
+                f"it p50/p99 {row['outside_p50_ms']}/{row['outside_p99_ms']} ms: client pool "
+                f"{row['pool_wait_p50_ms']}/{row['pool_wait_p99_ms']} ms, {row['new_connections']} new connections "
+                f"(connect p99/max {row['connect_p99_ms']}/{row['connect_max_ms']} ms), on the server before the app "
+                f"(accept queue, socket buffer, event loop) {row['on_server_outside_p50_ms']}/"
+                f"{row['on_server_outside_p99_ms']} ms; errors {row['errors']}"
             )
     rec = report["reconcile"]
     print(

@@ -40,6 +40,29 @@ class Outcome:
     retry_after: str | None = None
     error: str | None = None  # transport error class, or "mismatch" for a result of another request
     error_type: str | None = None  # the service's error type for 4xx/5xx
+    pool_wait_s: float | None = None  # waiting in the client's pool for a free connection
+    connect_s: float | None = None  # opening a new TCP connection (None: a kept-alive one was reused)
+
+
+class _Timeline:
+    """httpx's ``trace`` extension: the first time each of the request's transport events happened."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+
+    async def __call__(self, event: str, info: dict[str, Any]) -> None:
+        self.marks.setdefault(event, time.monotonic())
+
+    def fill(self, outcome: Outcome) -> None:
+        """Split the client's side of the latency: pool wait, then a new connection's TCP connect."""
+        connect_start = self.marks.get("connection.connect_tcp.started")
+        connect_end = self.marks.get("connection.connect_tcp.complete")
+        on_wire = self.marks.get("http11.send_request_headers.started")
+        first = connect_start if connect_start is not None else on_wire
+        if first is not None:
+            outcome.pool_wait_s = first - outcome.sent_at
+        if connect_start is not None:
+            outcome.connect_s = (connect_end if connect_end is not None else time.monotonic()) - connect_start
 
 
 @dataclass
@@ -77,13 +100,22 @@ def make_requests(
 async def _one(client: httpx.AsyncClient, template: dict[str, Any], rid: str, timeout_s: float) -> Outcome:
     body = template | {"question": f"{template['question']} [{rid}]"}
     outcome = Outcome(rid, time.monotonic())
+    timeline = _Timeline()
     try:
-        response = await client.post("/v1/compress", json=body, headers={"x-request-id": rid}, timeout=timeout_s)
+        response = await client.post(
+            "/v1/compress",
+            json=body,
+            headers={"x-request-id": rid},
+            timeout=timeout_s,
+            extensions={"trace": timeline},
+        )
     except httpx.HTTPError as exc:
         outcome.error = type(exc).__name__
         outcome.latency_s = time.monotonic() - outcome.sent_at
+        timeline.fill(outcome)
         return outcome
     outcome.latency_s = time.monotonic() - outcome.sent_at
+    timeline.fill(outcome)
     outcome.status = response.status_code
     outcome.retry_after = response.headers.get("retry-after")
     try:
@@ -126,14 +158,25 @@ async def run_phase(
         tasks: set[asyncio.Task[Outcome]] = set()
         done: list[Outcome] = []
 
+        in_flight = [0] * len(clients)
+
         def spawn() -> None:
+            # the client with the fewest requests in flight: no client queues requests in its own pool while
+            # another has idle connections (requests to a slower server process finish later)
             nonlocal counter
             rid = f"{phase.name}-{counter:08d}"
-            client = clients[counter % len(clients)]
-            task = asyncio.create_task(_one(client, requests[counter % len(requests)], rid, timeout_s))
+            slot = min(range(len(clients)), key=in_flight.__getitem__)
+            in_flight[slot] += 1
+            task = asyncio.create_task(_one(clients[slot], requests[counter % len(requests)], rid, timeout_s))
             counter += 1
             tasks.add(task)
-            task.add_done_callback(lambda t: (tasks.discard(t), done.append(t.result())))
+
+            def finished(t: asyncio.Task[Outcome]) -> None:
+                in_flight[slot] -= 1
+                tasks.discard(t)
+                done.append(t.result())
+
+            task.add_done_callback(finished)
 
         if phase.rate:
             interval, next_at, last_tick = 1.0 / phase.rate, started, started
@@ -199,7 +242,17 @@ def summarize(phase: Phase) -> dict[str, Any]:
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1) if latencies else None,
         "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
         "statuses": dict(Counter(str(o.status) for o in outcomes)),
+        "errors": dict(Counter(o.error for o in outcomes if o.error)),
+        "pool_wait_p50_ms": _ms(_percentile([o.pool_wait_s for o in served if o.pool_wait_s is not None], 0.5)),
+        "pool_wait_p99_ms": _ms(_percentile([o.pool_wait_s for o in served if o.pool_wait_s is not None], 0.99)),
+        "new_connections": sum(o.connect_s is not None for o in outcomes),
+        "connect_p99_ms": _ms(_percentile([o.connect_s for o in outcomes if o.connect_s is not None], 0.99)),
+        "connect_max_ms": _ms(max((o.connect_s for o in outcomes if o.connect_s is not None), default=None)),
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 def reconcile(outcomes: list[Outcome], access_log: list[dict[str, Any]]) -> dict[str, int]:

@@ -146,14 +146,20 @@ def run_soak(
 
 def server_side(phase: Phase, access_log: list[dict[str, Any]]) -> dict[str, Any]:
     """Where the served requests' time went: inside the app (the access log's ``ms``, from the middleware's first
-    sight of the request to its response) against the client's latency; the rest waited outside the app (accept
-    queue, connection, event loop), where admission control cannot see it."""
+    sight of the request to its response) against the client's latency. The rest waited outside the app: in the
+    client's pool, opening a connection (``pool_wait``, ``connect`` in :func:`summarize`), or on the server
+    before the app saw it (``on_server_outside``: accept queue, socket buffer, event loop), where admission
+    control cannot see it."""
     inside = {r["request_id"]: float(r["ms"]) for r in access_log if r.get("route") == "/v1/compress" and "ms" in r}
-    pairs = [(inside[o.id], o.latency_s * 1000) for o in phase.outcomes if o.status == 200 and o.id in inside]
-    if not pairs:
+    served = [o for o in phase.outcomes if o.status == 200 and o.id in inside]
+    if not served:
         return {}
-    app = sorted(a for a, _ in pairs)
-    outside = sorted(max(c - a, 0.0) for a, c in pairs)
+    app = sorted(inside[o.id] for o in served)
+    outside = sorted(max(o.latency_s * 1000 - inside[o.id], 0.0) for o in served)
+    on_server = sorted(
+        max(o.latency_s * 1000 - ((o.pool_wait_s or 0.0) + (o.connect_s or 0.0)) * 1000 - inside[o.id], 0.0)
+        for o in served
+    )
 
     def at(values: list[float], q: float) -> float:
         return round(values[min(len(values) - 1, int(q * len(values)))], 1)
@@ -163,4 +169,6 @@ def server_side(phase: Phase, access_log: list[dict[str, Any]]) -> dict[str, Any
         "app_p99_ms": at(app, 0.99),
         "outside_p50_ms": at(outside, 0.5),
         "outside_p99_ms": at(outside, 0.99),
+        "on_server_outside_p50_ms": at(on_server, 0.5),
+        "on_server_outside_p99_ms": at(on_server, 0.99),
     }

@@ -1,6 +1,7 @@
 """A short soak (CI size; the 10-minute run is ``scripts/soak_test.py``): a service process on the tiny model at
 1x then 2x its measured capacity, queue bound 8. Overload is refused with 429 + Retry-After, nothing accepted is
-lost or duplicated, no 5xx, and results reach their own callers."""
+lost or duplicated, no 5xx, and results reach their own callers; the client's pool wait and connect time are
+reported apart from the server's."""
 
 from __future__ import annotations
 
@@ -18,3 +19,8 @@ def test_short_soak_at_and_above_saturation(tmp_path: Path) -> None:
     assert report["reconcile"]["lost"] == report["reconcile"]["duplicated"] == 0, report
     assert report["reconcile"]["server_logged"] == total["sent"], report
     assert 0 < report["rss_mb"]["peak"] < 4096
+    # the client's side of the wait is measured apart from the server's: every phase opened connections, and a
+    # request's pool wait and connect time are parts of its latency
+    for phase in report["phases"]:
+        assert phase["new_connections"] > 0 and phase["pool_wait_p50_ms"] is not None, phase
+        assert phase["on_server_outside_p50_ms"] <= phase["outside_p50_ms"], phase
