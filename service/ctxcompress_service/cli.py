@@ -14,10 +14,14 @@ import os
 import tempfile
 import time
 from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
 from ctxcompress.commands.engine_flags import add_engine_flags, engine_overrides
 
-__all__ = ["configure", "run", "set_serving_defaults"]
+if TYPE_CHECKING:
+    from ctxcompress_service.settings import Settings
+
+__all__ = ["configure", "connection_options", "run", "set_serving_defaults"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +37,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "memory; env CTXCOMPRESS_WORKERS)",
     )
     add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for every server process of ``serve``: the HTTP protocol with the header-read limit, no
+    access log of uvicorn's own (the app logs each request), the drain time and the keep-alive time."""
+    from ctxcompress_service.http_protocol import HeaderTimeoutH11Protocol
+
+    return {
+        "http": HeaderTimeoutH11Protocol,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
+        "timeout_keep_alive": settings.keep_alive_s,
+    }
 
 
 def set_serving_defaults(environ: MutableMapping[str, str]) -> None:
@@ -53,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ctxcompress_service.app import build_app
-    from ctxcompress_service.http_protocol import HeaderTimeoutH11Protocol
     from ctxcompress_service.logs import configure_logging
     from ctxcompress_service.settings import Settings
 
@@ -73,14 +89,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)
     log_config = configure_logging(settings.log_level)
     os.environ["CTXCOMPRESS_HEADER_READ_TIMEOUT_S"] = str(settings.header_read_timeout_s)  # read per connection
-    common = {
-        "http": HeaderTimeoutH11Protocol,
-        "host": settings.host,
-        "port": settings.port,
-        "log_config": log_config,
-        "access_log": False,
-        "timeout_graceful_shutdown": int(settings.graceful_shutdown_s),
-    }
+    common = {"host": settings.host, "port": settings.port, "log_config": log_config, **connection_options(settings)}
     workers = settings.worker_count()
     if workers == 1:
         uvicorn.run(build_app(settings), **common)

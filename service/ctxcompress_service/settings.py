@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     header_read_timeout_s: float = Field(default=10.0, gt=0)
     """A connection whose request headers are not complete this long after its first bytes gets 408 and is closed."""
+    keep_alive_s: float = Field(default=75.0, gt=0)
+    """An idle keep-alive connection is closed after this long. Longer than the idle timeouts of client pools and
+    gateways (httpx 5 s, ALB and ingress-nginx 60 s): with uvicorn's 5 s default a client reusing a connection
+    just as the server closes it gets a reset, not a response (eval/results/soak_h200: 8 of 23,037 requests
+    under overload). nginx's default is 75 s too."""
     body_read_timeout_s: float = Field(default=10.0, gt=0)
     """A request body that sends nothing for this long (e.g. shorter than its Content-Length) gets 408."""
     max_documents: int = Field(default=ServingOptions.max_documents, gt=0)

@@ -51,15 +51,15 @@ class ServiceThread:
     shutdown (engine drain). Use as a context manager.
     """
 
-    def __init__(self, app: Any, *, port: int = 0, graceful_s: int = 30) -> None:
+    def __init__(self, app: Any, *, port: int = 0, graceful_s: int = 30, **options: Any) -> None:
+        """``options``: more ``uvicorn.Config`` options (e.g. ``cli.connection_options(settings)``)."""
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
             port=port,
             log_level="warning",
             lifespan="on",
-            timeout_graceful_shutdown=graceful_s,
-            http=HeaderTimeoutH11Protocol,  # what `ctxcompress serve` runs
+            **{"timeout_graceful_shutdown": graceful_s, "http": HeaderTimeoutH11Protocol} | options,
         )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="ctxcompress-service", daemon=True)

@@ -94,6 +94,7 @@ def serve(args: argparse.Namespace) -> None:
     import torch
     import uvicorn
     from ctxcompress_service import Settings, build_app, build_engine
+    from ctxcompress_service.cli import connection_options
     from ctxcompress_service.logs import configure_logging
     from ctxcompress_service.testing import FaultInjectingCompressor
 
@@ -120,12 +121,7 @@ def serve(args: argparse.Namespace) -> None:
     compressor = (FaultInjectingCompressor if args.fault_injection else Compressor)(pool=pool)
     app = build_app(settings, engine_factory=lambda s: build_engine(s, [compressor]))
     uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        log_config=configure_logging("info"),
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        app, host="127.0.0.1", port=args.port, log_config=configure_logging("info"), **connection_options(settings)
     )
 
 

@@ -16,6 +16,7 @@ import time
 import httpx
 import pytest
 from ctxcompress_service import Settings, build_app, build_engine
+from ctxcompress_service.cli import connection_options
 from ctxcompress_service.testing import ServiceThread
 
 from ctxcompress import CompressionResult, Compressor, Overloaded
@@ -63,7 +64,8 @@ def make_service(tiny_scorer):  # noqa: ANN001, ANN201
         gated = GatedCompressor(pool, max_input_tokens)
         values = {"device": ["cpu"], "preload_models": [], "warmup": False} | overrides
         settings = Settings(_env_file=None, **values)
-        service = ServiceThread(build_app(settings, engine_factory=lambda s: build_engine(s, [gated]))).start()
+        app = build_app(settings, engine_factory=lambda s: build_engine(s, [gated]))
+        service = ServiceThread(app, **connection_options(settings)).start()  # uvicorn as `serve` runs it
         started.append(service)
         return service, gated
 
@@ -517,3 +519,31 @@ def test_headers_that_never_finish_get_408_and_the_connection_closes(make_servic
         assert client.get("/healthz").status_code == 200
         time.sleep(1.0)  # idle on the kept-alive connection, longer than the header limit
         assert client.get("/healthz").status_code == 200
+
+
+def _idle_connection_closed_after(url: str, idle_s: float) -> bool:
+    """Whether the server closed a kept-alive connection left idle for ``idle_s`` after one request."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            answer += sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        time.sleep(idle_s)
+        sock.settimeout(0.2)
+        try:
+            return sock.recv(1) == b""  # EOF: the server closed it
+        except TimeoutError:
+            return False  # still open, nothing to read
+
+
+def test_keep_alive_outlasts_client_pools_and_is_a_setting(make_service) -> None:  # noqa: ANN001
+    # uvicorn's own 5 s equals httpx's pool expiry: a reused connection could meet the server's close (a reset)
+    assert Settings(_env_file=None).keep_alive_s > 60
+    short, _ = make_service(keep_alive_s=0.3)
+    assert _idle_connection_closed_after(short.url, 1.0)
+    default, _ = make_service()
+    assert not _idle_connection_closed_after(default.url, 1.0)
