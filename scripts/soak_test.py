@@ -50,7 +50,8 @@ def print_report(report: dict) -> None:
                 f"{row['pool_wait_p50_ms']}/{row['pool_wait_p99_ms']} ms, {row['new_connections']} new connections "
                 f"(connect p99/max {row['connect_p99_ms']}/{row['connect_max_ms']} ms), on the server before the app "
                 f"(accept queue, socket buffer, event loop) {row['on_server_outside_p50_ms']}/"
-                f"{row['on_server_outside_p99_ms']} ms; errors {row['errors']}"
+                f"{row['on_server_outside_p99_ms']} ms; errors {row['errors']}; load generator CPU "
+                f"{row['client_cpu_pct']}% of one core"
             )
     rec = report["reconcile"]
     print(

@@ -73,6 +73,7 @@ class Phase:
     concurrency: int | None = None  # closed loop: callers
     outcomes: list[Outcome] = field(default_factory=list)
     wall_s: float = 0.0
+    client_cpu_s: float = 0.0  # CPU time of this load generator's process during the phase
 
 
 def make_requests(
@@ -153,7 +154,7 @@ async def run_phase(
         clients = [
             await stack.enter_async_context(httpx.AsyncClient(base_url=url, limits=limits)) for _ in range(shards)
         ]
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         counter = start_index
         tasks: set[asyncio.Task[Outcome]] = set()
         done: list[Outcome] = []
@@ -206,6 +207,7 @@ async def run_phase(
         if tasks:
             await asyncio.gather(*list(tasks), return_exceptions=True)
         phase.wall_s = time.monotonic() - started
+        phase.client_cpu_s = time.process_time() - cpu_started
         phase.outcomes = sorted(done, key=lambda o: o.id)
     return phase
 
@@ -243,6 +245,8 @@ def summarize(phase: Phase) -> dict[str, Any]:
         "max_ms": round(max(latencies) * 1000, 1) if latencies else None,
         "statuses": dict(Counter(str(o.status) for o in outcomes)),
         "errors": dict(Counter(o.error for o in outcomes if o.error)),
+        # near 100: the load generator's one event loop was saturated, and its own lag is in every latency below
+        "client_cpu_pct": round(100 * phase.client_cpu_s / phase.wall_s, 1) if phase.wall_s else None,
         "pool_wait_p50_ms": _ms(_percentile([o.pool_wait_s for o in served if o.pool_wait_s is not None], 0.5)),
         "pool_wait_p99_ms": _ms(_percentile([o.pool_wait_s for o in served if o.pool_wait_s is not None], 0.99)),
         "new_connections": sum(o.connect_s is not None for o in outcomes),

@@ -24,3 +24,4 @@ def test_short_soak_at_and_above_saturation(tmp_path: Path) -> None:
     for phase in report["phases"]:
         assert phase["new_connections"] > 0 and phase["pool_wait_p50_ms"] is not None, phase
         assert phase["on_server_outside_p50_ms"] <= phase["outside_p50_ms"], phase
+        assert 0 < phase["client_cpu_pct"] < 400, phase
