@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     """With several workers, each accepts on its own ``SO_REUSEPORT`` socket and the kernel spreads new connections
     evenly over them (``supervisor.py``); off (and off Linux), they share one socket and a burst of connections
     lands on whichever worker's event loop is idle (uvicorn's supervisor). One H200, 10 workers: +23% req/s and a
-    shorter tail at 128 clients; under a 2x overload the backlog waits in each socket's accept queue instead of
-    inside the app (eval/results/bench_h200/reuse_port_memory)."""
+    shorter tail at 128 clients (eval/results/bench_h200/reuse_port_memory); a 5-minute soak at 2x answered every
+    request (eval/results/soak_h200)."""
     balance_connections: bool = False
     """With several workers, a worker holding far more requests than its peers' mean answers ``Connection: close``
     so that callers reconnect to idle workers (``balance.py``). Opt-in: on one H200 it evened the batch sizes but
