@@ -103,6 +103,7 @@ class ModelPool:
                 max_pass_tokens=self.max_pass_tokens,
                 cache_bytes=self.options.chunk_cache_mb * 2**20,
                 dtype=self.options.encoder_dtype_name(self.device.type),
+                graphs=self.options.encoder_graphs,
             ),
             field=field,
         )

@@ -28,6 +28,7 @@ from ctxcompress.engines.attention_plan import attention_backends
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
+from ctxcompress.engines.encoder_graphs import StaticEncoderPasses
 from ctxcompress.engines.tokenization import OffsetTokenizer
 from ctxcompress.errors import ModelError
 
@@ -72,9 +73,22 @@ class SentenceEncoder:
         max_pass_tokens: padded word pieces per forward pass of ``token_embeddings``.
         cache_bytes: bound of the :class:`~ctxcompress.engines.chunk_cache.ChunkCache` that keeps each text's
             ``span_embeddings`` for when the same text comes back (0: no cache).
+        graphs: small windowed passes at bucketed static shapes (``encoder_graphs.py``): ``auto`` (replayed as
+            CUDA graphs on CUDA, exact shapes on CPU), ``on`` (static shapes everywhere, captured on CUDA only: for
+            tests) or ``off``.
     """
 
-    def __init__(self, model: Any, *, batch_size: int = 64, max_pass_tokens: int = 8192, cache_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        batch_size: int = 64,
+        max_pass_tokens: int = 8192,
+        cache_bytes: int = 0,
+        graphs: str = "off",
+    ) -> None:
+        if graphs not in ("auto", "on", "off"):
+            raise ValueError(f"unknown graphs setting {graphs!r}: use auto, on or off")
         self.model = model.eval()
         self.tokenizer = model.tokenizer
         self._offset_tokenizer = OffsetTokenizer(self.tokenizer)
@@ -90,6 +104,10 @@ class SentenceEncoder:
         self._pad = int(self.tokenizer.pad_token_id or 0)
         self._pooling = _pooling_mode(model)
         self.cache = ChunkCache(cache_bytes, _nbytes)
+        static = graphs == "on" or (graphs == "auto" and self.device.type == "cuda")
+        self.static_passes = (
+            StaticEncoderPasses(self._run_model, pad_id=self._pad, device=self.device, capture=True) if static else None
+        )
 
     @classmethod
     def from_pretrained(
@@ -262,14 +280,21 @@ class SentenceEncoder:
             for s in sequences
         ]
         longest = max(len(r) for r in rows)
+        if self.static_passes is not None and self.static_passes.fits(len(rows), longest):
+            hidden = self.static_passes(rows)
+            if hidden is not None:
+                return hidden
         input_ids = torch.full((len(rows), longest), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, r in enumerate(rows):
             input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
             mask[i, : len(r)] = 1
+        return self._run_model(input_ids.to(self.device), mask.to(self.device)).float()
+
+    def _run_model(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The transformer's last hidden states ``[B, L, dim]`` (the model's dtype) for ids on its device."""
         with attention_backends():  # not cuDNN's: it plans every new shape (float16 on CUDA would pick it)
-            out = self._transformer(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
-        return out.last_hidden_state.float()
+            return self._transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def _span_owners(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:

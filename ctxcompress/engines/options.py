@@ -17,7 +17,7 @@ KernelsChoice = Literal["auto", "triton", "torch"]
 GraphsChoice = Literal["auto", "on", "off"]
 EncoderDtypeChoice = Literal["auto", "float32", "float16"]
 
-_ENCODER_ONLY = ("encoder_dtype",)
+_ENCODER_ONLY = ("encoder_dtype", "encoder_graphs")
 
 # Padded tokens per forward pass when not configured: what one H200/H100 or a 2-core CPU handles well.
 CUDA_PASS_TOKENS = 131_072
@@ -37,6 +37,8 @@ class EngineOptions:
             where installed, unless ``compile``), ``triton`` or ``torch``.
         graphs: small passes at bucketed static shapes replayed as CUDA graphs: ``auto`` (on CUDA with the fused
             decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
+        encoder_graphs: the same for the sentence encoder's small passes (``engines/encoder_graphs.py``): ``off``
+            by default until its effect on a lone request is measured on a GPU; ``auto`` (on CUDA) or ``on``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
         chunk_cache_mb: MiB per loaded sentence encoder and per loaded scorer for the question-independent work on
             recurring chunks (the encoder's chunk and sentence vectors, the scorer's token ids and offsets;
@@ -50,6 +52,7 @@ class EngineOptions:
     decoder: DecoderChoice = "auto"
     kernels: KernelsChoice = "auto"
     graphs: GraphsChoice = "auto"
+    encoder_graphs: GraphsChoice = "off"
     compile: bool = False
     chunk_cache_mb: int = 256
     encoder_dtype: EncoderDtypeChoice = "auto"
@@ -59,6 +62,7 @@ class EngineOptions:
             ("decoder", ("auto", "fused", "transformers")),
             ("kernels", ("auto", "triton", "torch")),
             ("graphs", ("auto", "on", "off")),
+            ("encoder_graphs", ("auto", "on", "off")),
             ("encoder_dtype", ("auto", "float32", "float16")),
         ):
             if getattr(self, name) not in allowed:

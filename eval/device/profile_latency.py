@@ -38,7 +38,14 @@ def write_prompts(path: Path, count: int) -> None:
 
 
 def profile(
-    kit: Path, out: Path, repeats: int, methods: list[str], device: str, configured: bool, chunk_cache_mb: int
+    kit: Path,
+    out: Path,
+    repeats: int,
+    methods: list[str],
+    device: str,
+    configured: bool,
+    chunk_cache_mb: int,
+    encoder_graphs: str = "off",
 ) -> None:
     if not configured:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,7 +58,8 @@ def profile(
     from ctxcompress.engines.options import EngineOptions
 
     prompts = [json.loads(line) for line in (kit / "prompts.jsonl").open()]
-    compressor = Compressor(device=device, engine_options=EngineOptions(chunk_cache_mb=chunk_cache_mb))
+    options = EngineOptions(chunk_cache_mb=chunk_cache_mb, encoder_graphs=encoder_graphs)
+    compressor = Compressor(device=device, engine_options=options)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, dict] = {}
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="0: every request pays its chunks' work")
+    parser.add_argument("--encoder-graphs", default="off", choices=["auto", "on", "off"], help="encoder CUDA graphs")
     args = parser.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.count)
@@ -121,6 +130,7 @@ def main() -> None:
             args.device,
             args.configured_models,
             args.chunk_cache_mb,
+            args.encoder_graphs,
         )
 
 

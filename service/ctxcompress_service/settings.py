@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     decoder: DecoderChoice = EngineOptions.decoder
     kernels: KernelsChoice = EngineOptions.kernels
     graphs: GraphsChoice = EngineOptions.graphs
+    encoder_graphs: GraphsChoice = EngineOptions.encoder_graphs
+    """The sentence encoder's small passes as CUDA graphs (``auto``: on CUDA); off until measured on a GPU."""
     compile: bool = EngineOptions.compile
     chunk_cache_mb: int = Field(default=EngineOptions.chunk_cache_mb, ge=0)
     """MiB per loaded sentence encoder and per loaded scorer for recurring chunks' question-independent work; 0: off."""
@@ -194,6 +196,7 @@ class Settings(BaseSettings):
             decoder=self.decoder,
             kernels=self.kernels,
             graphs=self.graphs,
+            encoder_graphs=self.encoder_graphs,
             compile=self.compile,
             chunk_cache_mb=self.chunk_cache_mb,
             encoder_dtype=self.encoder_dtype,
