@@ -127,6 +127,9 @@ def main() -> int:
     parser.add_argument("--callers", type=int, default=128, help="with --serve-workers: calibration callers")
     parser.add_argument("--warmup-seconds", type=float, default=15.0, help="with --serve-workers")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="with --serve-workers (default off: rows repeat)")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="load-generator processes (one drives ~200 req/s at most)"
+    )
     parser.add_argument("--out", type=Path, help="write the report (JSON) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +139,12 @@ def main() -> int:
             bound = args.max_concurrent_requests or 32
             target = tiny_target(Path(tmp), docs=args.docs, max_concurrent_requests=bound)
         try:
-            report = run_soak(target, seconds=args.minutes * 60, calibrate_s=args.calibrate_seconds)
+            report = run_soak(
+                target,
+                seconds=args.minutes * 60,
+                calibrate_s=args.calibrate_seconds,
+                client_processes=args.client_processes,
+            )
         except BaseException:
             log = target.server.log_path
             print("server log, last lines:", *log.read_text(errors="replace").splitlines()[-30:], sep="\n")

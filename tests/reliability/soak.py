@@ -9,7 +9,6 @@ builds a target around the real ``ctxcompress serve`` (the GPU soak).
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.load import Phase, make_requests, reconcile, run_phase, summarize
+from tests.reliability.load import Phase, make_requests, reconcile, run_phase_in_processes, summarize
 from tests.reliability.server import ServerProcess
 
 __all__ = ["SoakTarget", "run_soak", "tiny_target"]
@@ -94,7 +93,11 @@ def run_soak(
     at_factor: float = 1.0,
     above_factor: float = 2.0,
     rss_every_s: float = 5.0,
+    client_processes: int = 1,
 ) -> dict[str, Any]:
+    """Warm-up, calibration (closed loop: the capacity), then ``seconds / 2`` each at ``at_factor`` and
+    ``above_factor`` times the capacity (open loop, up to 2,048 requests outstanding), from ``client_processes``
+    load-generator processes; the report ``scripts/soak_test.py`` prints."""
     server, requests = target.server, target.requests
     rss: list[tuple[float, float]] = []
     gpu: list[tuple[float, float]] = []
@@ -112,18 +115,21 @@ def run_soak(
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+
+        def run(phase: Phase, max_outstanding: int = 1024) -> Phase:
+            return run_phase_in_processes(
+                server.url, phase, requests, processes=client_processes, max_outstanding=max_outstanding
+            )
+
         if target.warmup_s:
-            asyncio.run(run_phase(server.url, Phase("warmup", target.warmup_s, concurrency=target.callers), requests))
-        calibration = asyncio.run(
-            run_phase(server.url, Phase("calibrate", calibrate_s, concurrency=target.callers), requests)
-        )
+            run(Phase("warmup", target.warmup_s, concurrency=target.callers))
+        calibration = run(Phase("calibrate", calibrate_s, concurrency=target.callers))
         capacity = max(summarize(calibration)["throughput_rps"], 0.5)
         phases = [
             Phase("at", seconds / 2, rate=round(capacity * at_factor, 2)),
             Phase("above", seconds / 2, rate=round(capacity * above_factor, 2)),
         ]
-        for phase in phases:
-            asyncio.run(run_phase(server.url, phase, requests, max_outstanding=2048))
+        phases = [run(phase, max_outstanding=2048) for phase in phases]
         stop.set()
         sampler.join()
         access = server.access_log()
@@ -132,7 +138,8 @@ def run_soak(
     total = Phase("total", 0.0, rate=sum(p.rate or 0 for p in phases) / len(phases), outcomes=outcomes)
     total.wall_s = sum(p.wall_s for p in phases)
     return {
-        "setup": target.setup | {"seconds": seconds, "calibration_callers": target.callers},
+        "setup": target.setup
+        | {"seconds": seconds, "calibration_callers": target.callers, "client_processes": client_processes},
         "capacity_rps": capacity,
         "calibration": summarize(calibration),
         "phases": [summarize(p) | server_side(p, access) for p in phases],
