@@ -7,8 +7,8 @@ multiple of :data:`~ctxcompress.engines.cuda_graphs.WIDTH_STEP`), is recorded on
 one launch. Padded positions are masked out of attention, so a real row's vectors do not depend on the padding
 (up to float rounding). Only passes up to ``max_tokens`` padded tokens are static: a large batch is compute-bound,
 and its buffers would stay reserved. The buffers serve one pass at a time; a second concurrent caller is told to
-run its pass at its exact shape. On CPU, ``capture=False`` runs the same static-shape pass eagerly: how the tests
-check it against the exact path.
+run its pass at its exact shape. On CPU (or with ``capture=False``) the same static-shape passes run eagerly: how
+the tests check them against the exact path.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ def test_invalid_engine_options_name_the_setting() -> None:
     assert EngineOptions().encoder_dtype_name("cpu") == "float32"  # float16 is slower on CPU
     assert EngineOptions(encoder_dtype="float32").encoder_dtype_name("cuda") == "float32"
     assert "encoder_dtype" not in EngineOptions().scorer_arguments()
+    assert "encoder_graphs" not in EngineOptions().scorer_arguments()
     with pytest.raises(ValueError, match="encoder_dtype"):
         EngineOptions(encoder_dtype="int8")  # type: ignore[arg-type]
 
@@ -41,10 +42,11 @@ def test_service_settings_take_their_defaults_from_the_options_and_reach_the_eng
     monkeypatch.setenv("CTXCOMPRESS_MAX_PASS_TOKENS", "512")
     monkeypatch.setenv("CTXCOMPRESS_DECODER", "transformers")
     monkeypatch.setenv("CTXCOMPRESS_GRAPHS", "off")
+    monkeypatch.setenv("CTXCOMPRESS_ENCODER_GRAPHS", "on")
     monkeypatch.setenv("CTXCOMPRESS_MAX_BATCH_TOKENS", "999")
     engine = build_engine(Settings())
     pool = engine.compressors[0].pool
-    assert pool.options == EngineOptions(max_pass_tokens=512, decoder="transformers", graphs="off")
+    assert pool.options == EngineOptions(max_pass_tokens=512, decoder="transformers", graphs="off", encoder_graphs="on")
     assert pool.max_pass_tokens == 512
     assert engine.options.max_batch_tokens == 999  # the serving batch: a different budget, a different name
 
