@@ -37,7 +37,7 @@ import torch
 
 from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention_backends
 from ctxcompress.engines.batching import plan_batches
-from ctxcompress.engines.cuda_graphs import capture_graph, rows_bucket
+from ctxcompress.engines.cuda_graphs import rows_bucket, run_static_pass
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 from ctxcompress.engines.vocab_head import VocabHead
 
@@ -270,15 +270,9 @@ class QuestionAttention:
                 if key not in self._shapes:
                     self._shapes[key] = self._buffers(*key[:3])
                 inputs = self._fill(self._shapes[key], rows)
-                if inputs.graph is not None:
-                    inputs.graph.replay()
-                elif self.capture and inputs.capturable and self.captured < MAX_GRAPHS:
-                    run = lambda: self._pass(inputs, layers, nll)  # noqa: E731
-                    inputs.output, inputs.graph = capture_graph(run, self.device, self._pool)
-                    inputs.capturable = inputs.graph is not None
-                    self.captured += inputs.graph is not None
-                else:
-                    inputs.output = self._pass(inputs, layers, nll)
+                record = self.capture and self.captured < MAX_GRAPHS
+                run = lambda: self._pass(inputs, layers, nll)  # noqa: E731
+                self.captured += run_static_pass(inputs, run, record=record, device=self.device, pool=self._pool)
                 assert inputs.output is not None
                 if while_running is not None:
                     while_running()

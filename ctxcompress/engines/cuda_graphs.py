@@ -24,13 +24,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from ctxcompress.engines.attention_plan import AttentionPlan, Decoder
 from ctxcompress.engines.kv_buffer import KVBuffer
 
-__all__ = ["VISIBLE_STEP", "WIDTH_STEP", "StaticShapeRunner", "capture_graph", "rows_bucket"]
+__all__ = [
+    "VISIBLE_STEP",
+    "WIDTH_STEP",
+    "RecordablePass",
+    "StaticShapeRunner",
+    "capture_graph",
+    "rows_bucket",
+    "run_static_pass",
+]
 
 WIDTH_STEP = 32
 VISIBLE_STEP = 128
@@ -69,6 +78,31 @@ def capture_graph(
         # Recording ran nothing: the output buffer gets the warm-up's result.
         output.copy_(warm)
         return output, graph
+
+
+class RecordablePass(Protocol):
+    """One static shape's pass state: its output buffer and, once recorded, its CUDA graph."""
+
+    output: torch.Tensor | None
+    graph: torch.cuda.CUDAGraph | None
+    capturable: bool  # False after a failed recording (e.g. out of memory): the shape then runs eagerly
+
+
+def run_static_pass(
+    shape: RecordablePass, run: Callable[[], torch.Tensor], *, record: bool, device: torch.device, pool: object
+) -> bool:
+    """Run a static shape's pass into ``shape.output``: replay its graph once recorded; else, when ``record``
+    (and no recording of this shape failed before), run and record it (:func:`capture_graph`); else run ``run()``
+    eagerly. Returns whether a graph was recorded now (the caller counts them against its limit)."""
+    if shape.graph is not None:
+        shape.graph.replay()
+        return False
+    if record and shape.capturable:
+        shape.output, shape.graph = capture_graph(run, device, pool)
+        shape.capturable = shape.graph is not None
+        return shape.graph is not None
+    shape.output = run()
+    return False
 
 
 _CAPTURE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
@@ -199,12 +233,10 @@ class StaticShapeRunner:
             shape.allowed.zero_()
             shape.allowed[:batch, :width, : plan.allowed.shape[-1]].copy_(plan.allowed.expand(batch, -1, -1))
         shape.offset.fill_(cache.length)
-        if shape.graph is not None:
-            shape.graph.replay()
-        elif self.capture and shape.capturable and self.captured < self.max_graphs:
-            self._capture(shape, cache.storage, causal)
-        else:
-            shape.output = self._pass(shape, cache.storage, causal)
+        storage = cache.storage
+        record = self.capture and self.captured < self.max_graphs
+        run = lambda: self._pass(shape, storage, causal)  # noqa: E731
+        self.captured += run_static_pass(shape, run, record=record, device=self.device, pool=self._pool)
         assert shape.output is not None
         return shape.output[:batch, :width].clone()  # the graph overwrites its output on the next replay
 
@@ -234,11 +266,3 @@ class StaticShapeRunner:
             cache = _StaticCache(storage, write_index, visible)
         plan = AttentionPlan(allowed, causal_only=causal, positions=shape.positions, kv_positions=shape.positions)
         return self.decoder(shape.tokens, plan, cache)  # type: ignore[arg-type]
-
-    def _capture(self, shape: _ShapeRunner, storage: torch.Tensor, causal: bool) -> None:
-        """Run the pass (its keys/values and output stand) and record it as the shape's graph."""
-        shape.output, shape.graph = capture_graph(lambda: self._pass(shape, storage, causal), self.device, self._pool)
-        if shape.graph is None:  # this shape stays eager rather than fail the request
-            shape.capturable = False
-        else:
-            self.captured += 1

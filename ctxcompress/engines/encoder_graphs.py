@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ctxcompress.engines.cuda_graphs import WIDTH_STEP, capture_graph, rows_bucket
+from ctxcompress.engines.cuda_graphs import WIDTH_STEP, rows_bucket, run_static_pass
 
 __all__ = ["StaticEncoderPasses"]
 
@@ -93,16 +93,9 @@ class StaticEncoderPasses:
                     mask=torch.zeros(key, dtype=torch.long, device=self.device),
                 )
             self._fill(shape, sequences)
-            if shape.graph is not None:
-                shape.graph.replay()
-            elif self.capture and shape.capturable and self.captured < MAX_GRAPHS:
-                shape.output, shape.graph = capture_graph(
-                    lambda: self.forward(shape.ids, shape.mask), self.device, self._pool
-                )
-                shape.capturable = shape.graph is not None
-                self.captured += shape.graph is not None
-            else:
-                shape.output = self.forward(shape.ids, shape.mask)
+            record = self.capture and self.captured < MAX_GRAPHS
+            run = lambda: self.forward(shape.ids, shape.mask)  # noqa: E731
+            self.captured += run_static_pass(shape, run, record=record, device=self.device, pool=self._pool)
             assert shape.output is not None
             # A copy, queued on the stream behind the pass: the next pass may overwrite the static output.
             return shape.output[: len(sequences), :longest].to(torch.float32, copy=True)

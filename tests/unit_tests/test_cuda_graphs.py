@@ -191,3 +191,46 @@ def test_graphs_recorded_on_a_second_gpu_replay_real_work(model, sequences):
         assert graphed.graphs.captured > 0, f"no graph kept on {device}"
         for got, want in zip(graphed.token_nll(other), plain.token_nll(other), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_run_static_pass_records_once_replays_then_and_stays_eager_after_a_failed_recording(monkeypatch) -> None:
+    """The branch every static-shape pass goes through (scorer, attention probe, encoder), with the recording
+    stubbed so it runs on CPU."""
+    from dataclasses import dataclass
+
+    from ctxcompress.engines import cuda_graphs
+
+    @dataclass
+    class Shape:
+        output: torch.Tensor | None = None
+        graph: object | None = None
+        capturable: bool = True
+
+    class Graph:
+        replays = 0
+
+        def replay(self) -> None:
+            self.replays += 1
+
+    outcome: list[object | None] = [Graph()]  # what the next recording gives: a graph, or None (it failed)
+    monkeypatch.setattr(cuda_graphs, "capture_graph", lambda run, device, pool: (run(), outcome[0]))
+    runs = []
+
+    def run() -> torch.Tensor:
+        runs.append(1)
+        return torch.ones(2)
+
+    cpu = torch.device("cpu")
+    eager = Shape()
+    assert not cuda_graphs.run_static_pass(eager, run, record=False, device=cpu, pool=None)
+    assert eager.output is not None and eager.graph is None and len(runs) == 1
+    recorded = Shape()
+    assert cuda_graphs.run_static_pass(recorded, run, record=True, device=cpu, pool=None)  # recorded now
+    assert not cuda_graphs.run_static_pass(recorded, run, record=True, device=cpu, pool=None)  # replayed
+    assert recorded.graph.replays == 1 and len(runs) == 2
+    outcome[0] = None
+    failed = Shape()
+    assert not cuda_graphs.run_static_pass(failed, run, record=True, device=cpu, pool=None)
+    assert not failed.capturable and failed.output is not None
+    assert not cuda_graphs.run_static_pass(failed, run, record=True, device=cpu, pool=None)  # eager, no retry
+    assert len(runs) == 4
