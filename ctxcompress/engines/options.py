@@ -37,8 +37,8 @@ class EngineOptions:
             where installed, unless ``compile``), ``triton`` or ``torch``.
         graphs: small passes at bucketed static shapes replayed as CUDA graphs: ``auto`` (on CUDA with the fused
             decoder), ``on`` (also on CPU, eagerly: for tests) or ``off``.
-        encoder_graphs: the same for the sentence encoder's small passes (``engines/encoder_graphs.py``): ``off``
-            by default until its effect on a lone request is measured on a GPU; ``auto`` (on CUDA) or ``on``.
+        encoder_graphs: the same for the sentence encoder's small passes (``engines/encoder_graphs.py``):
+            ``auto`` (on CUDA), ``on`` or ``off``.
         compile: run the decoder's element-wise work through ``torch.compile`` (opt-in; measure with bench).
         chunk_cache_mb: MiB per loaded sentence encoder and per loaded scorer for the question-independent work on
             recurring chunks (the encoder's chunk and sentence vectors, the scorer's token ids and offsets;
@@ -52,7 +52,7 @@ class EngineOptions:
     decoder: DecoderChoice = "auto"
     kernels: KernelsChoice = "auto"
     graphs: GraphsChoice = "auto"
-    encoder_graphs: GraphsChoice = "off"
+    encoder_graphs: GraphsChoice = "auto"
     compile: bool = False
     chunk_cache_mb: int = 256
     encoder_dtype: EncoderDtypeChoice = "auto"

@@ -45,7 +45,7 @@ def profile(
     device: str,
     configured: bool,
     chunk_cache_mb: int,
-    encoder_graphs: str = "off",
+    encoder_graphs: str = "auto",
 ) -> None:
     if not configured:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="0: every request pays its chunks' work")
-    parser.add_argument("--encoder-graphs", default="off", choices=["auto", "on", "off"], help="encoder CUDA graphs")
+    parser.add_argument("--encoder-graphs", default="auto", choices=["auto", "on", "off"], help="encoder CUDA graphs")
     args = parser.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.count)

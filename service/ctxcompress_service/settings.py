@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     kernels: KernelsChoice = EngineOptions.kernels
     graphs: GraphsChoice = EngineOptions.graphs
     encoder_graphs: GraphsChoice = EngineOptions.encoder_graphs
-    """The sentence encoder's small passes as CUDA graphs (``auto``: on CUDA); off until measured on a GPU."""
+    """The sentence encoder's small passes as CUDA graphs (``auto``: on CUDA), ``on`` or ``off``."""
     compile: bool = EngineOptions.compile
     chunk_cache_mb: int = Field(default=EngineOptions.chunk_cache_mb, ge=0)
     """MiB per loaded sentence encoder and per loaded scorer for recurring chunks' question-independent work; 0: off."""

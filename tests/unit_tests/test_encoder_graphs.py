@@ -88,3 +88,27 @@ def test_real_minilm_static_passes_match_through_the_pool() -> None:
     for a, b in zip(exact._span_embeddings(texts, spans, 64), static._span_embeddings(texts, spans, 64), strict=True):
         np.testing.assert_allclose(a.spans, b.spans, atol=2e-5)
     assert static.static_passes._shapes
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (run on the device)")
+def test_graphed_encoder_on_cuda_gives_the_exact_paths_vectors(tiny_encoder) -> None:  # noqa: ANN001
+    """On CUDA, ``auto`` records each bucketed shape once and replays it: the span vectors equal the exact-shape
+    path's, and a second request at the same bucket replays (no new recording) with its own result."""
+    model = copy.deepcopy(tiny_encoder.model).to("cuda")
+    graphed = SentenceEncoder(model, graphs="auto")
+    exact = SentenceEncoder(model, graphs="off")
+    graphed.max_length = exact.max_length = 64
+    assert graphed.static_passes is not None and exact.static_passes is None
+    spans = [[(0, 40), (41, len(TEXTS[0]))], [(0, 30)], [(0, 5)]]
+    for _ in range(2):  # the first call records, the second replays
+        for a, b in zip(
+            exact._span_embeddings(TEXTS, spans, 16), graphed._span_embeddings(TEXTS, spans, 16), strict=True
+        ):
+            np.testing.assert_allclose(a.pooled, b.pooled, atol=1e-5)
+            np.testing.assert_allclose(a.spans, b.spans, atol=1e-5)
+    recorded = dict(graphed.static_passes._shapes)
+    assert recorded and all(shape.graph is not None for shape in recorded.values())  # captured, not eager
+    other = graphed._span_embeddings(TEXTS[::-1], spans[::-1], 16)  # same buckets, different content
+    assert graphed.static_passes._shapes.keys() == recorded.keys()
+    for a, b in zip(exact._span_embeddings(TEXTS[::-1], spans[::-1], 16), other, strict=True):
+        np.testing.assert_allclose(a.spans, b.spans, atol=1e-5)
