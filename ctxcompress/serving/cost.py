@@ -1,4 +1,5 @@
-"""CostModel: how many device seconds a queued request will take, learned from the batches that ran.
+"""CostModel: how many device seconds a queued request will take, learned from the batches that ran; and
+ForecastError: how far the completion times of admitted requests overran the forecast that admitted them.
 
 The engine uses it to keep deadlines: a request whose wait (the estimated work queued and running ahead of it)
 plus its own estimated run time exceeds its deadline is refused at admission (429 with a ``Retry-After`` equal
@@ -10,13 +11,23 @@ alike). After each batch the rates of the methods in it are scaled by actual / p
 exponential moving average), so the figures follow the device, the batch sizes it sees and the load. A method
 never measured borrows the largest rate measured so far (conservative); before any measurement nothing is
 refused.
+
+The cost model sees only its own process's batches. What it cannot see (other server processes sharing the GPU,
+the worker thread holding the GIL while the event loop waits, variance between batches) makes a request admitted
+with a forecast just under its deadline finish after it. :class:`ForecastError` measures that: a high quantile of
+actual / forecast over the recent requests whose forecast was long enough to be mostly queueing, which the engine
+multiplies forecasts by before comparing them with the deadline (feedback on the observed error, as admission
+controllers that target a latency do, e.g. CoDel's use of measured sojourn time rather than queue length).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
+from collections import deque
 from collections.abc import Iterable
 
-__all__ = ["CostModel"]
+__all__ = ["CostModel", "ForecastError"]
 
 
 class CostModel:
@@ -61,3 +72,40 @@ class CostModel:
 
     def known(self) -> dict[str, float]:
         return dict(self._per_token)
+
+
+class ForecastError:
+    """A rolling high quantile of ``actual / forecast`` completion time of admitted requests (at least 1.0).
+
+    Args:
+        window: the most recent observations kept.
+        quantile: which quantile of them :attr:`factor` is (0.99: about 1 in 100 admitted requests may still
+            overrun a forecast scaled by it).
+        min_forecast_s: shorter forecasts are not observed: their ratio is fixed overhead, not queueing, and
+            admission only matters near the deadline.
+        max_factor: upper bound of :attr:`factor` (one stalled batch must not close admission for long).
+    """
+
+    def __init__(
+        self, window: int = 256, quantile: float = 0.99, min_forecast_s: float = 0.5, max_factor: float = 4.0
+    ) -> None:
+        if window < 1 or not 0 < quantile <= 1 or min_forecast_s <= 0 or max_factor < 1:
+            raise ValueError("window >= 1, 0 < quantile <= 1, min_forecast_s > 0 and max_factor >= 1")
+        self.quantile = quantile
+        self.min_forecast_s = min_forecast_s
+        self.max_factor = max_factor
+        self._recent: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] = []
+        self.factor = 1.0
+
+    def observe(self, forecast_s: float, actual_s: float) -> None:
+        """A request admitted with ``forecast_s`` finished (or timed out) ``actual_s`` after admission."""
+        if forecast_s < self.min_forecast_s:
+            return
+        ratio = actual_s / forecast_s
+        if len(self._recent) == self._recent.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, self._recent[0])]
+        self._recent.append(ratio)
+        bisect.insort(self._sorted, ratio)
+        index = min(len(self._sorted) - 1, math.ceil(self.quantile * len(self._sorted)) - 1)
+        self.factor = min(self.max_factor, max(1.0, self._sorted[index]))

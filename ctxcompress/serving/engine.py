@@ -17,9 +17,10 @@ Design (after HF text-embeddings-inference's queue/infer split):
   open behind it) are assigned to a device, and the rest of the requests wait in the queue.
 * **Deadlines hold** (``serving/cost.py``): a :class:`CostModel` learns each method's seconds per token from
   the batches that ran. A request whose estimated wait (work queued and running ahead of it, per device) plus
-  its own run time exceeds its deadline is refused at admission (:class:`Overloaded`, 429, ``Retry-After`` =
-  that wait) rather than accepted and timed out; a batch stops growing when it would make its tightest member
-  late. Overload costs the newest requests a 429; it never turns admitted requests into 504s.
+  its own run time, scaled by how far such forecasts recently fell short (:class:`ForecastError`), exceeds its
+  deadline is refused at admission (:class:`Overloaded`, 429, ``Retry-After`` = that wait) rather than accepted
+  and timed out; a batch stops growing when it would make its tightest member late. Overload costs the newest
+  requests a 429, not admitted requests a 504.
 * Results come back through one ``asyncio.Future`` per request. ``shutdown(drain=True)`` stops admission, runs
   everything already accepted, then stops the threads.
 """
@@ -49,7 +50,7 @@ from ctxcompress.errors import (
 )
 from ctxcompress.methods import method_class, method_names
 from ctxcompress.models import ModelRegistry
-from ctxcompress.serving.cost import CostModel
+from ctxcompress.serving.cost import CostModel, ForecastError
 from ctxcompress.serving.heap import HeapTrimmer
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.serving.profile_batch import profile_batch
@@ -211,6 +212,7 @@ class AsyncCompressionEngine:
         self._admitted = 0
         self._counters = _Counters()
         self._cost = CostModel()
+        self._forecast_error = ForecastError()
         self._queued_s = 0.0  # estimated run time of the admitted entries not yet in a batch
 
     # ---- lifecycle -------------------------------------------------------------------------------------
@@ -393,6 +395,7 @@ class AsyncCompressionEngine:
             chunk_cache_hits_total=cache.hits,
             chunk_cache_misses_total=cache.misses,
             chunk_cache_bytes=cache.bytes,
+            forecast_overrun=self._forecast_error.factor,
         )
 
     # ---- requests --------------------------------------------------------------------------------------
@@ -488,26 +491,31 @@ class AsyncCompressionEngine:
         loop = asyncio.get_running_loop()
         cost = self._cost.estimate(prepared.request.method, prepared.origin_tokens)
         wait = self._backlog_s()
-        if wait > 0 and wait + cost > _DEADLINE_SHARE * timeout:
+        overrun = self._forecast_error.factor  # how far recent forecasts fell short (1.0: not at all)
+        if wait > 0 and (wait + cost) * overrun > _DEADLINE_SHARE * timeout:
             self._counters.rejected += 1
             raise Overloaded(
-                f"the work ahead (~{wait:.1f} s) and this request (~{cost:.1f} s) would not finish within its "
-                f"{timeout:g} s deadline; retry later",
-                retry_after_s=float(max(1, math.ceil(wait))),
+                f"the work ahead (~{wait * overrun:.1f} s) and this request (~{cost * overrun:.1f} s) would not "
+                f"finish within its {timeout:g} s deadline; retry later",
+                retry_after_s=float(max(1, math.ceil(wait * overrun))),
             )
-        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), loop.time() + timeout, cost)
+        admitted = loop.time()
+        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), admitted + timeout, cost)
         assert self._queue is not None
         self._queued_s += cost
         self._queue.put_nowait(entry)
         try:
-            return await asyncio.wait_for(asyncio.shield(entry.future), timeout)
+            result = await asyncio.wait_for(asyncio.shield(entry.future), timeout)
         except TimeoutError:
             entry.future.cancel()  # dropped unrun if still queued; result discarded if running
             self._counters.timeouts += 1
+            self._forecast_error.observe(wait + cost, timeout)  # at least that long
             raise CompressionTimeout(f"compression did not finish within {timeout:g} s") from None
         except asyncio.CancelledError:
             entry.future.cancel()  # the caller went away: do not run it
             raise
+        self._forecast_error.observe(wait + cost, loop.time() - admitted)
+        return result
 
     # ---- batching --------------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class EngineStats:
     chunk_cache_hits_total: int = 0
     chunk_cache_misses_total: int = 0
     chunk_cache_bytes: int = 0
+    forecast_overrun: float = 1.0  # admission's factor on completion forecasts (serving/cost.py ForecastError)
 
     def batch_size_buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(upper bound, count)`` pairs ending with ``+inf``, Prometheus style."""

@@ -82,6 +82,12 @@ class Metrics:
         self.max_concurrent = gauge("ctxcompress_max_concurrent_requests", "admission bound")
         self.running_batches = gauge("ctxcompress_running_batches", "batches on devices")
         self.chunk_cache_bytes = gauge("ctxcompress_chunk_cache_bytes", "bytes held by the recurring-chunk caches")
+        self.forecast_overrun = Gauge(
+            "ctxcompress_forecast_overrun",
+            "factor admission scales completion forecasts by (recent actual / forecast, high quantile; largest worker)",
+            registry=own,
+            multiprocess_mode="livemax",
+        )
         self.engine_counters = {
             field: Counter(name, doc, registry=own)
             for field, name, doc in (
@@ -156,6 +162,7 @@ class Metrics:
             self.max_concurrent.set(stats.max_concurrent_requests)
             self.running_batches.set(stats.running_batches)
             self.chunk_cache_bytes.set(stats.chunk_cache_bytes)
+            self.forecast_overrun.set(stats.forecast_overrun)
             for field, counter in self.engine_counters.items():
                 delta = getattr(stats, field) - getattr(last, field)
                 if delta > 0:

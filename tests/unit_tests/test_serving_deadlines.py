@@ -15,7 +15,7 @@ import pytest
 from ctxcompress import CompressionResult, CompressionTimeout, Compressor, Overloaded
 from ctxcompress.pool import ModelPool
 from ctxcompress.serving import AsyncCompressionEngine, ServingOptions
-from ctxcompress.serving.cost import CostModel
+from ctxcompress.serving.cost import CostModel, ForecastError
 
 DOCS = [
     "The Nile is a major north-flowing river in northeastern Africa and flows into the Mediterranean Sea.",
@@ -100,3 +100,41 @@ def test_cost_model_learns_per_method_rates_and_borrows_the_largest_for_unknown_
     cost.observe([("llmlingua", 100), ("cpc", 100)], 2.2)  # predicted 1.1 s, took twice as long
     assert cost.rate("llmlingua") == pytest.approx(0.015)
     assert cost.rate("cpc") == pytest.approx(0.0015)
+
+
+def test_forecast_error_is_a_high_quantile_of_recent_overruns() -> None:
+    error = ForecastError(window=100, quantile=0.95, min_forecast_s=0.5, max_factor=3.0)
+    assert error.factor == 1.0  # nothing observed: forecasts as they are
+    error.observe(0.1, 5.0)  # a short forecast is fixed overhead, not queueing: ignored
+    assert error.factor == 1.0
+    for i in range(100):
+        error.observe(2.0, 2.0 * (1.5 if i % 10 == 0 else 0.9))  # one in ten ran 1.5x its forecast
+    assert error.factor == pytest.approx(1.5)
+    for _ in range(100):  # the window forgets the old overruns
+        error.observe(2.0, 1.0)
+    assert error.factor == 1.0  # never below 1: early finishes do not admit more than the forecast allows
+    for _ in range(10):
+        error.observe(1.0, 10.0)
+    assert error.factor == 3.0  # bounded: one stalled batch does not close admission for long
+
+
+@pytest.mark.asyncio
+async def test_admission_scales_forecasts_by_the_observed_overrun(slow: SlowDeviceCompressor) -> None:
+    """Requests recently finished at twice their forecast (what the cost model cannot see: other processes on
+    the GPU, the GIL): admission keeps half the backlog, so the same burst gets fewer in and no 504."""
+    timeout = 2.5
+    engine = AsyncCompressionEngine([slow], options=ServingOptions(request_timeout_s=timeout, max_wait_ms=5))
+    await engine.start()
+    await engine.warmup([request(0)])
+    per_request = slow.prepare(request(1)).origin_tokens * SECONDS_PER_TOKEN
+    for _ in range(20):
+        engine._forecast_error.observe(1.0, 2.0)
+    assert engine.stats().forecast_overrun == pytest.approx(2.0)
+    outcomes = await asyncio.gather(*(engine.compress(request(i)) for i in range(30)), return_exceptions=True)
+    served = [o for o in outcomes if isinstance(o, CompressionResult)]
+    refused = [o for o in outcomes if isinstance(o, Overloaded)]
+    assert len(served) + len(refused) == 30, [type(o).__name__ for o in outcomes]
+    # backlog admitted: forecast x 2 <= 0.8 x deadline (the factor may fall as fast requests report in)
+    assert 1 <= len(served) <= 0.8 * timeout / per_request / 2 + 2
+    assert all(o.retry_after_s >= 1 for o in refused)
+    await engine.shutdown()
