@@ -98,20 +98,30 @@ class Compressor:
         With ``return_exceptions`` a failing request yields its error in place of a result and the others
         still run; otherwise the first error is raised.
         """
-        outputs: list[CompressionResult | CtxCompressError | None] = [None] * len(requests)
-        by_method: dict[str, list[tuple[int, PreparedRequest]]] = defaultdict(list)
-        for i, item in enumerate(requests):
+        prepared: list[PreparedRequest | CtxCompressError] = []
+        for item in requests:
             try:
-                prepared = self.prepare(item)
+                prepared.append(self.prepare(item))
             except CtxCompressError as exc:
                 if not return_exceptions:
                     raise
-                outputs[i] = exc
-                continue
-            if prepared.fits_uncompressed():
-                outputs[i] = prepared.unchanged()
+                prepared.append(exc)
+        return self.compress_prepared(prepared, return_exceptions=return_exceptions)
+
+    def compress_prepared(
+        self, prepared: Sequence[PreparedRequest | CtxCompressError], *, return_exceptions: bool = False
+    ) -> list[CompressionResult | CtxCompressError]:
+        """:meth:`compress_batch` of requests already validated by :meth:`prepare` of this Compressor or one with
+        the same settings (the serving engine prepares on admission); an error in the list is passed through."""
+        outputs: list[CompressionResult | CtxCompressError | None] = [None] * len(prepared)
+        by_method: dict[str, list[tuple[int, PreparedRequest]]] = defaultdict(list)
+        for i, item in enumerate(prepared):
+            if isinstance(item, CtxCompressError):
+                outputs[i] = item
+            elif item.fits_uncompressed():
+                outputs[i] = item.unchanged()
             else:
-                by_method[prepared.request.method].append((i, prepared))
+                by_method[item.request.method].append((i, item))
         for name, members in by_method.items():
             started = time.perf_counter()
             try:

@@ -50,6 +50,7 @@ from ctxcompress.errors import (
 )
 from ctxcompress.methods import method_class, method_names
 from ctxcompress.models import ModelRegistry
+from ctxcompress.prompting import PreparedRequest
 from ctxcompress.serving.cost import CostModel, ForecastError
 from ctxcompress.serving.heap import HeapTrimmer
 from ctxcompress.serving.options import ServingOptions
@@ -90,11 +91,15 @@ def expand_devices(devices: Sequence[str]) -> list[str]:
 
 @dataclass(eq=False)
 class _Entry:
-    request: CompressionRequest
+    prepared: PreparedRequest  # validated and counted on admission; the worker runs it as it is
     tokens: int
     future: asyncio.Future[CompressionResult]
     deadline: float
     cost_s: float = 0.0  # estimated run time when admitted (CostModel)
+
+    @property
+    def request(self) -> CompressionRequest:
+        return self.prepared.request
 
 
 @dataclass(eq=False)
@@ -500,7 +505,7 @@ class AsyncCompressionEngine:
                 retry_after_s=float(max(1, math.ceil(wait * overrun))),
             )
         admitted = loop.time()
-        entry = _Entry(prepared.request, prepared.origin_tokens, loop.create_future(), admitted + timeout, cost)
+        entry = _Entry(prepared, prepared.origin_tokens, loop.create_future(), admitted + timeout, cost)
         assert self._queue is not None
         self._queued_s += cost
         self._queue.put_nowait(entry)
@@ -721,27 +726,27 @@ def _compress_isolated(
     if not live:
         return outputs
     try:
-        results = compressor.compress_batch([batch[i].request for i in live], return_exceptions=True)
+        results = compressor.compress_prepared([batch[i].prepared for i in live], return_exceptions=True)
     except Exception:  # a crash (not a request error) takes the whole batch: find the culprit one by one
         if len(live) == 1:
             raise
         logger.exception(
             "batch of %d crashed on %s; retrying its requests one by one", len(live), compressor.pool.device
         )
-        results = [_compress_alone(compressor, batch[i].request) for i in live]
+        results = [_compress_alone(compressor, batch[i].prepared) for i in live]
     shared = {id(o) for o in results if isinstance(o, CtxCompressError) and sum(x is o for x in results) > 1}
     for i, out in zip(live, results, strict=True):
         if id(out) in shared:
-            out = _compress_alone(compressor, batch[i].request)
+            out = _compress_alone(compressor, batch[i].prepared)
         outputs[i] = out
     _HEAP.maybe_trim()  # on the worker thread: the event loop never waits for it
     return outputs
 
 
-def _compress_alone(compressor: Compressor, request: CompressionRequest) -> CompressionResult | CtxCompressError:
+def _compress_alone(compressor: Compressor, prepared: PreparedRequest) -> CompressionResult | CtxCompressError:
     """One request on its own; a crash becomes its :class:`ModelError` (500) instead of escaping."""
     try:
-        return compressor.compress_batch([request], return_exceptions=True)[0]
+        return compressor.compress_prepared([prepared], return_exceptions=True)[0]
     except Exception as exc:
         logger.exception("request crashed on %s", compressor.pool.device)
         return ModelError(f"compression failed on {compressor.pool.device}: {type(exc).__name__}")

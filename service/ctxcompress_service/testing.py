@@ -14,9 +14,10 @@ from typing import Any
 
 import uvicorn
 
-from ctxcompress.compressor import Compressor, RequestLike
+from ctxcompress.compressor import Compressor
 from ctxcompress.errors import CtxCompressError
-from ctxcompress.types import CompressionRequest, CompressionResult
+from ctxcompress.prompting import PreparedRequest
+from ctxcompress.types import CompressionResult
 from ctxcompress_service.http_protocol import HeaderTimeoutH11Protocol
 
 __all__ = ["FAULT_MARKER", "FaultInjectingCompressor", "InjectedFault", "ServiceThread"]
@@ -29,19 +30,19 @@ class InjectedFault(RuntimeError):
 
 
 class FaultInjectingCompressor(Compressor):
-    """A real Compressor whose ``compress_batch`` raises :class:`InjectedFault` (not a ``CtxCompressError``: a
-    crash, like a CUDA error) whenever a request's question contains :data:`FAULT_MARKER`. Requests without the
-    marker compress normally. Use through ``build_app(settings, engine_factory=lambda s: build_engine(s, [c]))``.
+    """A real Compressor whose batches (``compress_prepared``, which ``compress_batch`` and the engine call) raise
+    :class:`InjectedFault` (not a ``CtxCompressError``: a crash, like a CUDA error) whenever a request's question
+    contains :data:`FAULT_MARKER`. Requests without the marker compress normally. Use through
+    ``build_app(settings, engine_factory=lambda s: build_engine(s, [c]))``.
     """
 
-    def compress_batch(
-        self, requests: Sequence[RequestLike], *, return_exceptions: bool = False
+    def compress_prepared(
+        self, prepared: Sequence[PreparedRequest | CtxCompressError], *, return_exceptions: bool = False
     ) -> list[CompressionResult | CtxCompressError]:
-        for request in requests:
-            question = request.question if isinstance(request, CompressionRequest) else request.get("question")
-            if FAULT_MARKER in str(question or ""):
+        for item in prepared:
+            if isinstance(item, PreparedRequest) and FAULT_MARKER in str(item.request.question or ""):
                 raise InjectedFault("injected model worker failure")
-        return super().compress_batch(requests, return_exceptions=return_exceptions)
+        return super().compress_prepared(prepared, return_exceptions=return_exceptions)
 
 
 class ServiceThread:

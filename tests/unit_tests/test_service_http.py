@@ -46,11 +46,11 @@ class GatedCompressor(Compressor):
         self.entered = threading.Event()
         self.batch_sizes: list[int] = []
 
-    def compress_batch(self, requests, *, return_exceptions=False):  # noqa: ANN001, ANN201
+    def compress_prepared(self, prepared, *, return_exceptions=False):  # noqa: ANN001, ANN201
         self.entered.set()
         assert self.gate.wait(30)
-        self.batch_sizes.append(len(requests))
-        return super().compress_batch(requests, return_exceptions=return_exceptions)
+        self.batch_sizes.append(len(prepared))
+        return super().compress_prepared(prepared, return_exceptions=return_exceptions)
 
 
 @pytest.fixture()

@@ -36,10 +36,10 @@ class SlowDeviceCompressor(Compressor):
         super().__init__(pool=pool)
         self.seconds_per_token = seconds_per_token
 
-    def compress_batch(self, requests, *, return_exceptions=False):  # noqa: ANN001, ANN201
-        tokens = sum(self.prepare(r).origin_tokens for r in requests)
+    def compress_prepared(self, prepared, *, return_exceptions=False):  # noqa: ANN001, ANN201
+        tokens = sum(p.origin_tokens for p in prepared if not isinstance(p, Exception))
         time.sleep(tokens * self.seconds_per_token)
-        return super().compress_batch(requests, return_exceptions=return_exceptions)
+        return super().compress_prepared(prepared, return_exceptions=return_exceptions)
 
 
 @pytest.fixture()

@@ -40,11 +40,11 @@ class GatedCompressor(Compressor):
         self.batch_sizes: list[int] = []
         self.entered = threading.Event()
 
-    def compress_batch(self, requests, *, return_exceptions=False):  # noqa: ANN001, ANN201
+    def compress_prepared(self, prepared, *, return_exceptions=False):  # noqa: ANN001, ANN201
         self.entered.set()
         assert self.gate.wait(30)
-        self.batch_sizes.append(len(requests))
-        return super().compress_batch(requests, return_exceptions=return_exceptions)
+        self.batch_sizes.append(len(prepared))
+        return super().compress_prepared(prepared, return_exceptions=return_exceptions)
 
 
 @pytest.fixture()
@@ -251,4 +251,18 @@ async def test_preload_loads_every_kind_of_model_by_its_loader() -> None:
     assert engine.loaded() == ["encoder:minilm-l6"]
     with pytest.raises(UnknownModel):
         await engine.load_models(["no-such-model"])
+    await engine.shutdown()
+
+
+async def test_each_request_is_prepared_once(gated: GatedCompressor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission validates and counts a request (``prepare``: the origin prompt through the target tokenizer); the
+    worker runs that prepared request as it is instead of preparing it again."""
+    calls: list[int] = []
+    prepare = gated.prepare
+    monkeypatch.setattr(gated, "prepare", lambda r: calls.append(1) or prepare(r))
+    engine = AsyncCompressionEngine([gated])
+    await engine.start()
+    results = await asyncio.gather(*(engine.compress(request(i)) for i in range(3)))
+    assert all(isinstance(r, CompressionResult) for r in results)
+    assert len(calls) == 3
     await engine.shutdown()
