@@ -8,7 +8,7 @@ context may use is the budget minus their tokens.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -62,6 +62,7 @@ class PreparedRequest:
     origin_tokens: int
     target_tokens: int
     fixed_tokens: int  # instruction + question + separators
+    _counted: dict[str, int] = field(default_factory=dict, repr=False, compare=False)  # prompt -> target tokens
 
     @functools.cached_property
     def nonempty_indices(self) -> list[int]:
@@ -75,7 +76,14 @@ class PreparedRequest:
         return assemble_prompt(self.request.instruction, texts, self.request.question)
 
     def count_prompt(self, texts: list[str]) -> int:
-        return self.target.count(self.prompt_for(texts))
+        return self.count_text(self.prompt_for(texts))
+
+    def count_text(self, text: str) -> int:
+        """Target tokens of ``text``; a prompt counted before for this request is not counted again (budget fitting
+        and the result count the same candidate prompts: each whole-prompt count is ~0.3 ms of tiktoken)."""
+        if (known := self._counted.get(text)) is None:
+            known = self._counted[text] = self.target.count(text)
+        return known
 
     def fits_uncompressed(self) -> bool:
         return self.origin_tokens <= self.target_tokens
@@ -90,7 +98,7 @@ class PreparedRequest:
         """Build the result; kept documents whose text is blank are left out."""
         kept = [KeptDocument(index=k.index, text=k.text.strip()) for k in kept if k.text.strip()]
         prompt = self.prompt_for([k.text for k in kept])
-        compressed = self.target.count(prompt)
+        compressed = self.count_text(prompt)
         return CompressionResult(
             method=self.request.method,
             documents=kept,

@@ -91,3 +91,29 @@ def test_special_token_text_counts_as_ordinary_text() -> None:
     assert tokenizer.count(text) == len(ids) == tokenizer.count_many([text])[0]
     assert ids == tokenizer._encoding.encode(text, disallowed_special=())
     assert tokenizer._encoding.eot_token not in ids and tokenizer.decode(ids) == text
+
+
+def test_a_request_counts_each_distinct_prompt_once(monkeypatch) -> None:  # noqa: ANN001
+    """Budget fitting and the result count the same candidate prompts; each is tokenized once per request, and
+    the counts are the tokenizer's."""
+    from ctxcompress.methods.base import BaseOptions
+    from ctxcompress.prompting import prepare
+    from ctxcompress.types import CompressionRequest
+
+    request = CompressionRequest(documents=["The Nile flows north.", "Paris is in France."], question="Where?")
+    prepared = prepare(request, BaseOptions)
+    calls: list[str] = []
+    count = prepared.target.count
+    monkeypatch.setattr(prepared.target, "count", lambda text: calls.append(text) or count(text))
+    first = prepared.count_prompt(["The Nile flows north."])
+    assert (
+        prepared.count_prompt(["The Nile flows north."])
+        == first
+        == count(prepared.prompt_for(["The Nile flows north."]))
+    )
+    assert prepared.count_prompt(["Paris is in France."]) != 0
+    assert len(calls) == 2
+    other = prepare(request, BaseOptions)  # another request does not see this one's counts
+    before = len(calls)
+    other.count_prompt(["The Nile flows north."])
+    assert len(calls) == before + 1
