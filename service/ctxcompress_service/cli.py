@@ -33,8 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         default=None,
-        help="server processes, each with its own engine: N or auto (default: 1 on CPU, up to 6 per GPU by its "
-        "memory; env CTXCOMPRESS_WORKERS)",
+        help="server processes, each with its own engine: N or auto (default: 1 on CPU; on GPUs one per 14 GiB of "
+        "the smallest GPU and per 1.6 host cores, whichever is fewer; env CTXCOMPRESS_WORKERS)",
     )
     add_engine_flags(parser)  # env CTXCOMPRESS_MAX_PASS_TOKENS, _DECODER, _KERNELS, _GRAPHS, _COMPILE
 
