@@ -28,7 +28,7 @@ from ctxcompress.engines.attention_plan import attention_backends
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
-from ctxcompress.engines.encoder_graphs import StaticEncoderPasses
+from ctxcompress.engines.encoder_graphs import StaticEncoderPasses, padded_inputs
 from ctxcompress.engines.tokenization import OffsetTokenizer
 from ctxcompress.errors import ModelError
 
@@ -284,11 +284,7 @@ class SentenceEncoder:
             hidden = self.static_passes(rows)
             if hidden is not None:
                 return hidden
-        input_ids = torch.full((len(rows), longest), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), longest), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[i, : len(r)] = 1
+        input_ids, mask = padded_inputs(rows, (len(rows), longest), self._pad)
         return self._run_model(input_ids.to(self.device), mask.to(self.device)).float()
 
     def _run_model(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 
 from ctxcompress.engines.cuda_graphs import WIDTH_STEP, rows_bucket, run_static_pass
 
-__all__ = ["StaticEncoderPasses"]
+__all__ = ["StaticEncoderPasses", "padded_inputs"]
 
 MAX_TOKENS = 16_384
 """Padded tokens of the largest static pass (a lone NQ request's 20-25 windows of ≤ 256 pieces: ~6,000)."""
@@ -103,13 +103,19 @@ class StaticEncoderPasses:
             self._lock.release()
 
     def _fill(self, shape: _Shape, sequences: list[list[int]]) -> None:
-        """Write ``sequences`` into the static inputs; extra rows are padding that attends to its first position
-        (no row without a visible key)."""
-        ids = torch.full(tuple(shape.ids.shape), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(tuple(shape.mask.shape), dtype=torch.long)
-        mask[:, 0] = 1
-        for row, sequence in enumerate(sequences):
-            ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-            mask[row, : len(sequence)] = 1
+        """Write ``sequences`` into the static inputs."""
+        ids, mask = padded_inputs(sequences, tuple(shape.ids.shape), self.pad_id)
         shape.ids.copy_(ids)
         shape.mask.copy_(mask)
+
+
+def padded_inputs(sequences: list[list[int]], shape: tuple[int, int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Host ``(input_ids, attention_mask)`` of ``shape`` (rows, width) holding ``sequences`` right-padded; rows
+    past the sequences are padding that attends to its first position (no row without a visible key)."""
+    ids = torch.full(shape, pad_id, dtype=torch.long)
+    mask = torch.zeros(shape, dtype=torch.long)
+    mask[:, 0] = 1
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids, mask

@@ -92,7 +92,6 @@ def expand_devices(devices: Sequence[str]) -> list[str]:
 @dataclass(eq=False)
 class _Entry:
     prepared: PreparedRequest  # validated and counted on admission; the worker runs it as it is
-    tokens: int
     future: asyncio.Future[CompressionResult]
     deadline: float
     cost_s: float = 0.0  # estimated run time when admitted (CostModel)
@@ -100,6 +99,11 @@ class _Entry:
     @property
     def request(self) -> CompressionRequest:
         return self.prepared.request
+
+    @property
+    def tokens(self) -> int:
+        """Its batching cost: origin tokens in the target tokenizer."""
+        return self.prepared.origin_tokens
 
 
 @dataclass(eq=False)
@@ -505,7 +509,7 @@ class AsyncCompressionEngine:
                 retry_after_s=float(max(1, math.ceil(wait * overrun))),
             )
         admitted = loop.time()
-        entry = _Entry(prepared, prepared.origin_tokens, loop.create_future(), admitted + timeout, cost)
+        entry = _Entry(prepared, loop.create_future(), admitted + timeout, cost)
         assert self._queue is not None
         self._queued_s += cost
         self._queue.put_nowait(entry)
