@@ -90,6 +90,13 @@ class ModelPool:
                 self._engines[("attention", name)] = probe
             return self._engines[("attention", name)]
 
+    def model_tokens(self) -> int:
+        """Tokens (real, not padding) run through the loaded language models so far: the scorers' passes and the
+        attention probes' prefills (throughput accounting; the probes share the scorers' weights)."""
+        with self._lock:
+            engines = list(self._engines.values())
+        return sum(engine.tokens_processed for engine in engines if hasattr(engine, "tokens_processed"))
+
     def encoder(self, name: str, *, field: str | None = None) -> SentenceEncoder:
         from ctxcompress.engines.encoder import SentenceEncoder
 

@@ -195,8 +195,10 @@ class QuestionAttention:
         self.static_shapes = graphs == "on" or (graphs == "auto" and self.device.type == "cuda")
         self.capture = self.static_shapes and self.device.type == "cuda"
         self.captured = 0
+        self.tokens_processed = 0  # prefill tokens (real, not padding), for throughput accounting
         self._shapes: dict[tuple[int, int, int, frozenset[int] | None, bool], _Inputs] = {}
         self._lock = threading.Lock()  # static buffers serve one pass at a time
+        self._counter_lock = threading.Lock()
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self.decoder = decoder if isinstance(decoder, FusedLlamaDecoder) else None
         self.head = head
@@ -277,6 +279,8 @@ class QuestionAttention:
                 if while_running is not None:
                     while_running()
                 packed = inputs.output[: len(rows)].cpu()
+        with self._counter_lock:
+            self.tokens_processed += sum(len(row.ids) for row in rows)
         host = packed.float().cpu().numpy()
         attention = host[:, : self.num_layers * length].reshape(len(rows), self.num_layers, length)
         window_nll = host[:, self.num_layers * length :]

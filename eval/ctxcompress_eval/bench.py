@@ -4,7 +4,8 @@ One run measures, on the same machine, model architecture and NQ 20-document inp
 
 * the device's bf16 (CUDA) / fp32 (CPU) matrix-multiply rate (the roofline used for "% of peak");
 * ctxcompress ``compress_batch`` at several batch sizes: prompts/s, input tokens/s, model tokens/s, achieved
-  TFLOP/s (2 · parameters · tokens through the model) and its share of the measured matmul rate, peak GPU memory;
+  TFLOP/s (2 · parameters · tokens through the language model: scorer passes and attention-probe prefills) and its
+  share of the measured matmul rate, peak GPU memory;
 * single-request latency p50/p90 (batch size 1);
 * llmlingua 0.2.2 in the same mode (its own pinned environment, ``eval/anchor/run_anchor.py``) on the same
   model weights: prompts/s and latency.
@@ -45,7 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="longllmlingua",
         choices=["longllmlingua", "llmlingua", "hybrid", "attention", "cpc"],
         help="hybrid/attention/cpc load the sentence encoder from the registry ($CTXCOMPRESS_MODELS); the "
-        "%% of peak counts the scorer's tokens only",
+        "%% of peak counts the language model's tokens only (scorer passes and attention-probe prefills), not the "
+        "encoder's",
     )
     parser.add_argument("--rate", type=float, default=0.25)
     parser.add_argument("--data", nargs="*", default=None, help="NQ 20-doc .jsonl.gz files (default: ../shared)")
@@ -284,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         count = min(count, len(requests))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        tokens_before = scorer.tokens_processed
+        tokens_before = pool.model_tokens()
         sync()
         started = time.perf_counter()
         results = []
@@ -299,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
                 results += _compress(compressor, requests[start : start + batch], args.workers)
             sync()
             wall = time.perf_counter() - started
-            model_tokens = scorer.tokens_processed - tokens_before
+            model_tokens = pool.model_tokens() - tokens_before
             if device.type == "cuda":
                 peak_gib = torch.cuda.max_memory_allocated() / 2**30
         input_tokens = sum(r["origin_tokens"] for r in results)
@@ -426,12 +428,13 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn, index: i
     pool.register("scorer", "smollm2-135m", scorer)
     compressor = Compressor(pool=pool)
     compressor.compress_batch(warmup)
+    tokens_reported = pool.model_tokens()
     conn.send("ready")
     while (message := conn.recv()) is not None:
         if message == "stats":
             peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
-            conn.send((scorer.tokens_processed, peak))
-            scorer.tokens_processed = 0
+            conn.send((pool.model_tokens() - tokens_reported, peak))
+            tokens_reported = pool.model_tokens()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             continue

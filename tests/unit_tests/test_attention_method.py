@@ -299,3 +299,17 @@ def _submit_or_exit_1() -> None:
     except Exception:
         ok = False
     os._exit(0 if ok else 1)
+
+
+def test_the_pool_counts_the_probes_prefill_tokens_beside_the_scorers(tiny_compressor, tiny_scorer):
+    """bench's model tokens/s and % of matmul peak: the attention method's LM work is the probe's prefills, which
+    do not pass through the scorer's counter; the pool adds both (real tokens, not the padding)."""
+    pool = tiny_compressor.pool
+    probe = pool.attention("smollm2-135m")
+    before, scorer_before = pool.model_tokens(), tiny_scorer.tokens_processed
+    probe.window_attention([ObservedSequence(list(range(5, 65)), 50), ObservedSequence(list(range(7, 27)), 12)])
+    assert probe.tokens_processed == 80  # 60 + 20 ids; the shorter row's padding is not counted
+    assert pool.model_tokens() - before == 80 and tiny_scorer.tokens_processed == scorer_before
+    tiny_scorer.token_nll([[5, 6, 7, 8]])
+    assert tiny_scorer.tokens_processed - scorer_before >= 4
+    assert pool.model_tokens() - before == 80 + tiny_scorer.tokens_processed - scorer_before
