@@ -75,7 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--anchor-python", default=None, help="python of the llmlingua 0.2.2 env (skip if unset)")
     parser.add_argument("--anchor-limit", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 on CUDA, as serve's GPU workers; torch's own on CPU)",
+    )
     parser.add_argument("--profile", action="store_true", help="torch.profiler tables: one request, one batch")
     parser.add_argument("--cprofile", action="store_true", help="Python cProfile of one batch of 64 (host work)")
     parser.add_argument(
@@ -243,6 +248,14 @@ def _run_anchor(args: argparse.Namespace, model_dir: str, requests: list[dict], 
     }
 
 
+def _set_threads(args: argparse.Namespace, device) -> None:  # noqa: ANN001
+    """torch's CPU threads: ``--threads``, else 1 on CUDA (as every GPU worker of ``serve``), else torch's own."""
+    import torch
+
+    if args.threads or device.type == "cuda":
+        torch.set_num_threads(args.threads or 1)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -250,9 +263,8 @@ def run(args: argparse.Namespace) -> int:
     from ctxcompress.engines.device import resolve_device, scoring_dtype
     from ctxcompress.pool import ModelPool
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    _set_threads(args, device)
     if args.gpus > 1:
         if device.type != "cuda" or torch.cuda.device_count() < args.gpus:
             raise SystemExit(f"--gpus {args.gpus}: only {torch.cuda.device_count()} CUDA devices here")
@@ -413,9 +425,8 @@ def _engine_process(args: argparse.Namespace, warmup: list[dict], conn, index: i
     from ctxcompress.engines.device import resolve_device
     from ctxcompress.pool import ModelPool
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    _set_threads(args, device)
     if device.type == "cuda":
         device = torch.device("cuda", index % args.gpus)
         torch.cuda.set_device(device)

@@ -46,6 +46,7 @@ def profile(
     configured: bool,
     chunk_cache_mb: int,
     encoder_graphs: str = "auto",
+    threads: int | None = None,
 ) -> None:
     if not configured:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,6 +58,8 @@ def profile(
     from ctxcompress import Compressor
     from ctxcompress.engines.options import EngineOptions
 
+    if threads or device.startswith("cuda"):
+        torch.set_num_threads(threads or 1)  # as serve's GPU workers (Settings.torch_threads)
     prompts = [json.loads(line) for line in (kit / "prompts.jsonl").open()]
     options = EngineOptions(chunk_cache_mb=chunk_cache_mb, encoder_graphs=encoder_graphs)
     compressor = Compressor(device=device, engine_options=options)
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="0: every request pays its chunks' work")
     parser.add_argument("--encoder-graphs", default="auto", choices=["auto", "on", "off"], help="encoder CUDA graphs")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on CUDA, as serve)")
     args = parser.parse_args()
     if args.write_prompts:
         write_prompts(args.write_prompts, args.count)
@@ -131,6 +135,7 @@ def main() -> None:
             args.configured_models,
             args.chunk_cache_mb,
             args.encoder_graphs,
+            args.threads,
         )
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -43,7 +44,9 @@ _WARMUP_DOCUMENTS = [
 
 
 def build_engine(settings: Settings, compressors: list[Compressor] | None = None) -> AsyncCompressionEngine:
-    """The engine sized by the settings: one Compressor per configured device, or the given ``compressors``."""
+    """The engine sized by the settings: one Compressor per configured device, or the given ``compressors``. Sets
+    this process's torch CPU threads (``Settings.torch_threads``) first."""
+    torch.set_num_threads(settings.torch_thread_count())
     return AsyncCompressionEngine(
         compressors,
         devices=settings.device,

@@ -43,6 +43,16 @@ def host_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _only_gpus(devices: list[str]) -> bool:
+    """Whether every device of ``devices`` (``CTXCOMPRESS_DEVICE``, ``auto`` resolved here) is a CUDA GPU."""
+    import torch
+
+    from ctxcompress.engines.device import resolve_device
+    from ctxcompress.serving.engine import expand_devices
+
+    return torch.cuda.is_available() and all(resolve_device(d).type == "cuda" for d in expand_devices(devices))
+
+
 def auto_workers(devices: list[str]) -> int:
     """Server processes for ``devices`` (``CTXCOMPRESS_DEVICE``): 1 without a GPU; else one per
     ``GIB_PER_GPU_WORKER`` of the smallest GPU's memory among those used and one per ``CORES_PER_GPU_WORKER``
@@ -52,11 +62,9 @@ def auto_workers(devices: list[str]) -> int:
     from ctxcompress.engines.device import resolve_device
     from ctxcompress.serving.engine import expand_devices
 
-    if not torch.cuda.is_available():
+    if not _only_gpus(devices):
         return 1
     resolved = [resolve_device(d) for d in expand_devices(devices)]
-    if any(d.type != "cuda" for d in resolved):
-        return 1
     memory = min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
     by_cores = int(host_cores() / CORES_PER_GPU_WORKER)
     return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER), by_cores))
@@ -79,6 +87,11 @@ class Settings(BaseSettings):
     it: one's host work (tokenizing, budget search) overlaps another's GPU work, which one process cannot do.
     ``auto``: one on CPU; on GPUs one per 14 GiB of the smallest used GPU's memory and per 1.6 host cores,
     whichever is fewer (an H200 with 16 host cores: 10). ``/metrics`` sums all processes."""
+    torch_threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
+    """torch's CPU threads in each server process. ``auto``: 1 when every device is a GPU (a GPU worker's CPU-side
+    tensor work is small, and a pool per core in each of 10 processes contends for 16 cores: on one H200 one thread
+    per worker served 17% more at 128 clients and a lone request 13% faster, eval/results/bench_h200/torch_threads);
+    on CPU the host cores shared out among the workers."""
     reuse_port: bool = sys.platform.startswith("linux")
     """With several workers, each accepts on its own ``SO_REUSEPORT`` socket and the kernel spreads new connections
     evenly over them (``supervisor.py``); off (and off Linux), they share one socket and a burst of connections
@@ -177,6 +190,14 @@ class Settings(BaseSettings):
         if self.workers != "auto":
             return self.workers
         return auto_workers(self.device)
+
+    def torch_thread_count(self) -> int:
+        """``torch_threads``, with ``auto`` resolved on this machine (see the field)."""
+        if self.torch_threads != "auto":
+            return self.torch_threads
+        if _only_gpus(self.device):
+            return 1
+        return max(1, host_cores() // self.worker_count())
 
     def serving_options(self) -> ServingOptions:
         return ServingOptions(

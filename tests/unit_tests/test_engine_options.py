@@ -123,6 +123,46 @@ def test_auto_workers_follow_gpu_memory_and_host_cores(
     assert Settings(_env_file=None, device=devices, workers=3).worker_count() == 3
 
 
+@pytest.mark.parametrize(
+    ("devices", "workers", "cores", "expected"),
+    [
+        (["auto"], "auto", 16, 1),  # GPUs: one thread per worker process
+        (["cuda:0", "cuda:1"], 4, 32, 1),
+        (["cpu"], "auto", 16, 16),  # CPU: the host cores shared out among the workers
+        (["cpu"], 3, 16, 5),
+        (["cpu"], 4, 2, 1),
+        (["cuda:0", "cpu"], 2, 8, 4),  # any CPU device: the CPU rule
+    ],
+)
+def test_auto_torch_threads_are_one_per_gpu_worker_and_the_cores_shared_on_cpu(
+    monkeypatch: pytest.MonkeyPatch, devices, workers, cores, expected
+) -> None:
+    import types
+
+    import torch
+    from ctxcompress_service import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "host_cores", lambda: cores)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: types.SimpleNamespace(total_memory=141 * 2**30))
+    settings = Settings(_env_file=None, device=devices, workers=workers)
+    assert settings.torch_threads == "auto" and settings.torch_thread_count() == expected
+    assert Settings(_env_file=None, device=devices, torch_threads=3).torch_thread_count() == 3
+
+
+def test_the_service_sets_its_torch_threads_when_it_builds_the_engine() -> None:
+    import torch
+    from ctxcompress_service.app import build_engine
+
+    before = torch.get_num_threads()
+    try:
+        build_engine(Settings(_env_file=None, device=["cpu"], torch_threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_serve_uses_growable_allocator_segments_unless_the_operator_chose() -> None:
     from ctxcompress_service.cli import set_serving_defaults
 
