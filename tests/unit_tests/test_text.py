@@ -117,3 +117,14 @@ def test_a_request_counts_each_distinct_prompt_once(monkeypatch) -> None:  # noq
     before = len(calls)
     other.count_prompt(["The Nile flows north."])
     assert len(calls) == before + 1
+
+
+def test_the_word_bound_is_close_under_the_count_on_english_and_never_above_it() -> None:
+    from tests.conftest import nq_documents, nq_rows
+
+    tokenizer = get_target_tokenizer()
+    texts = [d for row in nq_rows(3, gold=0) for d in nq_documents(row)]
+    bounds, counts = [tokenizer.at_least(t) for t in texts], tokenizer.count_many(texts)
+    assert all(b <= c for b, c in zip(bounds, counts, strict=True))
+    assert sum(bounds) >= 0.6 * sum(counts)  # tight enough to spare most exact counts of the budget fill
+    assert tokenizer.at_least("東京は日本の首都です。") == 1 and tokenizer.at_least("a\x1cb") == 0
