@@ -39,6 +39,7 @@ from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import rows_bucket, run_static_pass
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
+from ctxcompress.engines.transfers import copy_to_device
 from ctxcompress.engines.vocab_head import VocabHead
 
 __all__ = [
@@ -325,7 +326,7 @@ class QuestionAttention:
             (inputs.window, window),
             (inputs.window_valid, window_valid),
         ):
-            target.copy_(source, non_blocking=True)
+            copy_to_device(target, source)
         return inputs
 
     def _pass(self, inputs: _Inputs, layers: frozenset[int] | None, nll: bool) -> torch.Tensor:

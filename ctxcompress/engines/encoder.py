@@ -18,6 +18,7 @@ What it computes:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,15 @@ from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.engines.encoder_graphs import StaticEncoderPasses, padded_inputs
 from ctxcompress.engines.tokenization import OffsetTokenizer
+from ctxcompress.engines.transfers import to_device
 from ctxcompress.errors import ModelError
 
-__all__ = ["SentenceEncoder", "SpanEmbeddings", "TokenEmbeddings"]
+__all__ = ["QueuedSpanEmbeddings", "SentenceEncoder", "SpanEmbeddings", "TokenEmbeddings"]
+
+# One windowed pass over some texts (``SentenceEncoder._encode_windows``): each text's word pieces (ids, character
+# spans), every piece's vector on the device, each text's own vector on the device, and where each text's pieces
+# start among the vectors.
+EncodedWindows = tuple[list[tuple[list[int], list[tuple[int, int]]]], torch.Tensor, torch.Tensor, np.ndarray]
 
 
 @dataclass
@@ -62,6 +69,38 @@ class SpanEmbeddings:
 
     pooled: np.ndarray  # [dim] float32
     spans: np.ndarray  # [n_spans, dim] float32, L2-normalised (zero for a span without pieces)
+
+
+class QueuedSpanEmbeddings:
+    """:meth:`SentenceEncoder.queue_span_embeddings` in flight: cache hits, and one queued pass over the rest."""
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        texts: list[str],
+        found: list[SpanEmbeddings | None],
+        missing: list[int],
+        windows: EncodedWindows | None,
+        overlap: int,
+    ) -> None:
+        self._encoder, self._texts, self._found = encoder, texts, found
+        self._missing, self._windows, self._overlap = missing, windows, overlap
+
+    def collect(self, spans: Sequence[list[tuple[int, int]]]) -> list[SpanEmbeddings]:
+        """Every text's :class:`SpanEmbeddings` for ``spans`` (now all known; the same as given to the queue where
+        one was given then): the pass's texts pooled (waiting for the device) and put into the cache."""
+        out = list(self._found)
+        if self._windows is not None:
+            encoder = self._encoder
+            computed = encoder._pool_spans(self._windows, [spans[i] for i in self._missing])
+            for i, value in zip(self._missing, computed, strict=True):
+                value.pooled.setflags(write=False)  # shared with later requests through the cache
+                value.spans.setflags(write=False)
+                encoder.cache.put(encoder._cache_key(self._texts[i], spans[i], self._overlap), value)
+                out[i] = value
+        done = [value for value in out if value is not None]
+        assert len(done) == len(out)
+        return done
 
 
 class SentenceEncoder:
@@ -174,19 +213,29 @@ class SentenceEncoder:
         """Each text's own embedding and the vectors of its character spans (``spans[t]``: sorted, disjoint), pooled
         from the in-context token embeddings as :meth:`TokenEmbeddings.span_vectors` does, on the model's device:
         only the pooled vectors come to the host. Texts seen before with the same spans come from the cache."""
-        keys = [
-            text_key(text, "span_embeddings", overlap, self.max_length, tuple(map(tuple, text_spans)))
+        return self.queue_span_embeddings(texts, spans, overlap=overlap).collect(spans)
+
+    def queue_span_embeddings(
+        self,
+        texts: list[str],
+        spans: Sequence[list[tuple[int, int]] | None],
+        *,
+        overlap: int = 64,
+    ) -> QueuedSpanEmbeddings:
+        """:meth:`span_embeddings` started before every text's spans are known (``None``: not yet): texts with
+        spans are looked up in the cache now; one pass over the others is queued on the device, and the host goes
+        on while it runs. :meth:`QueuedSpanEmbeddings.collect` pools the pass's token vectors once all spans are
+        known (a text whose spans came late is computed even if the cache held it)."""
+        found = [
+            self.cache.get(self._cache_key(text, text_spans, overlap)) if text_spans is not None else None
             for text, text_spans in zip(texts, spans, strict=True)
         ]
-        out: list[SpanEmbeddings | None] = [self.cache.get(key) for key in keys]
-        missing = [i for i, found in enumerate(out) if found is None]
-        computed = self._span_embeddings([texts[i] for i in missing], [spans[i] for i in missing], overlap)
-        for i, value in zip(missing, computed, strict=True):
-            value.pooled.setflags(write=False)  # shared with later requests through the cache
-            value.spans.setflags(write=False)
-            self.cache.put(keys[i], value)
-            out[i] = value
-        return [found for found in out if found is not None]
+        missing = [i for i, value in enumerate(found) if value is None]
+        windows = self._encode_windows([texts[i] for i in missing], overlap) if missing else None
+        return QueuedSpanEmbeddings(self, texts, found, missing, windows, overlap)
+
+    def _cache_key(self, text: str, spans: list[tuple[int, int]], overlap: int) -> str:
+        return text_key(text, "span_embeddings", overlap, self.max_length, tuple(map(tuple, spans)))
 
     @torch.inference_mode()
     def _span_embeddings(
@@ -195,9 +244,15 @@ class SentenceEncoder:
         spans: list[list[tuple[int, int]]],
         overlap: int,
     ) -> list[SpanEmbeddings]:
+        """:meth:`span_embeddings` without the cache."""
         if not texts:
             return []
-        encoded, vectors, pooled, starts = self._encode_windows(texts, overlap)
+        return self._pool_spans(self._encode_windows(texts, overlap), spans)
+
+    @torch.inference_mode()
+    def _pool_spans(self, windows: EncodedWindows, spans: list[list[tuple[int, int]]]) -> list[SpanEmbeddings]:
+        """Each text's span vectors from the token vectors of :meth:`_encode_windows`, pooled on the device."""
+        encoded, vectors, pooled, starts = windows
         span_starts = np.cumsum([0] + [len(s) for s in spans])
         owners = np.full(int(starts[-1]), -1, dtype=np.int64)  # each piece's span (global index), -1: none
         for t, ((_, offsets), text_spans) in enumerate(zip(encoded, spans, strict=True)):
@@ -206,19 +261,18 @@ class SentenceEncoder:
                 owners[starts[t] : starts[t + 1]] = np.where(local >= 0, local + span_starts[t], -1)
         inside = owners >= 0
         sums = torch.zeros((int(span_starts[-1]), self.dimension), device=self.device, dtype=torch.float32)
-        pieces = torch.from_numpy(np.flatnonzero(inside)).to(self.device)
-        sums.index_add_(0, torch.from_numpy(owners[inside]).to(self.device), vectors[pieces])
+        pieces = to_device(np.flatnonzero(inside), self.device)
+        sums.index_add_(0, to_device(owners[inside], self.device), vectors[pieces])
         normalised = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
         span_vectors = normalised.cpu().numpy()
         pooled_host = pooled.cpu().numpy()
         return [
-            SpanEmbeddings(pooled_host[t], span_vectors[span_starts[t] : span_starts[t + 1]]) for t in range(len(texts))
+            SpanEmbeddings(pooled_host[t], span_vectors[span_starts[t] : span_starts[t + 1]])
+            for t in range(len(encoded))
         ]
 
     @torch.inference_mode()
-    def _encode_windows(
-        self, texts: list[str], overlap: int
-    ) -> tuple[list[tuple[list[int], list[tuple[int, int]]]], torch.Tensor, torch.Tensor, np.ndarray]:
+    def _encode_windows(self, texts: list[str], overlap: int) -> EncodedWindows:
         """One windowed pass over ``texts``, accumulated on the model's device: the word pieces of each text,
         every piece's vector (``[total pieces, dim]``, text ``t``'s rows ``starts[t]:starts[t + 1]``; the mean
         over the windows that saw it) and each text's L2-normalised own embedding (``[len(texts), dim]``)."""
@@ -248,21 +302,19 @@ class SentenceEncoder:
             within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
             source = rows * longest + first + within
             target = np.repeat([starts[windows[w][0]] + windows[w][1] for w in batch], sizes) + within
-            target_index = torch.from_numpy(target).to(self.device)
-            sums.index_add_(
-                0, target_index, hidden.reshape(-1, self.dimension)[torch.from_numpy(source).to(self.device)]
-            )
+            target_index = to_device(target, self.device)
+            sums.index_add_(0, target_index, hidden.reshape(-1, self.dimension)[to_device(source, self.device)])
             counts.index_add_(0, target_index, torch.ones(len(target), device=self.device))
             if self._pooling == "cls":
                 window_vectors = hidden[:, 0]
             else:
                 mask = (
                     torch.arange(longest, device=self.device)[None, :]
-                    < torch.from_numpy(sizes + specials).to(self.device)[:, None]
+                    < to_device(sizes + specials, self.device)[:, None]
                 )
                 window_vectors = (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
             window_vectors = window_vectors / window_vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            window_texts = torch.tensor([windows[w][0] for w in batch], device=self.device)
+            window_texts = to_device(np.array([windows[w][0] for w in batch], dtype=np.int64), self.device)
             pooled.index_add_(0, window_texts, window_vectors)
         pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return encoded, sums / counts.clamp_min(1.0)[:, None], pooled, starts
@@ -285,7 +337,7 @@ class SentenceEncoder:
             if hidden is not None:
                 return hidden
         input_ids, mask = padded_inputs(rows, (len(rows), longest), self._pad)
-        return self._run_model(input_ids.to(self.device), mask.to(self.device)).float()
+        return self._run_model(to_device(input_ids, self.device), to_device(mask, self.device)).float()
 
     def _run_model(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The transformer's last hidden states ``[B, L, dim]`` (the model's dtype) for ids on its device."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from ctxcompress.engines.cuda_graphs import WIDTH_STEP, rows_bucket, run_static_pass
+from ctxcompress.engines.transfers import copy_to_device
 
 __all__ = ["StaticEncoderPasses", "padded_inputs"]
 
@@ -105,8 +106,8 @@ class StaticEncoderPasses:
     def _fill(self, shape: _Shape, sequences: list[list[int]]) -> None:
         """Write ``sequences`` into the static inputs."""
         ids, mask = padded_inputs(sequences, tuple(shape.ids.shape), self.pad_id)
-        shape.ids.copy_(ids)
-        shape.mask.copy_(mask)
+        copy_to_device(shape.ids, ids)
+        copy_to_device(shape.mask, mask)
 
 
 def padded_inputs(sequences: list[list[int]], shape: tuple[int, int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

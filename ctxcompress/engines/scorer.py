@@ -41,6 +41,7 @@ from ctxcompress.engines.keep_rules import IterativePrompt, IterativeScores, Kee
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.engines.options import EngineOptions
 from ctxcompress.engines.tokenization import OffsetTokenizer
+from ctxcompress.engines.transfers import to_device
 from ctxcompress.engines.vocab_head import VocabHead
 from ctxcompress.errors import ModelError
 
@@ -423,11 +424,8 @@ class CausalLMScorer:
         return self._to_device(host)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        """Host array → device tensor without waiting for the device (pinned staging buffer on CUDA)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if self.device.type != "cuda":
-            return tensor
-        return tensor.pin_memory().to(self.device, non_blocking=True)
+        """Host array → device tensor without waiting for the device (``engines/transfers.py``)."""
+        return to_device(array, self.device)
 
     def _forward(
         self, tokens: torch.Tensor, token_valid: torch.Tensor, state: _StreamState | None, real_tokens: int

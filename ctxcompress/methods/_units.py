@@ -130,15 +130,20 @@ _unit_cache = ChunkCache(UNIT_CACHE_BYTES, lambda value: 120 + 72 * len(value[1]
 
 def sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]]:
     """``(header_end, sentence spans after the header)``: the header is never a sentence of its own."""
-    key = text_key(text, "sentence_units", language)
-    cached = _unit_cache.get(key)
+    cached = cached_sentence_units(text, language)
     if cached is not None:
-        return cached[0], list(cached[1])
+        return cached
     end = header_end(text)
     body = split_sentences_with_spans(text[end:], language)
     spans = [(start + end, stop + end) for start, stop in body]
-    _unit_cache.put(key, (end, tuple(spans)))
+    _unit_cache.put(text_key(text, "sentence_units", language), (end, tuple(spans)))
     return end, spans
+
+
+def cached_sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]] | None:
+    """:func:`sentence_units` when the chunk's units are cached, else None (no sentence splitting)."""
+    cached = _unit_cache.get(text_key(text, "sentence_units", language))
+    return None if cached is None else (cached[0], list(cached[1]))
 
 
 def largest_fitting(count: int, fits: Callable[[int], bool], guess: int | None = None) -> int:

@@ -29,7 +29,7 @@ encoder on LongBench at 5x; QUITO, arXiv:2408.00274).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -106,6 +106,7 @@ def sentence_attention(
     window_nll: bool = False,
     likelihood_rows: bool = False,
     sentences: bool = True,
+    while_running: Callable[[], object] | None = None,
 ) -> list[list[SentenceScores]]:
     """Per request ``(documents, question)``, per document: sentence scores from question-to-context attention.
 
@@ -119,7 +120,8 @@ def sentence_attention(
     ``Question: …`` and the answer cue, so with ``per_document`` and ``chunk_tokens`` equal to its
     ``max_doc_tokens`` the window NLL *is* the likelihood signal: both signals from one prefill. ``sentences=False``
     skips the per-sentence pooling (each document's ``spans``/``scores`` stay empty; ``mean`` and ``window_nll``
-    are all a document ranking reads). Usable as a signal by other pipelines.
+    are all a document ranking reads). ``while_running``: the caller's host work, done while the probe's pass runs
+    on the device. Usable as a signal by other pipelines.
     """
     chosen = layers if layers is not None else default_layers(probe.num_layers)
     if not chosen or any(not -probe.num_layers <= layer < probe.num_layers for layer in chosen):
@@ -155,6 +157,8 @@ def sentence_attention(
     def split_sentences() -> None:  # CPU work, done while the probe's pass runs on the GPU
         if units is None and sentences:
             split.extend([sentence_units(doc, language) for doc in docs] for docs, _ in requests)
+        if while_running is not None:
+            while_running()
 
     readings = probe.read_windows(rows, read, nll=window_nll, while_running=split_sentences)
     for reading, pieces in zip(readings, owners, strict=True):

@@ -47,7 +47,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ctxcompress.methods._units import ScoredDocument, keep_best_units, sentence_units
+from ctxcompress.methods._units import ScoredDocument, cached_sentence_units, keep_best_units, sentence_units
 from ctxcompress.methods.attention import CHUNK_TOKENS, sentence_attention
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.methods.longllmlingua import RANK_DOC_TOKENS, rank_documents
@@ -137,35 +137,36 @@ class Hybrid(CompressionMethod):
         questions = [(p.request.question or "").strip() for p in requests]
         scorer = self.pool.scorer(opts.scorer, field="options.scorer") if use_lm else None
         # The scorer's tokenising (ids and offsets per document, shared by both LM signals) runs on a host thread
-        # beside Punkt, the encoder's tokenising and its pass: fast tokenizers release the GIL.
+        # beside the encoder's tokenising and its pass: fast tokenizers release the GIL.
         scorer_tokens = (
             host_threads().submit(lambda: [scorer.encode_batch(docs) for docs in documents])
             if scorer is not None
             else None
         )
-        units = [[sentence_units(d, opts.language) for d in docs] for docs in documents]
-        # One encoder pass over questions and documents: document vectors and, pooled from the same in-context
-        # token embeddings, sentence vectors (late chunking).
-        embedded = encoder.span_embeddings(
-            [*questions, *(d for docs in documents for d in docs)],
-            [[] for _ in questions] + [spans for doc_units in units for _, spans in doc_units],
+        # One encoder pass over questions and documents gives document vectors and, pooled from the same in-context
+        # token embeddings, sentence vectors (late chunking). It is queued now; sentences of chunks seen before
+        # come from the unit cache, the others are split (Punkt: pure Python) while the device runs the encoder's
+        # and the small LM's passes, and the sentence vectors are pooled once every document's units are known.
+        mark = time.perf_counter()
+        known = [[cached_sentence_units(d, opts.language) for d in docs] for docs in documents]
+        known_spans = [u[1] if u is not None else None for doc_units in known for u in doc_units]
+        queued = encoder.queue_span_embeddings(
+            [*questions, *(d for docs in documents for d in docs)], [[] for _ in questions] + known_spans
         )
-        cursor = len(questions)
-        signals: list[dict[str, np.ndarray]] = []
-        sentence_sims: list[np.ndarray] = []
-        owners = [np.repeat(np.arange(len(doc_units)), [len(spans) for _, spans in doc_units]) for doc_units in units]
-        for r, docs in enumerate(documents):
-            question = embedded[r].pooled
-            per_doc = embedded[cursor : cursor + len(docs)]
-            cursor += len(docs)
-            doc_sims = np.array([d.pooled @ question for d in per_doc])
-            sims = [d.spans @ question for d in per_doc]
-            sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
-            best = np.array([sim.max() if len(sim) else -1.0 for sim in sims])
-            signals.append({"encoder": doc_sims, "encoder_sentence": best})
-            if opts.lexical_weight:
-                signals[r]["lexical"] = bm25_scores(questions[r], docs)
-        timings = {"encode": (time.perf_counter() - started) * 1000}
+        timings = {"encode": (time.perf_counter() - mark) * 1000}
+        units: list[list[tuple[int, list[tuple[int, int]]]]] = []
+
+        def split_sentences() -> None:
+            if not units:
+                units.extend(
+                    [
+                        u if u is not None else sentence_units(d, opts.language)
+                        for d, u in zip(docs, doc_known, strict=True)
+                    ]
+                    for docs, doc_known in zip(documents, known, strict=True)
+                )
+
+        lm_signals: list[dict[str, np.ndarray]] = [{} for _ in requests]
         if scorer is not None and scorer_tokens is not None:  # the LM signals
             encoded = scorer_tokens.result()
             # Both LM signals from one prefill per document when both are used: the attention is read from the
@@ -181,7 +182,7 @@ class Hybrid(CompressionMethod):
                     encodings=[[ids for ids, _ in per_request] for per_request in encoded],
                 )
                 for r, nll in enumerate(ranked):
-                    signals[r]["likelihood"] = -nll
+                    lm_signals[r]["likelihood"] = -nll
                 timings["likelihood"] = (time.perf_counter() - mark) * 1000
             if opts.attention_weight:
                 mark = time.perf_counter()
@@ -197,15 +198,35 @@ class Hybrid(CompressionMethod):
                     window_nll=merged,
                     likelihood_rows=merged,
                     chunk_tokens=RANK_DOC_TOKENS if merged else CHUNK_TOKENS,
+                    while_running=split_sentences,
                 )
                 for r, per_doc in enumerate(attended):
-                    signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
+                    lm_signals[r]["attention"] = np.log(np.array([s.mean for s in per_doc]) + 1e-9)
                     if merged:
                         likelihood = -np.array([s.window_nll for s in per_doc])
                         # a document without tokens has no row (never with byte-level BPE): the worst score
                         floor = np.nanmin(likelihood) if np.isfinite(likelihood).any() else 0.0
-                        signals[r]["likelihood"] = np.nan_to_num(likelihood, nan=floor)
+                        lm_signals[r]["likelihood"] = np.nan_to_num(likelihood, nan=floor)
                 timings["attention"] = (time.perf_counter() - mark) * 1000
+        split_sentences()
+        mark = time.perf_counter()
+        embedded = queued.collect([[] for _ in questions] + [spans for doc_units in units for _, spans in doc_units])
+        cursor = len(questions)
+        signals: list[dict[str, np.ndarray]] = []
+        sentence_sims: list[np.ndarray] = []
+        owners = [np.repeat(np.arange(len(doc_units)), [len(spans) for _, spans in doc_units]) for doc_units in units]
+        for r, docs in enumerate(documents):
+            question = embedded[r].pooled
+            per_doc = embedded[cursor : cursor + len(docs)]
+            cursor += len(docs)
+            doc_sims = np.array([d.pooled @ question for d in per_doc])
+            sims = [d.spans @ question for d in per_doc]
+            sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
+            best = np.array([sim.max() if len(sim) else -1.0 for sim in sims])
+            signals.append({"encoder": doc_sims, "encoder_sentence": best, **lm_signals[r]})
+            if opts.lexical_weight:
+                signals[r]["lexical"] = bm25_scores(questions[r], docs)
+        timings["encode"] += (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,
             "encoder_sentence": opts.encoder_sentence_weight,

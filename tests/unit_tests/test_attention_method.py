@@ -313,3 +313,20 @@ def test_the_pool_counts_the_probes_prefill_tokens_beside_the_scorers(tiny_compr
     tiny_scorer.token_nll([[5, 6, 7, 8]])
     assert tiny_scorer.tokens_processed - scorer_before >= 4
     assert pool.model_tokens() - before == 80 + tiny_scorer.tokens_processed - scorer_before
+
+
+def test_the_callers_host_work_runs_once_while_the_probes_pass_is_queued(tiny_scorer, rows, monkeypatch):
+    """hybrid splits sentences in ``while_running``: called once, after the last pass is queued, before its
+    read-back (the host works while the device runs it)."""
+    from ctxcompress.methods.attention import sentence_attention
+
+    probe = QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id)
+    events: list[str] = []
+    original = probe._pass
+    monkeypatch.setattr(probe, "_pass", lambda *a: (events.append("pass"), original(*a))[1])
+    docs = nq_documents(rows[0])[:4]
+    sentence_attention(
+        tiny_scorer, probe, [(docs, rows[0]["question"])], per_document=True, sentences=False,
+        chunk_tokens=64, while_running=lambda: events.append("host"),
+    )  # fmt: skip
+    assert events.count("host") == 1 and events[-1] == "host" and events.count("pass") >= 1

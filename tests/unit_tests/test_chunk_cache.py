@@ -57,6 +57,26 @@ def test_cached_span_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) 
     assert other[0].spans.shape[0] == 1 and cached.cache.totals().misses == 7
 
 
+def test_span_embeddings_queued_before_their_spans_are_known_equal_the_direct_call(tiny_encoder) -> None:
+    """``queue_span_embeddings`` (hybrid queues the pass, then splits sentences while the device runs it): spans
+    given late pool the same vectors; a text given with spans is served by the cache, one given without is
+    computed (its spans are not known yet) and cached under the spans given at collect."""
+    docs = nq_documents(nq_rows(1, gold=4)[0])[:5]
+    spans = [split_sentences_with_spans(d) for d in docs]
+    encoder = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
+    encoder.max_length = tiny_encoder.max_length
+    encoder.span_embeddings(docs[:2], spans[:2])  # docs 0 and 1 cached
+    queued = encoder.queue_span_embeddings(docs, [spans[0], None, None, spans[3], None])
+    assert encoder.cache.totals().hits == 1  # doc 0; doc 1 came without spans
+    got = queued.collect(spans)
+    direct = tiny_encoder.span_embeddings(docs, spans)  # no cache, one batch
+    for a, b in zip(got, direct, strict=True):
+        np.testing.assert_allclose(a.spans, b.spans, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(a.pooled, b.pooled, rtol=0, atol=1e-5)
+    again = encoder.queue_span_embeddings(docs, spans).collect(spans)
+    assert all(a is b for a, b in zip(again, got, strict=True))  # every one cached under its spans
+
+
 def test_the_service_reports_cache_hits(tiny_encoder: SentenceEncoder) -> None:
     import httpx
     from ctxcompress_service import Settings, build_app, build_engine
