@@ -140,6 +140,11 @@ def sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]
     return end, spans
 
 
+def sentence_unit_cache() -> ChunkCache:
+    """The process's cache of sentence units per chunk (for measurements that need it cold)."""
+    return _unit_cache
+
+
 def cached_sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]] | None:
     """:func:`sentence_units` when the chunk's units are cached, else None (no sentence splitting)."""
     cached = _unit_cache.get(text_key(text, "sentence_units", language))

@@ -47,6 +47,7 @@ def profile(
     chunk_cache_mb: int,
     encoder_graphs: str = "auto",
     threads: int | None = None,
+    new_units: bool = False,
 ) -> None:
     if not configured:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,6 +58,7 @@ def profile(
 
     from ctxcompress import Compressor
     from ctxcompress.engines.options import EngineOptions
+    from ctxcompress.methods._units import sentence_unit_cache
 
     if threads or device.startswith("cuda"):
         torch.set_num_threads(threads or 1)  # as serve's GPU workers (Settings.torch_threads)
@@ -73,6 +75,8 @@ def profile(
         latencies, stages = [], {}
         for _ in range(repeats):
             for request in requests:
+                if new_units:  # sentence splitting as for chunks never seen (the unit cache is separate)
+                    sentence_unit_cache().clear()
                 sync()
                 started = time.perf_counter()
                 result = compressor.compress(request)
@@ -121,6 +125,9 @@ def main() -> None:
     parser.add_argument("--configured-models", action="store_true", help="the registry's models (real weights)")
     parser.add_argument("--chunk-cache-mb", type=int, default=0, help="0: every request pays its chunks' work")
     parser.add_argument("--encoder-graphs", default="auto", choices=["auto", "on", "off"], help="encoder CUDA graphs")
+    parser.add_argument(
+        "--new-units", action="store_true", help="clear the sentence-unit cache before each timed request (Punkt too)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: 1 on CUDA, as serve)")
     args = parser.parse_args()
     if args.write_prompts:
@@ -136,6 +143,7 @@ def main() -> None:
             args.chunk_cache_mb,
             args.encoder_graphs,
             args.threads,
+            args.new_units,
         )
 
 
