@@ -223,9 +223,10 @@ class Hybrid(CompressionMethod):
             sims = [d.spans @ question for d in per_doc]
             sentence_sims.append(np.concatenate(sims) if sims else np.zeros(0))
             best = np.array([sim.max() if len(sim) else -1.0 for sim in sims])
-            signals.append({"encoder": doc_sims, "encoder_sentence": best, **lm_signals[r]})
+            signals.append({"encoder": doc_sims, "encoder_sentence": best})
             if opts.lexical_weight:
                 signals[r]["lexical"] = bm25_scores(questions[r], docs)
+            signals[r].update(lm_signals[r])  # fused in this order (a float sum's order is part of its value)
         timings["encode"] += (time.perf_counter() - mark) * 1000
         weights = {
             "encoder": opts.encoder_weight,
