@@ -14,6 +14,8 @@ What it computes:
 * ``span_embeddings(texts, spans)``: that pooling done on the device, so only each text's own vector and its spans'
   vectors reach the host (the token vectors of a batch of 64 NQ prompts are ~0.3 GB; their device-to-host copy
   took a fifth of the GPU time of `hybrid` on an H200). These are what the chunk cache keeps.
+  ``queue_span_embeddings(texts, spans)`` starts the same with the pass queued before every text's spans are known,
+  so the host can split sentences while the device runs it; ``collect(spans)`` pools.
 """
 
 from __future__ import annotations
