@@ -58,12 +58,13 @@ class ChunkCache:
     def enabled(self) -> bool:
         return self.capacity_bytes > 0
 
-    def get(self, key: Hashable) -> Any | None:
+    def get(self, key: Hashable, accept: Callable[[Any], bool] | None = None) -> Any | None:
+        """The value under ``key``, or None; a value ``accept`` refuses counts as a miss."""
         if not self.enabled:
             return None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None:
+            if entry is None or (accept is not None and not accept(entry[0])):
                 self._misses += 1
                 return None
             self._entries.move_to_end(key)

@@ -74,35 +74,39 @@ class SpanEmbeddings:
 
 
 class QueuedSpanEmbeddings:
-    """:meth:`SentenceEncoder.queue_span_embeddings` in flight: cache hits, and one queued pass over the rest."""
+    """:meth:`SentenceEncoder.queue_span_embeddings` in flight: cached entries, and one queued pass over the rest."""
 
     def __init__(
         self,
         encoder: SentenceEncoder,
         texts: list[str],
-        found: list[SpanEmbeddings | None],
+        cached: list[_CachedSpans | None],
         missing: list[int],
         windows: EncodedWindows | None,
         overlap: int,
     ) -> None:
-        self._encoder, self._texts, self._found = encoder, texts, found
+        self._encoder, self._texts, self._cached = encoder, texts, cached
         self._missing, self._windows, self._overlap = missing, windows, overlap
 
     def collect(self, spans: Sequence[list[tuple[int, int]]]) -> list[SpanEmbeddings]:
         """Every text's :class:`SpanEmbeddings` for ``spans`` (now all known; the same as given to the queue where
-        one was given then): the pass's texts pooled (waiting for the device) and put into the cache."""
-        out = list(self._found)
+        one was given then): the pass's texts pooled (waiting for the device) and cached; a cached entry whose
+        spans differ from these (a text queued without spans, then split differently) is computed now."""
+        encoder = self._encoder
+        out: list[SpanEmbeddings | None] = [
+            entry.value if entry is not None and entry.spans == _span_tuple(text_spans) else None
+            for entry, text_spans in zip(self._cached, spans, strict=True)
+        ]
         if self._windows is not None:
-            encoder = self._encoder
             computed = encoder._pool_spans(self._windows, [spans[i] for i in self._missing])
             for i, value in zip(self._missing, computed, strict=True):
-                value.pooled.setflags(write=False)  # shared with later requests through the cache
-                value.spans.setflags(write=False)
-                encoder.cache.put(encoder._cache_key(self._texts[i], spans[i], self._overlap), value)
-                out[i] = value
-        done = [value for value in out if value is not None]
-        assert len(done) == len(out)
-        return done
+                out[i] = encoder._remember(self._texts[i], spans[i], self._overlap, value)
+        late = [i for i, value in enumerate(out) if value is None]
+        if late:
+            computed = encoder._span_embeddings([self._texts[i] for i in late], [spans[i] for i in late], self._overlap)
+            for i, value in zip(late, computed, strict=True):
+                out[i] = encoder._remember(self._texts[i], spans[i], self._overlap, value)
+        return [value for value in out if value is not None]
 
 
 class SentenceEncoder:
@@ -224,20 +228,28 @@ class SentenceEncoder:
         *,
         overlap: int = 64,
     ) -> QueuedSpanEmbeddings:
-        """:meth:`span_embeddings` started before every text's spans are known (``None``: not yet): texts with
-        spans are looked up in the cache now; one pass over the others is queued on the device, and the host goes
-        on while it runs. :meth:`QueuedSpanEmbeddings.collect` pools the pass's token vectors once all spans are
-        known (a text whose spans came late is computed even if the cache held it)."""
-        found = [
-            self.cache.get(self._cache_key(text, text_spans, overlap)) if text_spans is not None else None
-            for text, text_spans in zip(texts, spans, strict=True)
-        ]
-        missing = [i for i, value in enumerate(found) if value is None]
+        """:meth:`span_embeddings` started before every text's spans are known (``None``: not yet): the cache is
+        asked now, one pass over the texts it lacks is queued on the device, and the host goes on while it runs;
+        :meth:`QueuedSpanEmbeddings.collect` pools the pass's token vectors once all spans are known. The cache keeps
+        one entry per text with the spans it was pooled for, so a text queued without spans is served by it when
+        its spans turn out to be those (else computed at collect)."""
+        cached: list[_CachedSpans | None] = []
+        for text, text_spans in zip(texts, spans, strict=True):
+            wanted = None if text_spans is None else _span_tuple(text_spans)
+            key = text_key(text, "span_embeddings", overlap, self.max_length)
+            # Without spans the entry is taken on trust (a hit) and checked at collect.
+            cached.append(self.cache.get(key, accept=lambda entry, w=wanted: w is None or entry.spans == w))
+        missing = [i for i, entry in enumerate(cached) if entry is None]
         windows = self._encode_windows([texts[i] for i in missing], overlap) if missing else None
-        return QueuedSpanEmbeddings(self, texts, found, missing, windows, overlap)
+        return QueuedSpanEmbeddings(self, texts, cached, missing, windows, overlap)
 
-    def _cache_key(self, text: str, spans: list[tuple[int, int]], overlap: int) -> str:
-        return text_key(text, "span_embeddings", overlap, self.max_length, tuple(map(tuple, spans)))
+    def _remember(self, text: str, spans: list[tuple[int, int]], overlap: int, value: SpanEmbeddings) -> SpanEmbeddings:
+        """Cache ``value`` as ``text``'s span embeddings for ``spans`` (one entry per text: the last spans win)."""
+        value.pooled.setflags(write=False)  # shared with later requests through the cache
+        value.spans.setflags(write=False)
+        key = text_key(text, "span_embeddings", overlap, self.max_length)
+        self.cache.put(key, _CachedSpans(_span_tuple(spans), value))
+        return value
 
     @torch.inference_mode()
     def _span_embeddings(
@@ -358,8 +370,21 @@ def _span_owners(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarra
     return np.where(inside, owner, -1)
 
 
-def _nbytes(value: SpanEmbeddings) -> int:
-    return int(value.pooled.nbytes + value.spans.nbytes) + 200  # + the objects themselves
+@dataclass(frozen=True)
+class _CachedSpans:
+    """A chunk cache entry: a text's span embeddings and the spans they were pooled for."""
+
+    spans: tuple[tuple[int, int], ...]
+    value: SpanEmbeddings
+
+
+def _span_tuple(spans: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    return tuple((int(start), int(end)) for start, end in spans)
+
+
+def _nbytes(entry: _CachedSpans) -> int:
+    value = entry.value
+    return int(value.pooled.nbytes + value.spans.nbytes) + 64 * len(entry.spans) + 200  # + the objects themselves
 
 
 def _pooling_mode(model: Any) -> str:

@@ -131,8 +131,11 @@ _unit_cache = ChunkCache(UNIT_CACHE_BYTES, lambda value: 120 + 72 * len(value[1]
 def sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]]:
     """``(header_end, sentence spans after the header)``: the header is never a sentence of its own."""
     cached = cached_sentence_units(text, language)
-    if cached is not None:
-        return cached
+    return cached if cached is not None else split_sentence_units(text, language)
+
+
+def split_sentence_units(text: str, language: str) -> tuple[int, list[tuple[int, int]]]:
+    """:func:`sentence_units` split now (Punkt) and cached, without asking the cache first."""
     end = header_end(text)
     body = split_sentences_with_spans(text[end:], language)
     spans = [(start + end, stop + end) for start, stop in body]

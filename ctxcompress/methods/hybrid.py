@@ -47,7 +47,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from ctxcompress.methods._units import ScoredDocument, cached_sentence_units, keep_best_units, sentence_units
+from ctxcompress.methods._units import ScoredDocument, cached_sentence_units, keep_best_units, split_sentence_units
 from ctxcompress.methods.attention import CHUNK_TOKENS, sentence_attention
 from ctxcompress.methods.base import BaseOptions, CompressionMethod, register_method, run_grouped
 from ctxcompress.methods.longllmlingua import RANK_DOC_TOKENS, rank_documents
@@ -160,7 +160,7 @@ class Hybrid(CompressionMethod):
             if not units:
                 units.extend(
                     [
-                        u if u is not None else sentence_units(d, opts.language)
+                        u if u is not None else split_sentence_units(d, opts.language)
                         for d, u in zip(docs, doc_known, strict=True)
                     ]
                     for docs, doc_known in zip(documents, known, strict=True)

@@ -53,27 +53,29 @@ def test_cached_span_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) 
         np.testing.assert_allclose(got.spans, alone.spans, rtol=0, atol=1e-5)  # batch-mates: rounding only
         np.testing.assert_allclose(got.pooled, alone.pooled, rtol=0, atol=1e-5)
     assert again[1] is first[2] and not again[1].spans.flags.writeable  # shared, so read-only
-    other = cached.span_embeddings([docs[0]], [spans[docs[0]][:1]])  # other spans: another entry
+    other = cached.span_embeddings([docs[0]], [spans[docs[0]][:1]])  # other spans: a miss, then its entry
     assert other[0].spans.shape[0] == 1 and cached.cache.totals().misses == 7
 
 
 def test_span_embeddings_queued_before_their_spans_are_known_equal_the_direct_call(tiny_encoder) -> None:
     """``queue_span_embeddings`` (hybrid queues the pass, then splits sentences while the device runs it): spans
-    given late pool the same vectors; a text given with spans is served by the cache, one given without is
-    computed (its spans are not known yet) and cached under the spans given at collect."""
+    given late pool the same vectors. The cache holds one entry per text with its spans: a text queued without
+    spans is served by it when its spans turn out the same, and computed at collect when they do not."""
     docs = nq_documents(nq_rows(1, gold=4)[0])[:5]
     spans = [split_sentences_with_spans(d) for d in docs]
     encoder = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
     encoder.max_length = tiny_encoder.max_length
-    encoder.span_embeddings(docs[:2], spans[:2])  # docs 0 and 1 cached
+    first = encoder.span_embeddings(docs[:3], spans[:3])  # docs 0-2 cached
+    late = [spans[0], spans[1], spans[2][:1], spans[3], spans[4]]  # doc 2 turns out split differently
     queued = encoder.queue_span_embeddings(docs, [spans[0], None, None, spans[3], None])
-    assert encoder.cache.totals().hits == 1  # doc 0; doc 1 came without spans
-    got = queued.collect(spans)
-    direct = tiny_encoder.span_embeddings(docs, spans)  # no cache, one batch
+    assert encoder.cache.totals().hits == 3  # doc 0 with its spans; docs 1 and 2 taken on trust
+    got = queued.collect(late)
+    assert got[0] is first[0] and got[1] is first[1] and got[2] is not first[2]
+    direct = tiny_encoder.span_embeddings(docs, late)  # no cache, one batch
     for a, b in zip(got, direct, strict=True):
         np.testing.assert_allclose(a.spans, b.spans, rtol=0, atol=1e-5)
         np.testing.assert_allclose(a.pooled, b.pooled, rtol=0, atol=1e-5)
-    again = encoder.queue_span_embeddings(docs, spans).collect(spans)
+    again = encoder.queue_span_embeddings(docs, late).collect(late)
     assert all(a is b for a, b in zip(again, got, strict=True))  # every one cached under its spans
 
 
