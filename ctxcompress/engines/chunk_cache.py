@@ -3,8 +3,7 @@
 RAG traffic repeats popular chunks: the same retrieved passage reaches the compressor with many questions. What an
 engine computes from a chunk alone (here: the sentence encoder's in-context vectors of the chunk and of its
 sentences, the main cost of ``hybrid`` and ``cpc`` on CPU) is kept under a key made of the chunk's text hash and
-everything else the value depends on (model, parameters; the encoder keeps the sentence spans in the value and checks
-them, one entry per chunk). Bounded by bytes, least recently used first
+everything else the value depends on (model, parameters, sentence spans). Bounded by bytes, least recently used first
 out. A cached value is what the engine computed for that chunk on the same model, so a result never depends on what
 ran before (the encoder computes every chunk in rows of its own; ``tests/unit_tests/test_chunk_cache.py`` checks
 equality).
@@ -59,13 +58,12 @@ class ChunkCache:
     def enabled(self) -> bool:
         return self.capacity_bytes > 0
 
-    def get(self, key: Hashable, accept: Callable[[Any], bool] | None = None) -> Any | None:
-        """The value under ``key``, or None; a value ``accept`` refuses counts as a miss."""
+    def get(self, key: Hashable) -> Any | None:
         if not self.enabled:
             return None
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or (accept is not None and not accept(entry[0])):
+            if entry is None:
                 self._misses += 1
                 return None
             self._entries.move_to_end(key)

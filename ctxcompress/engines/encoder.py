@@ -230,26 +230,36 @@ class SentenceEncoder:
     ) -> QueuedSpanEmbeddings:
         """:meth:`span_embeddings` started before every text's spans are known (``None``: not yet): the cache is
         asked now, one pass over the texts it lacks is queued on the device, and the host goes on while it runs;
-        :meth:`QueuedSpanEmbeddings.collect` pools the pass's token vectors once all spans are known. The cache keeps
-        one entry per text with the spans it was pooled for, so a text queued without spans is served by it when
-        its spans turn out to be those (else computed at collect)."""
+        :meth:`QueuedSpanEmbeddings.collect` pools the pass's token vectors once all spans are known. A text queued
+        without spans is looked up under the spans it was last pooled for, and served so when its spans turn out to
+        be those (else computed at collect)."""
         cached: list[_CachedSpans | None] = []
         for text, text_spans in zip(texts, spans, strict=True):
-            wanted = None if text_spans is None else _span_tuple(text_spans)
-            key = text_key(text, "span_embeddings", overlap, self.max_length)
-            # Without spans the entry is taken on trust (a hit) and checked at collect.
-            cached.append(self.cache.get(key, accept=lambda entry, w=wanted: w is None or entry.spans == w))
+            # Without spans: the spans this text was last pooled for (an index entry), taken on trust and checked
+            # at collect.
+            wanted = self.cache.get(self._spans_key(text, overlap)) if text_spans is None else _span_tuple(text_spans)
+            value = self.cache.get(self._value_key(text, wanted, overlap)) if wanted is not None else None
+            cached.append(_CachedSpans(wanted, value) if value is not None else None)
         missing = [i for i, entry in enumerate(cached) if entry is None]
         windows = self._encode_windows([texts[i] for i in missing], overlap) if missing else None
         return QueuedSpanEmbeddings(self, texts, cached, missing, windows, overlap)
 
     def _remember(self, text: str, spans: list[tuple[int, int]], overlap: int, value: SpanEmbeddings) -> SpanEmbeddings:
-        """Cache ``value`` as ``text``'s span embeddings for ``spans`` (one entry per text: the last spans win)."""
+        """Cache ``value`` as ``text``'s span embeddings for ``spans``, and ``spans`` as the ones it was last pooled
+        for (what a lookup without spans tries)."""
         value.pooled.setflags(write=False)  # shared with later requests through the cache
         value.spans.setflags(write=False)
-        key = text_key(text, "span_embeddings", overlap, self.max_length)
-        self.cache.put(key, _CachedSpans(_span_tuple(spans), value))
+        pooled_for = _span_tuple(spans)
+        self.cache.put(self._value_key(text, pooled_for, overlap), value)
+        self.cache.put(self._spans_key(text, overlap), pooled_for)
         return value
+
+    def _value_key(self, text: str, spans: tuple[tuple[int, int], ...], overlap: int) -> tuple:
+        return text_key(text, "span_embeddings", overlap, self.max_length, spans)
+
+    def _spans_key(self, text: str, overlap: int) -> tuple:
+        """The index entry: the spans ``text`` was last pooled for."""
+        return text_key(text, "span_embeddings_spans", overlap, self.max_length)
 
     @torch.inference_mode()
     def _span_embeddings(
@@ -372,7 +382,7 @@ def _span_owners(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarra
 
 @dataclass(frozen=True)
 class _CachedSpans:
-    """A chunk cache entry: a text's span embeddings and the spans they were pooled for."""
+    """A cache hit of :meth:`SentenceEncoder.queue_span_embeddings`: span embeddings and the spans pooled for."""
 
     spans: tuple[tuple[int, int], ...]
     value: SpanEmbeddings
@@ -382,9 +392,11 @@ def _span_tuple(spans: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
     return tuple((int(start), int(end)) for start, end in spans)
 
 
-def _nbytes(entry: _CachedSpans) -> int:
-    value = entry.value
-    return int(value.pooled.nbytes + value.spans.nbytes) + 64 * len(entry.spans) + 200  # + the objects themselves
+def _nbytes(entry: SpanEmbeddings | tuple[tuple[int, int], ...]) -> int:
+    """Bytes of a cache entry: span embeddings, or a spans index entry (+ the objects themselves)."""
+    if isinstance(entry, tuple):
+        return 64 * len(entry) + 120
+    return int(entry.pooled.nbytes + entry.spans.nbytes) + 200
 
 
 def _pooling_mode(model: Any) -> str:

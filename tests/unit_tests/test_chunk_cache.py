@@ -59,8 +59,8 @@ def test_cached_span_embeddings_equal_fresh_ones(tiny_encoder: SentenceEncoder) 
 
 def test_span_embeddings_queued_before_their_spans_are_known_equal_the_direct_call(tiny_encoder) -> None:
     """``queue_span_embeddings`` (hybrid queues the pass, then splits sentences while the device runs it): spans
-    given late pool the same vectors. The cache holds one entry per text with its spans: a text queued without
-    spans is served by it when its spans turn out the same, and computed at collect when they do not."""
+    given late pool the same vectors. A text queued without spans is looked up under the spans it was last pooled
+    for: served so when its spans turn out the same, computed at collect when they do not."""
     docs = nq_documents(nq_rows(1, gold=4)[0])[:5]
     spans = [split_sentences_with_spans(d) for d in docs]
     encoder = SentenceEncoder(tiny_encoder.model, max_pass_tokens=2048, cache_bytes=2**26)
@@ -68,7 +68,7 @@ def test_span_embeddings_queued_before_their_spans_are_known_equal_the_direct_ca
     first = encoder.span_embeddings(docs[:3], spans[:3])  # docs 0-2 cached
     late = [spans[0], spans[1], spans[2][:1], spans[3], spans[4]]  # doc 2 turns out split differently
     queued = encoder.queue_span_embeddings(docs, [spans[0], None, None, spans[3], None])
-    assert encoder.cache.totals().hits == 3  # doc 0 with its spans; docs 1 and 2 taken on trust
+    assert encoder.cache.totals().hits == 5  # doc 0 by its spans; docs 1 and 2 by the spans last pooled (2 lookups)
     got = queued.collect(late)
     assert got[0] is first[0] and got[1] is first[1] and got[2] is not first[2]
     direct = tiny_encoder.span_embeddings(docs, late)  # no cache, one batch
