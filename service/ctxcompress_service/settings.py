@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,6 +23,9 @@ from ctxcompress.engines.options import (
 )
 from ctxcompress.serving.options import ServingOptions
 from ctxcompress.types import Budget
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Settings", "auto_workers"]
 
@@ -43,14 +46,17 @@ def host_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _only_gpus(devices: list[str]) -> bool:
-    """Whether every device of ``devices`` (``CTXCOMPRESS_DEVICE``, ``auto`` resolved here) is a CUDA GPU."""
+def _gpus(devices: list[str]) -> list[torch.device]:
+    """``devices`` (``CTXCOMPRESS_DEVICE``, ``auto`` resolved here) when every one is a CUDA GPU, else empty."""
     import torch
 
     from ctxcompress.engines.device import resolve_device
     from ctxcompress.serving.engine import expand_devices
 
-    return torch.cuda.is_available() and all(resolve_device(d).type == "cuda" for d in expand_devices(devices))
+    if not torch.cuda.is_available():
+        return []
+    resolved = [resolve_device(d) for d in expand_devices(devices)]
+    return resolved if all(d.type == "cuda" for d in resolved) else []
 
 
 def auto_workers(devices: list[str]) -> int:
@@ -59,12 +65,9 @@ def auto_workers(devices: list[str]) -> int:
     host cores, whichever is fewer, between 1 and ``MAX_AUTO_WORKERS``."""
     import torch
 
-    from ctxcompress.engines.device import resolve_device
-    from ctxcompress.serving.engine import expand_devices
-
-    if not _only_gpus(devices):
+    resolved = _gpus(devices)
+    if not resolved:
         return 1
-    resolved = [resolve_device(d) for d in expand_devices(devices)]
     memory = min(torch.cuda.get_device_properties(d.index).total_memory for d in resolved) / 2**30
     by_cores = int(host_cores() / CORES_PER_GPU_WORKER)
     return max(1, min(MAX_AUTO_WORKERS, int(memory // GIB_PER_GPU_WORKER), by_cores))
@@ -195,7 +198,7 @@ class Settings(BaseSettings):
         """``torch_threads``, with ``auto`` resolved on this machine (see the field)."""
         if self.torch_threads != "auto":
             return self.torch_threads
-        if _only_gpus(self.device):
+        if _gpus(self.device):
             return 1
         return max(1, host_cores() // self.worker_count())
 

@@ -89,6 +89,23 @@ def test_compress_cli_names_a_missing_input_in_one_line(tmp_path) -> None:  # no
     assert "Traceback" not in run.stderr and str(missing) in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
+def _fake_host(monkeypatch: pytest.MonkeyPatch, cores: int, gib: float) -> None:
+    """A host with ``cores`` cores and two GPUs: device 0 of 200 GiB, device 1 of ``gib``."""
+    import types
+
+    import torch
+    from ctxcompress_service import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "host_cores", lambda: cores)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+    def properties(index: int) -> types.SimpleNamespace:
+        return types.SimpleNamespace(total_memory=gib * 2**30 if index else 200 * 2**30)
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+
+
 @pytest.mark.parametrize(
     ("devices", "gib", "cores", "expected"),
     [
@@ -104,20 +121,7 @@ def test_compress_cli_names_a_missing_input_in_one_line(tmp_path) -> None:  # no
 def test_auto_workers_follow_gpu_memory_and_host_cores(
     monkeypatch: pytest.MonkeyPatch, devices, gib, cores, expected
 ) -> None:
-    import types
-
-    import torch
-    from ctxcompress_service import settings as settings_module
-
-    monkeypatch.setattr(settings_module, "host_cores", lambda: cores)
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-
-    def properties(index: int) -> types.SimpleNamespace:
-        return types.SimpleNamespace(total_memory=gib * 2**30 if index else 200 * 2**30)  # device 0: larger
-
-    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    _fake_host(monkeypatch, cores, gib)
     settings = Settings(_env_file=None, device=devices)
     assert settings.workers == "auto" and settings.worker_count() == expected
     assert Settings(_env_file=None, device=devices, workers=3).worker_count() == 3
@@ -137,15 +141,7 @@ def test_auto_workers_follow_gpu_memory_and_host_cores(
 def test_auto_torch_threads_are_one_per_gpu_worker_and_the_cores_shared_on_cpu(
     monkeypatch: pytest.MonkeyPatch, devices, workers, cores, expected
 ) -> None:
-    import types
-
-    import torch
-    from ctxcompress_service import settings as settings_module
-
-    monkeypatch.setattr(settings_module, "host_cores", lambda: cores)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: types.SimpleNamespace(total_memory=141 * 2**30))
+    _fake_host(monkeypatch, cores, 141)
     settings = Settings(_env_file=None, device=devices, workers=workers)
     assert settings.torch_threads == "auto" and settings.torch_thread_count() == expected
     assert Settings(_env_file=None, device=devices, torch_threads=3).torch_thread_count() == 3
