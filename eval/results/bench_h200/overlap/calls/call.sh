@@ -5,16 +5,7 @@
 # requests (compared at the end), the lone profile with cached and with new sentence units, REST 1 and 16 clients.
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/pt .carry/ab. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-export GIT_COMMIT=${GIT_COMMIT:-unknown}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl .carry/pt/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD:$PWD/service:$PWD/eval HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CTXCOMPRESS_HOME=/tmp/ctxc-home
-export TOKENIZERS_PARALLELISM=false
-lscpu | grep "Model name"; echo "commit $GIT_COMMIT"
-python3 -c "
-import json, pathlib
-from ctxcompress_eval.random_models import build_random_models
-print(json.dumps(build_random_models(pathlib.Path('.carry/prof'), pathlib.Path('/tmp/ctxc-random'))))" > /tmp/models.json 2>/dev/null
-export CTXCOMPRESS_MODELS=$(cat /tmp/models.json)
+source eval/device/random_kit_env.sh
 echo "== CUDA tests (new side)"
 timeout 100 python3 -m pytest -q -rA -c /dev/null --rootdir . -p no:cacheprovider tests/unit_tests/test_encoder_graphs.py \
   tests/unit_tests/test_attention_method.py tests/unit_tests/test_chunk_cache.py 2>&1 | grep -E "cuda|passed|failed|Error" | tail -8

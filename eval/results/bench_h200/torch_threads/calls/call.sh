@@ -3,16 +3,7 @@
 # (`serve --workers 10`, OMP_NUM_THREADS=1 in the server's environment), each A then B on the same machine.
 # Carry: .carry/x2w .carry/prof .carry/nq. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-export GIT_COMMIT=${GIT_COMMIT:-unknown}
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/x2w/*.whl >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD:$PWD/service:$PWD/eval HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 CTXCOMPRESS_HOME=/tmp/ctxc-home
-export TOKENIZERS_PARALLELISM=false
-lscpu | grep "Model name"; nproc; echo "commit $GIT_COMMIT"
-python3 -c "
-import json, pathlib
-from ctxcompress_eval.random_models import build_random_models
-print(json.dumps(build_random_models(pathlib.Path('.carry/prof'), pathlib.Path('/tmp/ctxc-random'))))" > /tmp/models.json 2>/dev/null
-export CTXCOMPRESS_MODELS=$(cat /tmp/models.json)
+source eval/device/random_kit_env.sh
 for threads in default 1; do
   extra=""; [ "$threads" = default ] || extra="--threads $threads"
   echo "== library, 10 processes, torch threads $threads"
