@@ -93,7 +93,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--signals", default="auto", help="hybrid's signals (all: the LM signals on CPU too)")
     parser.add_argument("--new-units", action="store_true", help="Punkt on every chunk (the unit cache cleared)")
-    parser.add_argument("--split-parts", type=int, help="engines/tokenization.py's SPLIT_PARTS (default: as set there)")
     parser.add_argument("--out", type=Path, help="also write the events of every request as JSON")
     args = parser.parse_args()
 
@@ -103,13 +102,10 @@ def main() -> None:
     os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(args.kit, Path("/tmp/ctxc-random")))
     import torch
 
-    import ctxcompress.engines.tokenization as tokenization
     from ctxcompress import Compressor
     from ctxcompress.engines.options import EngineOptions
     from ctxcompress.methods._units import sentence_unit_cache
 
-    if args.split_parts is not None:
-        tokenization.SPLIT_PARTS = args.split_parts
     torch.set_num_threads(1)  # as serve's GPU workers
     compressor = Compressor(device=args.device, engine_options=EngineOptions(chunk_cache_mb=0))
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
@@ -134,7 +130,7 @@ def main() -> None:
             traces.append((wall, list(recorder.events), start))
     traces.sort(key=lambda t: t[0])
     wall, events, start = traces[len(traces) // 2]
-    print(f"SPLIT_PARTS {tokenization.SPLIT_PARTS}, new units {args.new_units}")
+    print(f"new sentence units: {args.new_units}")
     print(
         f"median request: {wall * 1000:.1f} ms (p10 {traces[len(traces) // 10][0] * 1000:.1f}, "
         f"p90 {traces[len(traces) * 9 // 10][0] * 1000:.1f}; {len(traces)} requests)"

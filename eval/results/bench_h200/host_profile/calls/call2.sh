@@ -1,4 +1,4 @@
-# One call (session 20): (1) the timeline of a lone `hybrid` request (eval/device/trace_request.py), documents
+# One call (session 20, code of git 61c5200: SPLIT_PARTS and trace --split-parts exist only there): (1) the timeline of a lone `hybrid` request (eval/device/trace_request.py), documents
 # tokenised in two runs at once (SPLIT_PARTS 2) and in one (1), interleaved, with new and with cached sentence
 # units; (2) one process, batches of 64 and 256 distinct NQ prompts: prompts/s, and the device's kernel time per
 # prompt of a 64-prompt batch (torch.profiler), i.e. what one GPU could do if the host kept it busy; (3) REST
