@@ -28,6 +28,7 @@ static shapes eagerly (how tests check them).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -304,29 +305,31 @@ class QuestionAttention:
         )
 
     def _fill(self, inputs: _Inputs, rows: list[ObservedSequence]) -> _Inputs:
-        """Write ``rows`` into ``inputs`` (extra rows: padding whose first key is visible, so no empty softmax)."""
+        """Write ``rows`` into ``inputs`` (extra rows: padding whose first key is visible, so no empty softmax).
+        Built as whole host arrays (no per-row tensor ops): a row's keys are its tokens, its window the positions
+        ``window_start .. len(ids) - 1``, padded with the last."""
         n_rows, length = inputs.tokens.shape
         width = inputs.window.shape[1]
-        tokens = torch.full((n_rows, length), self.pad_id, dtype=torch.long)
-        key_valid = torch.zeros((n_rows, length), dtype=torch.bool)
+        lengths = np.array([len(row.ids) for row in rows], dtype=np.int64)
+        starts = np.array([row.window_start for row in rows], dtype=np.int64)
+        key_valid = np.zeros((n_rows, length), dtype=bool)
         key_valid[:, 0] = True
-        window = torch.zeros((n_rows, width), dtype=torch.long)
-        window_valid = torch.zeros((n_rows, width), dtype=torch.bool)
-        for r, row in enumerate(rows):
-            n = len(row.ids)
-            tokens[r, :n] = torch.tensor(row.ids)
-            key_valid[r, :n] = True
-            span = torch.arange(row.window_start, n)
-            window[r, : len(span)] = span
-            window[r, len(span) :] = n - 1
-            window_valid[r, : len(span)] = True
+        key_valid[: len(rows)] = np.arange(length) < lengths[:, None]
+        tokens = np.full((n_rows, length), self.pad_id, dtype=np.int64)
+        tokens[: len(rows)][key_valid[: len(rows)]] = np.fromiter(
+            itertools.chain.from_iterable(row.ids for row in rows), dtype=np.int64, count=int(lengths.sum())
+        )
+        window = np.zeros((n_rows, width), dtype=np.int64)
+        window[: len(rows)] = np.minimum(starts[:, None] + np.arange(width), lengths[:, None] - 1)
+        window_valid = np.zeros((n_rows, width), dtype=bool)
+        window_valid[: len(rows)] = np.arange(width) < (lengths - starts)[:, None]
         for target, source in (
             (inputs.tokens, tokens),
             (inputs.key_valid, key_valid),
             (inputs.window, window),
             (inputs.window_valid, window_valid),
         ):
-            copy_to_device(target, source)
+            copy_to_device(target, torch.from_numpy(source))
         return inputs
 
     def _pass(self, inputs: _Inputs, layers: frozenset[int] | None, nll: bool) -> torch.Tensor:

@@ -6,7 +6,7 @@ The steps (tokenising, the passes' queueing, Punkt, the device reads, the budget
 median of each step's summed time per request.
 
 There:  python3 eval/device/trace_request.py --kit .carry/prof --repeats 5 [--new-units]
-Here:   .venv/bin/python eval/device/trace_request.py --device cpu --signals all --repeats 1
+Here:   .venv/bin/python eval/device/trace_request.py --device cpu --signals all --layers 1 --repeats 3
 """
 
 from __future__ import annotations
@@ -93,13 +93,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--signals", default="auto", help="hybrid's signals (all: the LM signals on CPU too)")
     parser.add_argument("--new-units", action="store_true", help="Punkt on every chunk (the unit cache cleared)")
+    parser.add_argument("--layers", type=int, help="that many layers per model (host steps on a CPU: fast passes)")
     parser.add_argument("--out", type=Path, help="also write the events of every request as JSON")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from ctxcompress_eval.random_models import build_random_models
 
-    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(args.kit, Path("/tmp/ctxc-random")))
+    random_dir = Path("/tmp/ctxc-random" if args.layers is None else f"/tmp/ctxc-random-l{args.layers}")
+
+    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(args.kit, random_dir, args.layers))
     import torch
 
     from ctxcompress import Compressor

@@ -43,6 +43,32 @@ def test_window_attention_equals_the_naive_full_attention_rows(tiny_scorer, grap
     assert bool(probe._shapes) == (graphs == "on") and probe.captured == 0  # no CUDA here: nothing captured
 
 
+def test_the_pass_inputs_hold_each_rows_tokens_and_window_and_padding_rows_see_one_key(tiny_scorer):
+    """The host arrays a pass is filled from, against the rule written out row by row (a static shape has more
+    rows and slots than the batch: padding rows see only their first key, so no softmax is empty)."""
+    probe = _probe(tiny_scorer, "fused")
+    rows = [
+        ObservedSequence(list(range(5, 65)), 50),
+        ObservedSequence([9], 0),
+        ObservedSequence(list(range(7, 27)), 12),
+    ]
+    inputs = probe._fill(probe._buffers(5, 64, 16), rows)
+    tokens = torch.full((5, 64), probe.pad_id, dtype=torch.long)
+    key_valid = torch.zeros((5, 64), dtype=torch.bool)
+    key_valid[:, 0] = True
+    window = torch.zeros((5, 16), dtype=torch.long)
+    window_valid = torch.zeros((5, 16), dtype=torch.bool)
+    for r, row in enumerate(rows):
+        n = len(row.ids)
+        tokens[r, :n], key_valid[r, :n] = torch.tensor(row.ids), True
+        for j in range(16):
+            window[r, j] = min(row.window_start + j, n - 1)
+            window_valid[r, j] = row.window_start + j < n
+    for got, want in ((inputs.tokens, tokens), (inputs.key_valid, key_valid), (inputs.window, window)):
+        assert torch.equal(got, want)
+    assert torch.equal(inputs.window_valid, window_valid)
+
+
 def test_passes_above_the_graph_limit_run_at_exact_shapes_and_keep_no_buffers(tiny_scorer, monkeypatch):
     """Static shapes (graphs on) only up to GRAPH_MAX_TOKENS padded tokens: a larger pass (an overload batch)
     keeps no per-shape buffers or graph (GPU memory would step up with every new large shape) and reads the same
