@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -352,8 +353,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if engines is not None:
         engines.close()
-    if args.profile:
-        _profile(compressor, requests, out)
+    device_ceiling = _profile(compressor, requests, out) if args.profile else None
     if args.cprofile:
         _cprofile(compressor, requests, out)
     anchor = None
@@ -383,6 +383,7 @@ def run(args: argparse.Namespace) -> int:
         "measured_matmul_tflops": peak_flops / 1e12,
         "ctxcompress": table,
         "single_request": single,
+        "device_ceiling": device_ceiling,
         "llmlingua_0_2_2": anchor,
         "speedup_best_batch_vs_llmlingua": (best["prompts_per_s"] / anchor["prompts_per_s"])
         if anchor and "prompts_per_s" in anchor
@@ -522,20 +523,41 @@ def _cprofile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN
         (out / f"cprofile_batch64_{key}.txt").write_text(text.getvalue())
 
 
-def _profile(compressor, requests: list[dict], out: Path) -> None:  # noqa: ANN001
-    """torch.profiler operator tables (self CPU and device time) for a single request and a batch of 64."""
+_DEVICE_TOTAL = re.compile(r"Self (?:CUDA|device) time total: ([0-9.]+)(us|ms|s)\b")
+
+
+def device_time_ms(table: str) -> float | None:
+    """The device's kernel time in a torch.profiler table (its "Self CUDA time total" line), in ms; None without."""
+    found = _DEVICE_TOTAL.search(table)
+    if found is None:
+        return None
+    return float(found[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found[2]]
+
+
+def _profile(compressor, requests: list[dict], out: Path) -> dict | None:  # noqa: ANN001
+    """torch.profiler operator tables (self CPU and device time) for a single request and a batch of 64; on CUDA,
+    the batch's kernel time per prompt: what one GPU could do if the host never kept it waiting."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if compressor.pool.device.type == "cuda" else [])
+    ceiling = None
     for name, batch in (("single", requests[:1]), ("batch64", requests[:64])):
         with profile(activities=activities) as prof:
             compressor.compress_batch(batch)
+            if compressor.pool.device.type == "cuda":
+                torch.cuda.synchronize()
         for key in ("self_cpu_time_total", "self_device_time_total"):
             try:
                 table = prof.key_averages().table(sort_by=key, row_limit=25)
             except Exception as exc:  # noqa: BLE001 - a missing device column is not fatal
                 table = str(exc)
             (out / f"profile_{name}_{key}.txt").write_text(table)
+            device_ms = device_time_ms(table)
+            if name == "batch64" and device_ms:
+                per_prompt = device_ms / len(batch)
+                ceiling = {"prompts": len(batch), "device_ms_per_prompt": per_prompt, "prompts_per_s": 1e3 / per_prompt}
+    return ceiling
 
 
 def _markdown(report: dict) -> str:
@@ -567,6 +589,13 @@ def _markdown(report: dict) -> str:
         f"p90 {single['latency_ms_p90']:.1f} ms ({single['requests']} requests, "
         f"{single.get('graph_captures', 0)} CUDA graphs recorded meanwhile).",
     ]
+    ceiling = report.get("device_ceiling")
+    if ceiling:
+        lines.append(
+            f"Device kernel time in one process's batch of {ceiling['prompts']} (torch.profiler): "
+            f"{ceiling['device_ms_per_prompt']:.2f} ms per prompt, i.e. {ceiling['prompts_per_s']:.0f} prompts/s "
+            "if the GPU never waited for the host."
+        )
     anchor = report["llmlingua_0_2_2"]
     if anchor and "prompts_per_s" in anchor:
         lines += [

@@ -16,7 +16,7 @@ def build_random_models(kit: Path, where: Path, layers: int | None = None) -> di
     ``layers``: that many layers per model (widths and tokenizers kept: the host's work at a fraction of the
     passes' cost, for timing host steps on a CPU)."""
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM
 
     torch.manual_seed(0)
     lm, enc = where / "smollm2-135m", where / "minilm-l6"

@@ -16,7 +16,6 @@ import cProfile
 import io
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -49,8 +48,10 @@ def profile(
     threads: int | None = None,
     new_units: bool = False,
 ) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from ctxcompress_eval.bench import device_time_ms
+
     if not configured:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from ctxcompress_eval.random_models import build_random_models
 
         os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
@@ -104,10 +105,9 @@ def profile(
             sync()
         averages = device_profile.key_averages()
         table = averages.table(sort_by="cuda_time_total", row_limit=25)
-        gpu_total = re.search(r"Self CUDA time total: ([0-9.]+)(ms|us|s)", table)
-        if gpu_total:
-            value, unit = float(gpu_total[1]), gpu_total[2]
-            summary[method]["profiled_gpu_ms"] = round(value * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], 1)
+        gpu_ms = device_time_ms(table)
+        if gpu_ms is not None:
+            summary[method]["profiled_gpu_ms"] = round(gpu_ms, 1)
         summary[method]["profiled_host_ms"] = round(sum(s[2] for s in pstats.Stats(host).stats.values()) * 1000, 1)
         (out / f"{method}.txt").write_text(text.getvalue() + "\n\n" + table)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
