@@ -20,6 +20,7 @@ What it computes:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -278,11 +279,7 @@ class SentenceEncoder:
         """Each text's span vectors from the token vectors of :meth:`_encode_windows`, pooled on the device."""
         encoded, vectors, pooled, starts = windows
         span_starts = np.cumsum([0] + [len(s) for s in spans])
-        owners = np.full(int(starts[-1]), -1, dtype=np.int64)  # each piece's span (global index), -1: none
-        for t, ((_, offsets), text_spans) in enumerate(zip(encoded, spans, strict=True)):
-            if text_spans and offsets:
-                local = _span_owners(np.asarray(offsets).reshape(-1, 2), text_spans)
-                owners[starts[t] : starts[t + 1]] = np.where(local >= 0, local + span_starts[t], -1)
+        owners = _piece_owners([offsets for _, offsets in encoded], spans)  # each piece's span (global index)
         inside = owners >= 0
         sums = torch.zeros((int(span_starts[-1]), self.dimension), device=self.device, dtype=torch.float32)
         pieces = to_device(np.flatnonzero(inside), self.device)
@@ -377,6 +374,32 @@ def _span_owners(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarra
     lasts = np.maximum(offsets[:, 0], offsets[:, 1] - 1)
     owner = np.searchsorted(starts, lasts, side="right") - 1
     inside = (owner >= 0) & (lasts < ends[np.clip(owner, 0, None)])
+    return np.where(inside, owner, -1)
+
+
+_TEXT_SHIFT = 1 << 40  # keys text * shift + character: every text's characters sort before the next text's
+
+
+def _piece_owners(offsets: Sequence[Sequence[Sequence[int]]], spans: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    """:func:`_span_owners` of many texts at once (``offsets[t]``, ``spans[t]``: text ``t``'s pieces and its spans,
+    sorted by start): for every piece of every text in order, the global index of its span over all texts' spans
+    in order, -1 for none. One search over text-major keys instead of a search per text."""
+    if len(offsets) != len(spans):
+        raise ValueError(f"{len(offsets)} texts' pieces but {len(spans)} texts' spans")
+    piece_counts = np.array([len(o) for o in offsets], dtype=np.int64)
+    span_counts = np.array([len(s) for s in spans], dtype=np.int64)
+    n_pieces, n_spans = int(piece_counts.sum()), int(span_counts.sum())
+    if not n_pieces or not n_spans:
+        return np.full(n_pieces, -1, dtype=np.int64)
+    flat = itertools.chain.from_iterable
+    pieces = np.fromiter(flat(flat(offsets)), dtype=np.int64, count=2 * n_pieces).reshape(-1, 2)
+    bounds = np.fromiter(flat(flat(spans)), dtype=np.int64, count=2 * n_spans).reshape(-1, 2)
+    piece_text = np.repeat(np.arange(len(offsets), dtype=np.int64), piece_counts)
+    span_text = np.repeat(np.arange(len(spans), dtype=np.int64), span_counts)
+    lasts = np.maximum(pieces[:, 0], pieces[:, 1] - 1)
+    owner = np.searchsorted(span_text * _TEXT_SHIFT + bounds[:, 0], piece_text * _TEXT_SHIFT + lasts, side="right") - 1
+    known = np.clip(owner, 0, None)
+    inside = (owner >= 0) & (span_text[known] == piece_text) & (lasts < bounds[known, 1])
     return np.where(inside, owner, -1)
 
 
