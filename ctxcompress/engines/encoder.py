@@ -58,7 +58,7 @@ class TokenEmbeddings:
         holding its last character); a span without pieces gets a zero vector."""
         if not spans or not len(self.vectors):
             return np.zeros((len(spans), self.vectors.shape[1]), dtype=np.float32)
-        owner = _span_owners(self.offsets, spans)
+        owner = _piece_owners([self.offsets], [spans])
         membership = np.zeros((len(spans), len(self.vectors)), dtype=np.float32)
         membership[owner[owner >= 0], np.flatnonzero(owner >= 0)] = 1.0
         out = membership @ self.vectors
@@ -366,24 +366,13 @@ class SentenceEncoder:
             return self._transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def _span_owners(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
-    """The index of the span holding each piece's last character (``offsets``: ``[n, 2]`` character spans), -1 for
-    a piece outside every span."""
-    starts = np.array([s for s, _ in spans])
-    ends = np.array([e for _, e in spans])
-    lasts = np.maximum(offsets[:, 0], offsets[:, 1] - 1)
-    owner = np.searchsorted(starts, lasts, side="right") - 1
-    inside = (owner >= 0) & (lasts < ends[np.clip(owner, 0, None)])
-    return np.where(inside, owner, -1)
-
-
 _TEXT_SHIFT = 1 << 40  # keys text * shift + character: every text's characters sort before the next text's
 
 
 def _piece_owners(offsets: Sequence[Sequence[Sequence[int]]], spans: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
-    """:func:`_span_owners` of many texts at once (``offsets[t]``, ``spans[t]``: text ``t``'s pieces and its spans,
-    sorted by start): for every piece of every text in order, the global index of its span over all texts' spans
-    in order, -1 for none. One search over text-major keys instead of a search per text."""
+    """For every piece of every text in order (``offsets[t]``: text ``t``'s pieces as character spans), the index
+    of the span holding its last character among all texts' spans in order (``spans[t]``: text ``t``'s, sorted by
+    start), -1 for none. One search over text-major keys for all texts."""
     if len(offsets) != len(spans):
         raise ValueError(f"{len(offsets)} texts' pieces but {len(spans)} texts' spans")
     piece_counts = np.array([len(o) for o in offsets], dtype=np.int64)

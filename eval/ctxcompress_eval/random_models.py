@@ -3,10 +3,12 @@ machines that lack the weights (the lent GPU): speed does not depend on weight v
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
-__all__ = ["build_random_models"]
+__all__ = ["build_random_models", "use_random_models"]
 
 
 def build_random_models(kit: Path, where: Path, layers: int | None = None) -> dict[str, dict[str, str]]:
@@ -30,6 +32,13 @@ def build_random_models(kit: Path, where: Path, layers: int | None = None) -> di
         "smollm2-135m": {"kind": "causal-lm", "path": str(lm)},
         "minilm-l6": {"kind": "sentence-encoder", "path": str(enc)},
     }
+
+
+def use_random_models(kit: Path, layers: int | None = None) -> None:
+    """Build (once) the random folders under ``/tmp/ctxc-random`` (``-l<layers>`` with ``layers``) and export them
+    in ``$CTXCOMPRESS_MODELS`` for this process and its children: what the device scripts run on."""
+    where = Path("/tmp/ctxc-random" if layers is None else f"/tmp/ctxc-random-l{layers}")
+    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, where, layers))
 
 
 def _config(folder: Path, layers: int | None):  # noqa: ANN202

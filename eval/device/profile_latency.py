@@ -15,7 +15,6 @@ import argparse
 import cProfile
 import io
 import json
-import os
 import statistics
 import sys
 import time
@@ -52,9 +51,9 @@ def profile(
     from ctxcompress_eval.bench import device_time_ms
 
     if not configured:
-        from ctxcompress_eval.random_models import build_random_models
+        from ctxcompress_eval.random_models import use_random_models
 
-        os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(kit, Path("/tmp/ctxc-random")))
+        use_random_models(kit)
     import torch
 
     from ctxcompress import Compressor

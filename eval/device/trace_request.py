@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import threading
@@ -98,11 +97,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ctxcompress_eval.random_models import build_random_models
+    from ctxcompress_eval.random_models import use_random_models
 
-    random_dir = Path("/tmp/ctxc-random" if args.layers is None else f"/tmp/ctxc-random-l{args.layers}")
-
-    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(args.kit, random_dir, args.layers))
+    use_random_models(args.kit, args.layers)
     import torch
 
     from ctxcompress import Compressor

@@ -111,10 +111,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from ctxcompress_eval.random_models import build_random_models
+    from ctxcompress_eval.random_models import use_random_models
 
-    random_dir = Path("/tmp/ctxc-random" if args.layers is None else f"/tmp/ctxc-random-l{args.layers}")
-    os.environ["CTXCOMPRESS_MODELS"] = json.dumps(build_random_models(args.kit, random_dir, args.layers))
+    use_random_models(args.kit, args.layers)
     os.environ.setdefault("CTXCOMPRESS_CHUNK_CACHE_MB", "0")
     os.environ.setdefault("CTXCOMPRESS_PRELOAD_MODELS", "smollm2-135m,minilm-l6")
     os.environ["CTXCOMPRESS_DEVICE"] = json.dumps([args.device])

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ctxcompress.engines.encoder import _piece_owners, _span_owners
+from ctxcompress.engines.encoder import _piece_owners
 
 
 @st.composite
@@ -22,15 +22,16 @@ def text_pieces_and_spans(draw: st.DrawFn) -> tuple[list[tuple[int, int]], list[
 
 
 def _per_text(offsets: list, spans: list) -> np.ndarray:
-    """The rule one text at a time, global span indices (what _pool_spans did before the batched search)."""
+    """The rule one piece at a time: the span of the piece's own text whose [start, end) holds its last character
+    (max(start, end - 1)), as a global span index; -1 for none."""
     out, first_span = [], 0
     for text_offsets, text_spans in zip(offsets, spans, strict=True):
-        local = np.full(len(text_offsets), -1)
-        if text_offsets and text_spans:
-            local = _span_owners(np.asarray(text_offsets).reshape(-1, 2), text_spans)
-        out.append(np.where(local >= 0, local + first_span, -1))
+        for start, end in text_offsets:
+            last = max(start, end - 1)
+            held = [i for i, (a, b) in enumerate(text_spans) if a <= last < b]
+            out.append(first_span + held[0] if held else -1)
         first_span += len(text_spans)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return np.array(out, dtype=np.int64)
 
 
 @given(st.lists(text_pieces_and_spans(), max_size=6))
