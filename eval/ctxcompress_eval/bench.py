@@ -83,6 +83,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads (default: 1 on CUDA, as serve's GPU workers; torch's own on CPU)",
     )
     parser.add_argument("--profile", action="store_true", help="torch.profiler tables: one request, one batch")
+    parser.add_argument(
+        "--profile-stacks",
+        action="store_true",
+        help="with --profile: also the batch's operators grouped by the Python lines that launched them",
+    )
     parser.add_argument("--cprofile", action="store_true", help="Python cProfile of one batch of 64 (host work)")
     parser.add_argument(
         "--workers",
@@ -353,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if engines is not None:
         engines.close()
-    device_ceiling = _profile(compressor, requests, out) if args.profile else None
+    device_ceiling = _profile(compressor, requests, out, stacks=args.profile_stacks) if args.profile else None
     if args.cprofile:
         _cprofile(compressor, requests, out)
     anchor = None
@@ -534,9 +539,11 @@ def device_time_ms(table: str) -> float | None:
     return float(found[1]) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[found[2]]
 
 
-def _profile(compressor, requests: list[dict], out: Path) -> dict | None:  # noqa: ANN001
+def _profile(compressor, requests: list[dict], out: Path, *, stacks: bool = False) -> dict | None:  # noqa: ANN001
     """torch.profiler operator tables (self CPU and device time) for a single request and a batch of 64; on CUDA,
-    the batch's kernel time per prompt: what one GPU could do if the host never kept it waiting."""
+    the batch's kernel time per prompt: what one GPU could do if the host never kept it waiting. ``stacks``: the
+    batch once more, its operators grouped by the five innermost Python frames that launched them (which line of
+    ctxcompress spends the device's time)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -557,7 +564,41 @@ def _profile(compressor, requests: list[dict], out: Path) -> dict | None:  # noq
         if name == "batch64" and device_ms:
             per_prompt = device_ms / len(batch)
             ceiling = {"prompts": len(batch), "device_ms_per_prompt": per_prompt, "prompts_per_s": 1e3 / per_prompt}
+    if stacks:
+        batch = requests[:64]
+        with profile(activities=activities, with_stack=True) as prof:
+            compressor.compress_batch(batch)
+            if compressor.pool.device.type == "cuda":
+                torch.cuda.synchronize()
+        on_device = compressor.pool.device.type == "cuda"
+        (out / "profile_batch64_stacks.txt").write_text(_time_by_caller(prof.events(), on_device=on_device))
     return ceiling
+
+
+def _time_by_caller(events, *, on_device: bool, rows: int = 40) -> str:  # noqa: ANN001
+    """Operators' self time (device time on CUDA, else CPU), summed per operator and the innermost two ctxcompress
+    lines that called it (found by walking each event's parents in a ``with_stack`` trace)."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for event in events:
+        if ".py(" in event.name:  # a Python frame, not an operator
+            continue
+        spent = event.self_device_time_total if on_device else event.self_cpu_time_total
+        if spent <= 0:
+            continue
+        callers, parent = [], event.cpu_parent
+        while parent is not None and len(callers) < 2:
+            if "ctxcompress/" in parent.name or "ctxcompress_eval/" in parent.name:
+                callers.append(parent.name.split("ctxcompress/")[-1])
+            parent = parent.cpu_parent
+        entry = totals.setdefault((event.name, " < ".join(callers) or "-"), [0.0, 0])
+        entry[0] += spent
+        entry[1] += 1
+    grand = sum(t for t, _ in totals.values()) or 1.0
+    lines = [f"{'ms':>9} {'%':>5} {'calls':>6}  operator  <-  ctxcompress callers (innermost first)"]
+    for (name, where), (spent, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:rows]:
+        lines.append(f"{spent / 1e3:9.2f} {100 * spent / grand:5.1f} {calls:6d}  {name[:60]}  <-  {where}")
+    lines.append(f"{grand / 1e3:9.2f} total ({'device' if on_device else 'CPU'} self time)")
+    return "\n".join(lines) + "\n"
 
 
 def _markdown(report: dict) -> str:
