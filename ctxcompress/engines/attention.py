@@ -40,7 +40,7 @@ from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention
 from ctxcompress.engines.batching import plan_batches
 from ctxcompress.engines.cuda_graphs import rows_bucket, run_static_pass
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
-from ctxcompress.engines.transfers import copy_to_device
+from ctxcompress.engines.transfers import copy_to_device, to_host
 from ctxcompress.engines.vocab_head import VocabHead
 
 __all__ = [
@@ -280,10 +280,10 @@ class QuestionAttention:
                 assert inputs.output is not None
                 if while_running is not None:
                     while_running()
-                packed = inputs.output[: len(rows)].cpu()
+                packed = to_host(inputs.output[: len(rows)])
         with self._counter_lock:
             self.tokens_processed += sum(len(row.ids) for row in rows)
-        host = packed.float().cpu().numpy()
+        host = packed.float().numpy()
         attention = host[:, : self.num_layers * length].reshape(len(rows), self.num_layers, length)
         window_nll = host[:, self.num_layers * length :]
         return [

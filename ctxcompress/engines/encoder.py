@@ -34,7 +34,7 @@ from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.engines.encoder_graphs import StaticEncoderPasses, padded_inputs
 from ctxcompress.engines.tokenization import OffsetTokenizer
-from ctxcompress.engines.transfers import to_device
+from ctxcompress.engines.transfers import to_device, to_host
 from ctxcompress.errors import ModelError
 
 __all__ = ["QueuedSpanEmbeddings", "SentenceEncoder", "SpanEmbeddings", "TokenEmbeddings"]
@@ -285,8 +285,8 @@ class SentenceEncoder:
         pieces = to_device(np.flatnonzero(inside), self.device)
         sums.index_add_(0, to_device(owners[inside], self.device), vectors[pieces])
         normalised = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        span_vectors = normalised.cpu().numpy()
-        pooled_host = pooled.cpu().numpy()
+        span_vectors = to_host(normalised).numpy()
+        pooled_host = to_host(pooled).numpy()
         return [
             SpanEmbeddings(pooled_host[t], span_vectors[span_starts[t] : span_starts[t + 1]])
             for t in range(len(encoded))

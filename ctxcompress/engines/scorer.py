@@ -41,7 +41,7 @@ from ctxcompress.engines.keep_rules import IterativePrompt, IterativeScores, Kee
 from ctxcompress.engines.kv_buffer import KVBuffer
 from ctxcompress.engines.options import EngineOptions
 from ctxcompress.engines.tokenization import OffsetTokenizer
-from ctxcompress.engines.transfers import to_device
+from ctxcompress.engines.transfers import to_device, to_host
 from ctxcompress.engines.vocab_head import VocabHead
 from ctxcompress.errors import ModelError
 
@@ -243,7 +243,7 @@ class CausalLMScorer:
         for batch in plan_batches([len(p[2]) for p in pieces], max_padded_tokens=budget):
             scored += halve_on_oom(batch, score, device=self.device, what="sequence")
         for batch, nll_dev in scored:  # copied back only after every batch is queued (no waits in between)
-            nll = nll_dev.cpu().numpy()
+            nll = to_host(nll_dev).numpy()
             for row, idx in enumerate(batch):
                 seq_index, start, ids = pieces[idx]
                 results[seq_index][start : start + len(ids) - len(inline)] = nll[row, len(inline) : len(ids)]
@@ -353,7 +353,7 @@ class CausalLMScorer:
                 state = self._commit(state, hidden, keep[prompt_of_row], lengths, slots=int(kept_host[:, step].max()))
         finally:
             state.cache.release()  # a static cache goes back to its runner
-        nll_host, score_host = nll_all.cpu().numpy(), score_all.cpu().numpy()
+        nll_host, score_host = to_host(nll_all).numpy(), to_host(score_all).numpy()
         results = []
         row = 0
         for p_i, prompt in enumerate(prompts):
