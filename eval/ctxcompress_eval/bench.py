@@ -543,7 +543,7 @@ def _profile(compressor, requests: list[dict], out: Path, *, stacks: bool = Fals
     """torch.profiler operator tables (self CPU and device time) for a single request and a batch of 64; on CUDA,
     the batch's kernel time per prompt: what one GPU could do if the host never kept it waiting. ``stacks``: the
     batch once more, its operators grouped by the five innermost Python frames that launched them (which line of
-    ctxcompress spends the device's time)."""
+    ctxcompress spends the device's time) and by their input shapes."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -566,12 +566,19 @@ def _profile(compressor, requests: list[dict], out: Path, *, stacks: bool = Fals
             ceiling = {"prompts": len(batch), "device_ms_per_prompt": per_prompt, "prompts_per_s": 1e3 / per_prompt}
     if stacks:
         batch = requests[:64]
-        with profile(activities=activities, with_stack=True) as prof:
+        with profile(activities=activities, with_stack=True, record_shapes=True) as prof:
             compressor.compress_batch(batch)
             if compressor.pool.device.type == "cuda":
                 torch.cuda.synchronize()
         on_device = compressor.pool.device.type == "cuda"
         (out / "profile_batch64_stacks.txt").write_text(_time_by_caller(prof.events(), on_device=on_device))
+        # where torch's Python tracer records no frames (the lent GPU's image), the operators' input shapes still
+        # tell which tensors the time went to
+        by_shape = prof.key_averages(group_by_input_shape=True)
+        sort = "self_device_time_total" if on_device else "self_cpu_time_total"
+        (out / "profile_batch64_shapes.txt").write_text(
+            by_shape.table(sort_by=sort, row_limit=40, max_name_column_width=40, max_shapes_column_width=120)
+        )
     return ceiling
 
 
