@@ -266,6 +266,7 @@ class QuestionAttention:
             packed = self._pass(inputs, layers, nll)
             if while_running is not None:
                 while_running()
+            packed = to_host(packed)
         else:
             length = static_length
             width = -(-width // WINDOW_STEP) * WINDOW_STEP
