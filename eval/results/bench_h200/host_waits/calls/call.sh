@@ -1,19 +1,22 @@
 # One call (session 21): the device reads through pinned memory and a blocking event (`transfers.to_host`) instead
 # of `Tensor.cpu()` (pageable staging, the host spinning a core while it waits). Side "new": the tree; side "old":
 # the four engine files before the change (.carry/ab/old2). (1) [run once, found 0 Python frames: dropped] whether torch.profiler links CUDA operators to
-# Python frames here; (2) `bench --profile --profile-stacks` batch 64, new; (3) ten engine processes, batch 440,
+# Python frames here; (2) `bench --profile --profile-stacks` batch 64, new/old; (3) ten engine processes, batch 440,
 # new/old/new/old, with the host's busy share (/proc/stat) and the GPU's utilisation (nvidia-smi) over each run;
 # (4) the lone request, new/old (profile_latency.py).
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/ab. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
 source eval/device/random_kit_env.sh
-timeout 150 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
-  --method hybrid --data .carry/nq/gold_at_0.jsonl.gz --batch-sizes 64 --limit 64 --single-requests 2 \
-  --single-warmup 1 --profile --profile-stacks --out $OUT/stacks > /tmp/bench.log 2>&1
-echo "exit $?"; grep -E "Device kernel time" /tmp/bench.log; grep -E "Memcpy|total" $OUT/stacks/profile_batch64_stacks.txt
-head -24 $OUT/stacks/profile_batch64_stacks.txt | cut -c1-220
-rm -f $OUT/stacks/profile_single* $OUT/stacks/*.md $OUT/stacks/profile_batch64_self_cpu*
 cp -r ctxcompress /tmp/new-ctxcompress
+for side in new old; do
+  [ $side = old ] && cp -r .carry/ab/old2/ctxcompress/. ctxcompress/
+  timeout 150 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
+    --method hybrid --data .carry/nq/gold_at_0.jsonl.gz --batch-sizes 64 --limit 64 --single-requests 2 \
+    --single-warmup 1 --profile --profile-stacks --out $OUT/stacks-$side > /tmp/bench.log 2>&1
+  echo "== one process, batch 64, $side: exit $? $(grep -E '^\| 64' /tmp/bench.log)"
+  grep -E "Device kernel time" /tmp/bench.log; grep -E "Memcpy|total" $OUT/stacks-$side/profile_batch64_stacks.txt
+  rm -f $OUT/stacks-$side/profile_single* $OUT/stacks-$side/*.md $OUT/stacks-$side/profile_batch64_self_*
+done
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
 for side in new old new old; do
   rm -rf ctxcompress && cp -r /tmp/new-ctxcompress ctxcompress
