@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ctxcompress.engines.attention_plan import AttentionPlan, Decoder, attention_backends
-from ctxcompress.engines.batching import plan_batches
+from ctxcompress.engines.batching import PADDING_TOLERANCE, plan_batches
 from ctxcompress.engines.cuda_graphs import rows_bucket, run_static_pass
 from ctxcompress.engines.fused_llama import FusedLlamaDecoder
 from ctxcompress.engines.transfers import copy_to_device, to_host
@@ -238,23 +238,28 @@ class QuestionAttention:
         empty = WindowReading(np.zeros((self.num_layers, 0), dtype=np.float32), np.zeros(0, dtype=np.float32))
         out: list[WindowReading] = [empty] * len(sequences)
         lengths = [len(s.ids) for s in sequences]
-        batches = plan_batches(lengths, max_padded_tokens=self.max_pass_tokens)
+        batches = plan_batches(lengths, max_padded_tokens=self.max_pass_tokens, padding_tolerance=PADDING_TOLERANCE)
+        queued = []  # every pass is queued before the first is read: the device never waits for the host's reads
         for b, batch in enumerate(batches):
             rows = [sequences[i] for i in batch]
             last = b == len(batches) - 1
-            for i, reading in zip(batch, self._run(rows, read, nll, while_running if last else None), strict=True):
+            queued.append((batch, rows, *self._queue(rows, read, nll, while_running if last else None)))
+        for batch, rows, packed, length in queued:
+            for i, reading in zip(batch, self._unpack(rows, to_host(packed), length, nll), strict=True):
                 out[i] = reading
         if not batches and while_running is not None:
             while_running()
         return out
 
-    def _run(
+    def _queue(
         self,
         rows: list[ObservedSequence],
         layers: frozenset[int] | None,
         nll: bool,
         while_running: Callable[[], object] | None,
-    ) -> list[WindowReading]:
+    ) -> tuple[torch.Tensor, int]:
+        """One pass over ``rows`` queued on the device: its packed output (still on the device for an eager pass; a
+        static pass's, whose buffers the next pass reuses, already on the host) and the padded length."""
         for row in rows:
             if not 0 <= row.window_start < len(row.ids):
                 raise ValueError(f"window_start {row.window_start} outside a sequence of {len(row.ids)} tokens")
@@ -266,7 +271,6 @@ class QuestionAttention:
             packed = self._pass(inputs, layers, nll)
             if while_running is not None:
                 while_running()
-            packed = to_host(packed)
         else:
             length = static_length
             width = -(-width // WINDOW_STEP) * WINDOW_STEP
@@ -284,6 +288,12 @@ class QuestionAttention:
                 packed = to_host(inputs.output[: len(rows)])
         with self._counter_lock:
             self.tokens_processed += sum(len(row.ids) for row in rows)
+        return packed, length
+
+    def _unpack(
+        self, rows: list[ObservedSequence], packed: torch.Tensor, length: int, nll: bool
+    ) -> list[WindowReading]:
+        """Each row's reading from its pass's packed output on the host (:meth:`_pass` gives the layout)."""
         host = packed.float().numpy()
         attention = host[:, : self.num_layers * length].reshape(len(rows), self.num_layers, length)
         window_nll = host[:, self.num_layers * length :]

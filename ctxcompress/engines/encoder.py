@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ctxcompress.engines.attention_plan import attention_backends
-from ctxcompress.engines.batching import plan_batches
+from ctxcompress.engines.batching import PADDING_TOLERANCE, plan_batches
 from ctxcompress.engines.chunk_cache import ChunkCache, text_key
 from ctxcompress.engines.device import resolve_device
 from ctxcompress.engines.encoder_graphs import StaticEncoderPasses, padded_inputs
@@ -315,7 +315,8 @@ class SentenceEncoder:
         counts = torch.zeros(int(starts[-1]), device=self.device, dtype=torch.float32)
         pooled = torch.zeros((len(texts), self.dimension), device=self.device, dtype=torch.float32)
         lengths = [len(w[2]) + specials for w in windows]
-        for batch in plan_batches(lengths, max_padded_tokens=self.max_pass_tokens):
+        plan = plan_batches(lengths, max_padded_tokens=self.max_pass_tokens, padding_tolerance=PADDING_TOLERANCE)
+        for batch in plan:
             hidden = self._hidden([windows[w][2] for w in batch])  # [B, L, dim] on the device
             longest = hidden.shape[1]
             sizes = np.array([len(windows[w][2]) for w in batch])
