@@ -1,7 +1,7 @@
 """Where a lone `hybrid` request's wall time goes: a timeline of its host steps on every thread.
 
 The steps (tokenising, the passes' queueing, Punkt, the device reads, the budget fill, ...) are wrapped with timers;
-``Tensor.cpu`` marks where the host waits for the device. Prints the timeline of the median request of
+``to_host`` marks where the host waits for the device. Prints the timeline of the median request of
 ``--repeats`` passes over the kit's prompts (random weights from the kit's configs, as profile_latency.py), and the
 median of each step's summed time per request.
 
@@ -56,9 +56,9 @@ def merge_runs(events: list[Event]) -> list[tuple[str, str, float, float, int]]:
 
 
 def instrument(recorder: Recorder) -> None:
-    import torch
-
     import ctxcompress.engines.attention as attention_engine
+    import ctxcompress.engines.encoder as encoder
+    import ctxcompress.engines.scorer as scorer
     import ctxcompress.methods.hybrid as hybrid
     from ctxcompress.compressor import Compressor
     from ctxcompress.engines.encoder import QueuedSpanEmbeddings, SentenceEncoder
@@ -79,8 +79,9 @@ def instrument(recorder: Recorder) -> None:
         (hybrid, "keep_best_units", "fill to budget"),
         (hybrid, "fuse", "fuse signals"),
         (PreparedRequest, "result", "assemble result"),
-        (torch.Tensor, "cpu", "Tensor.cpu (waits for the device)"),
     ]
+    # the engines' reads to the host, where the host waits for the device (each module holds its own reference)
+    wraps += [(module, "to_host", "to_host (waits for the device)") for module in (attention_engine, encoder, scorer)]
     for owner, name, label in wraps:
         recorder.wrap(owner, name, label)
 
