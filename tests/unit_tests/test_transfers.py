@@ -1,5 +1,7 @@
 """The host/device copy helpers keep values, dtype and shape (CUDA when present; the CPU path otherwise)."""
 
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import torch
