@@ -103,6 +103,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "takes a slice of a batch, so one's host work overlaps another's GPU work without sharing a GIL",
     )
     parser.add_argument(
+        "--chunk",
+        type=int,
+        default=0,
+        help="with --processes: deal each batch out in chunks of this many requests, the next chunk to whichever "
+        "process is free (as a queue in front of the processes would), so they drift apart and one's host work "
+        "overlaps the others' GPU work; 0: one equal slice per process, all sent at once",
+    )
+    parser.add_argument(
         "--gpus",
         type=int,
         default=1,
@@ -311,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         peak_gib = None
         if engines is not None:
             for start in range(0, count, batch):
-                results += engines.compress(requests[start : start + batch])
+                results += engines.compress(requests[start : start + batch], args.chunk)
             wall = time.perf_counter() - started
             model_tokens, peak_gib = engines.collect_stats()
         else:
@@ -381,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
         "cuda_graphs": scorer.graphs is not None,
         "workers": args.workers,
         "processes": args.processes,
+        "chunk": args.chunk if args.processes > 1 else None,
         "gpus": args.gpus,
         "decoder": scorer.decoder.name,
         "encoder_dtype": _pool_options(args).encoder_dtype_name(device.type),
@@ -484,16 +493,32 @@ class _EngineProcesses:
                 raise RuntimeError("engine process failed to start")
         self.collect_stats()  # reset counters after warm-up
 
-    def compress(self, requests: list[dict]) -> list[dict]:
-        size = -(-len(requests) // len(self._conns))
-        slices = [requests[i : i + size] for i in range(0, len(requests), size)]
-        for conn, part in zip(self._conns, slices, strict=False):
-            conn.send(part)
-        replies = [conn.recv() for conn, _ in zip(self._conns, slices, strict=False)]
-        for reply in replies:
-            if isinstance(reply, tuple):  # ("error", message) in place of the results
-                raise RuntimeError(f"engine process failed: {reply[1]}")
-        return [result for reply in replies for result in reply]
+    def compress(self, requests: list[dict], chunk: int = 0) -> list[dict]:
+        """Every request's counts, in order. ``chunk`` 0: one equal slice per process, sent at once; else chunks
+        of ``chunk`` requests, each to the next process that is free."""
+        from multiprocessing.connection import wait
+
+        size = chunk or -(-len(requests) // len(self._conns))
+        pending = [requests[i : i + size] for i in range(0, len(requests), size)]
+        replies: list[list[dict] | None] = [None] * len(pending)
+        working: dict = {}  # connection -> index of the chunk it has
+        next_chunk = 0
+        for conn in self._conns:
+            if next_chunk < len(pending):
+                conn.send(pending[next_chunk])
+                working[conn] = next_chunk
+                next_chunk += 1
+        while working:
+            for conn in wait(list(working)):
+                reply = conn.recv()
+                if isinstance(reply, tuple):  # ("error", message) in place of the results
+                    raise RuntimeError(f"engine process failed: {reply[1]}")
+                replies[working.pop(conn)] = reply
+                if next_chunk < len(pending):
+                    conn.send(pending[next_chunk])
+                    working[conn] = next_chunk
+                    next_chunk += 1
+        return [result for reply in replies if reply is not None for result in reply]
 
     def collect_stats(self) -> tuple[int, float | None]:
         """Model tokens since the last call, summed; peak device memory summed over processes (GiB)."""
@@ -616,7 +641,8 @@ def _markdown(report: dict) -> str:
         f"decoder {report.get('decoder')}, kernels {report.get('kernels', 'torch')}, "
         f"torch.compile {'on' if report.get('torch_compile') else 'off'}, "
         f"CUDA graphs {'on' if report.get('cuda_graphs') else 'off'}, "
-        f"engine processes {report.get('processes', 1)} on {report.get('gpus', 1)} GPU(s), "
+        f"engine processes {report.get('processes', 1)} on {report.get('gpus', 1)} GPU(s)"
+        f"{', dealt in chunks of ' + str(report['chunk']) if report.get('chunk') else ''}, "
         f"threads per engine {report.get('workers', 1)}); "
         f"weights: {report['weights']}; measured matmul rate {report['measured_matmul_tflops']:.1f} TFLOP/s.",
         "",
