@@ -1,10 +1,8 @@
 # One call (written in session 21, run in the next): the length-banded passes (git c7a7f5d) on the GPU. Side "new":
 # the tree; side "old": attention.py, encoder.py and batching.py before it (.carry/ab/old3, from git e53f8bb; make
 # it with `git show e53f8bb:ctxcompress/engines/<f>`). (1) per side: `bench --profile` batch 64 (the device's time
-# per prompt) and the digests of the 64 prompts (prompt_digest.py), compared; (2) one process, batch 440,
-# new/old/new/old; (3) ten processes, batch 440, new/old, then new fed in chunks of 8 and 16 (`bench --chunk`:
-# in equal slices sent at once the ten run in phase, host work together then GPU work together); (4) the lone
-# request, new/old.
+# per prompt) and the digests of the 64 prompts (prompt_digest.py), compared; (2) one process, batch 440, new/old;
+# (3) the lone request, new/old. Ten processes: call5.sh.
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/ab. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
 source eval/device/random_kit_env.sh
@@ -21,21 +19,10 @@ for side in new old; do
     --out /tmp/digest-$side.json 2>&1 | grep -v -E "Loading|Writing" | tail -2
 done
 python3 eval/device/prompt_digest.py --compare /tmp/digest-new.json /tmp/digest-old.json
-for side in new old new old; do
+for side in new old; do
   side_tree $side
   echo "== $side: one process, batch 440: $(bench --data .carry/nq/gold_at_0.jsonl.gz .carry/nq/gold_at_9.jsonl.gz \
     --batch-sizes 440 --limit 435 --out /tmp/p1) $(grep -E '^\| 440' /tmp/bench.log)"
-done
-for side in new old; do
-  side_tree $side
-  echo "== $side: ten processes, batch 440: $(bench --data .carry/nq/gold_at_0.jsonl.gz .carry/nq/gold_at_9.jsonl.gz \
-    --batch-sizes 440 --limit 435 --processes 10 --out /tmp/p10) $(grep -E '^\| 440' /tmp/bench.log)"
-done
-side_tree new  # ten processes fed from a queue (bench --chunk: the next 8 requests to whichever is free)
-for chunk in 8 16; do
-  echo "== new: ten processes, batch 440, chunks of $chunk: $(bench --data .carry/nq/gold_at_0.jsonl.gz \
-    .carry/nq/gold_at_9.jsonl.gz --batch-sizes 440 --limit 435 --processes 10 --chunk $chunk --out /tmp/p10c) \
-    $(grep -E '^\| 440' /tmp/bench.log)"
 done
 for side in new old; do
   side_tree $side
