@@ -260,7 +260,7 @@ def keep_best_units(
     """
     flat_doc = np.concatenate([np.full(len(d.spans), i) for i, d in enumerate(docs)]) if docs else np.zeros(0)
     flat_unit = np.concatenate([np.arange(len(d.spans)) for d in docs]) if docs else np.zeros(0)
-    flat_score = np.concatenate([np.nan_to_num(d.scores, nan=-np.inf) for d in docs]) if docs else np.zeros(0)
+    flat_score = np.nan_to_num(np.concatenate([d.scores for d in docs]), nan=-np.inf) if docs else np.zeros(0)
     order = np.argsort(-flat_score, kind="stable")
     budget = prepared.target_tokens
 
