@@ -266,6 +266,39 @@ def test_window_nll_from_the_probe_equals_the_scorers_token_nll(tiny_scorer, gra
         QuestionAttention(tiny_scorer.model, pad_id=tiny_scorer.pad_id, decoder=decoder).read_windows(sequences)
 
 
+@pytest.mark.parametrize("graphs", ["off", "on"])  # "on": small bands at static shapes, read at once, among eager
+def test_length_banded_passes_read_what_one_pass_reads(tiny_scorer, graphs, monkeypatch):
+    """A batch planned in length bands (several passes, all queued before any is read) gives every row the
+    attention and window NLL that one pass over all the rows gives."""
+    from ctxcompress.engines import attention, batching
+
+    sequences = [
+        ObservedSequence(list(range(5, 65)), 50),
+        ObservedSequence(list(range(3, 13)), 0),
+        ObservedSequence(list(range(7, 64)), 40),
+        ObservedSequence(list(range(9, 40)), 20),
+        ObservedSequence(list(range(11, 30)), 15),
+        ObservedSequence(list(range(4, 24)), 10),
+    ]
+
+    def probe() -> QuestionAttention:
+        return _probe(tiny_scorer, "fused", graphs=graphs, head=tiny_scorer.head, max_pass_tokens=4096)
+
+    one_pass = probe().read_windows(sequences)
+    passes: list[int] = []
+
+    def banded(lengths, **kwargs):  # noqa: ANN001, ANN202 - the real rule at a batch floor the tiny rows reach
+        plan = batching.plan_batches(lengths, **kwargs, min_batch_tokens=64)
+        passes.append(len(plan))
+        return plan
+
+    monkeypatch.setattr(attention, "plan_batches", banded)
+    for got, want in zip(probe().read_windows(sequences), one_pass, strict=True):
+        np.testing.assert_allclose(got.attention, want.attention, atol=1e-6)
+        np.testing.assert_allclose(got.nll, want.nll, atol=1e-5)
+    assert passes == [3]  # 60, 57 | 31, 20, 19 (31 x 2 is still under the floor) | 10 tokens
+
+
 def test_hybrid_reads_both_lm_signals_from_one_prefill(tiny_all_compressor, tiny_scorer, rows):
     """With likelihood and attention both weighted, the attention is read from LongLLMLingua's likelihood rows, whose
     window NLL is exactly the likelihood signal, and no separate likelihood pass runs."""
