@@ -143,6 +143,33 @@ def test_encoder_windows_cover_every_piece_and_match_a_single_pass(tiny_encoder,
     np.testing.assert_allclose(windowed[0].vectors[:10], first[:10], atol=1e-5)
 
 
+def test_encoder_windows_in_length_bands_pool_what_the_cap_alone_pools(tiny_encoder, nq, monkeypatch):
+    """The windows planned in length bands (more, tighter passes) give the span vectors and text embeddings
+    that the plan by the pass cap alone gives (each piece's vector is the mean over the windows that saw it)."""
+    from ctxcompress.engines import batching, encoder
+
+    texts = nq_documents(nq[0])[:6] + [nq_documents(nq[1])[0] * 2, "A short one."]
+    spans = [split_sentences_with_spans(t) for t in texts]
+    passes: dict[str, int] = {}
+
+    def planned(name: str, **fixed):  # noqa: ANN003, ANN202
+        def plan(lengths, **kwargs):  # noqa: ANN001, ANN202
+            batches = batching.plan_batches(lengths, **{**kwargs, **fixed})
+            passes[name] = len(batches)
+            return batches
+
+        return plan
+
+    monkeypatch.setattr(encoder, "plan_batches", planned("cap", padding_tolerance=None))
+    by_cap = tiny_encoder._span_embeddings(texts, spans, 16)
+    monkeypatch.setattr(encoder, "plan_batches", planned("bands", min_batch_tokens=256))
+    by_bands = tiny_encoder._span_embeddings(texts, spans, 16)
+    assert passes["bands"] > passes["cap"]
+    for got, want in zip(by_bands, by_cap, strict=True):
+        np.testing.assert_allclose(got.spans, want.spans, atol=1e-6)
+        np.testing.assert_allclose(got.pooled, want.pooled, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------- tcra-semantic
 def test_tcra_semantic_never_drops_numbers_or_question_names(compressor):
     docs = [
