@@ -18,7 +18,7 @@ from ctxcompress.text.alignment import dropped_spans, kept_spans
 from ctxcompress.text.tokens import TargetTokenizer, get_target_tokenizer
 from ctxcompress.types import CompressionRequest, CompressionResult, DocumentSpans, KeptDocument
 
-__all__ = ["PreparedRequest", "assemble_prompt", "parse_options", "prepare", "SEPARATOR"]
+__all__ = ["PreparedRequest", "assemble_prompt", "parse_options", "prepare", "prompt_segments", "SEPARATOR"]
 
 SEPARATOR = "\n\n"
 
@@ -29,8 +29,28 @@ def assemble_prompt(instruction: str | None, documents: list[str], question: str
     Documents are stripped, as results keep them: a method that counts ``prompt_for(texts)`` while fitting the
     budget counts exactly the prompt the result will hold (a leading space can change the tokenization).
     """
-    parts = [instruction or "", SEPARATOR.join(d.strip() for d in documents if d.strip()), question or ""]
-    return SEPARATOR.join(p for p in parts if p.strip())
+    return "".join(prompt_segments(instruction, documents, question))
+
+
+def prompt_segments(instruction: str | None, documents: list[str], question: str | None) -> list[str]:
+    """:func:`assemble_prompt`'s prompt cut before every part that starts with a non-space character: each piece
+    is a part with the blank line after it (a part that starts with whitespace stays with the piece before).
+
+    Where the target tokenizer's counts add up across a line break (``TargetTokenizer.adds_after_line_breaks``),
+    the prompt's count is the sum of its pieces' counts: a budget search recounts only the documents it changed.
+    """
+    parts = [instruction] if instruction and instruction.strip() else []
+    parts += [d.strip() for d in documents if d.strip()]
+    if question and question.strip():
+        parts.append(question)
+    pieces: list[str] = []
+    for i, part in enumerate(parts):
+        piece = part + (SEPARATOR if i < len(parts) - 1 else "")
+        if pieces and part[0].isspace():
+            pieces[-1] += piece
+        else:
+            pieces.append(piece)
+    return pieces
 
 
 def parse_options(model: type[BaseModel], options: dict[str, Any], method: str) -> BaseModel:
@@ -76,11 +96,17 @@ class PreparedRequest:
         return assemble_prompt(self.request.instruction, texts, self.request.question)
 
     def count_prompt(self, texts: list[str]) -> int:
-        return self.count_text(self.prompt_for(texts))
+        """Target tokens of the prompt holding ``texts`` as its documents: the sum of its pieces' counts where the
+        tokenizer allows it (a candidate that changes one document recounts that document alone), else the
+        whole prompt's."""
+        segments = prompt_segments(self.request.instruction, texts, self.request.question)
+        if not self.target.adds_after_line_breaks:
+            return self.count_text("".join(segments))
+        return sum(self.count_text(segment) for segment in segments)
 
     def count_text(self, text: str) -> int:
-        """Target tokens of ``text``; a prompt counted before for this request is not counted again (budget fitting
-        and the result count the same candidate prompts: each whole-prompt count is ~0.3 ms of tiktoken)."""
+        """Target tokens of ``text``; a text counted before for this request is not counted again (budget fitting
+        and the result count the same candidate prompts and documents: a whole-prompt count is ~0.3 ms)."""
         if (known := self._counted.get(text)) is None:
             known = self._counted[text] = self.target.count(text)
         return known
@@ -98,7 +124,7 @@ class PreparedRequest:
         """Build the result; kept documents whose text is blank are left out."""
         kept = [KeptDocument(index=k.index, text=k.text.strip()) for k in kept if k.text.strip()]
         prompt = self.prompt_for([k.text for k in kept])
-        compressed = self.count_text(prompt)
+        compressed = self.count_prompt([k.text for k in kept])
         return CompressionResult(
             method=self.request.method,
             documents=kept,
@@ -142,8 +168,10 @@ def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> Prep
         raise InvalidInput("every document is empty or whitespace; nothing to compress", field="documents")
     options = parse_options(options_model, request.options, request.method)
     target = get_target_tokenizer(getattr(options, "target_tokenizer", "cl100k_base"))
-    origin_prompt = assemble_prompt(request.instruction, request.documents, request.question)
-    origin_tokens = target.count(origin_prompt)
+    segments = prompt_segments(request.instruction, request.documents, request.question)
+    origin_prompt = "".join(segments)
+    counted = {segment: target.count(segment) for segment in segments} if target.adds_after_line_breaks else {}
+    origin_tokens = sum(counted[s] for s in segments) if counted else target.count(origin_prompt)
     fixed_prompt = assemble_prompt(request.instruction, [], request.question)
     fixed_tokens = target.count(fixed_prompt) + (target.count(SEPARATOR) if fixed_prompt else 0)
     target_tokens = request.budget.target_tokens(origin_tokens)
@@ -156,6 +184,7 @@ def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> Prep
         origin_tokens=origin_tokens,
         target_tokens=target_tokens,
         fixed_tokens=fixed_tokens,
+        _counted=counted,  # the documents' pieces, which the budget search's first prompts reuse
     )
     if not prepared.fits_uncompressed() and prepared.context_budget() <= 0:
         fixed = " and ".join(

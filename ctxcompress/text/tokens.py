@@ -41,6 +41,16 @@ class TargetTokenizer:
     def count(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
 
+    @property
+    def adds_after_line_breaks(self) -> bool:
+        r"""Whether ``count(a + b) == count(a) + count(b)`` whenever ``a`` ends with a line break and ``b`` starts
+        with a character Python's ``str.isspace`` rejects (proven for ``cl100k_base`` only). Its pre-tokenizer
+        never continues a piece past a line break into such a character (no branch starts a piece at a line break
+        and goes on into text; a whitespace run ending in a line break is one piece whatever follows), every piece
+        before it ends where it would at the end of ``a`` (the only look-ahead, ``\s+(?!\S)``, comes after the
+        line-break branch), and BPE never merges across pieces. ``str.isspace`` covers every regex ``\s``."""
+        return self.name == "cl100k_base"
+
     def at_least(self, text: str) -> int:
         """A lower bound of :meth:`count` without encoding: the whitespace-separated words of ``text`` (0 for an
         encoding this is not proven for). ``cl100k_base``'s pre-tokenizer never puts whitespace followed by more

@@ -93,9 +93,10 @@ def test_special_token_text_counts_as_ordinary_text() -> None:
     assert tokenizer._encoding.eot_token not in ids and tokenizer.decode(ids) == text
 
 
-def test_a_request_counts_each_distinct_prompt_once(monkeypatch) -> None:  # noqa: ANN001
-    """Budget fitting and the result count the same candidate prompts; each is tokenized once per request, and
-    the counts are the tokenizer's."""
+def test_a_request_counts_each_distinct_piece_once(monkeypatch) -> None:  # noqa: ANN001
+    """Budget fitting and the result count candidate prompts piece by piece (a document with the blank line after
+    it): each distinct piece is tokenized once per request, the pieces of the request's own prompt already in
+    `prepare`, and the sums are the whole prompts' counts."""
     from ctxcompress.methods.base import BaseOptions
     from ctxcompress.prompting import prepare
     from ctxcompress.types import CompressionRequest
@@ -105,18 +106,19 @@ def test_a_request_counts_each_distinct_prompt_once(monkeypatch) -> None:  # noq
     calls: list[str] = []
     count = prepared.target.count
     monkeypatch.setattr(prepared.target, "count", lambda text: calls.append(text) or count(text))
-    first = prepared.count_prompt(["The Nile flows north."])
-    assert (
-        prepared.count_prompt(["The Nile flows north."])
-        == first
-        == count(prepared.prompt_for(["The Nile flows north."]))
+    for kept in (["The Nile flows north."], ["Paris is in France."], ["The Nile flows north.", "Paris is in France."]):
+        assert prepared.count_prompt(kept) == count(prepared.prompt_for(kept))
+    assert calls == []  # every piece was counted in prepare
+    assert prepared.count_prompt(["The Nile flows.", "Paris is in France."]) == count(
+        prepared.prompt_for(["The Nile flows.", "Paris is in France."])
     )
-    assert prepared.count_prompt(["Paris is in France."]) != 0
-    assert len(calls) == 2
+    assert calls == ["The Nile flows.\n\n"]  # only the changed document
+    prepared.count_prompt(["The Nile flows."])
+    assert len(calls) == 1
     other = prepare(request, BaseOptions)  # another request does not see this one's counts
     before = len(calls)
-    other.count_prompt(["The Nile flows north."])
-    assert len(calls) == before + 1
+    other.count_prompt(["The Nile flows."])
+    assert calls[before:] == ["The Nile flows.\n\n"]
 
 
 def test_the_word_bound_is_close_under_the_count_on_english_and_never_above_it() -> None:
