@@ -8,6 +8,7 @@ context may use is the budget minus their tokens.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,8 +161,14 @@ class PreparedRequest:
         return self.result(kept, timings_ms={"total": 0.0})
 
 
-def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> PreparedRequest:
-    """Validate ``request`` and compute its origin/target/fixed token counts."""
+def prepare(
+    request: CompressionRequest,
+    options_model: type[BaseModel],
+    *,
+    count_piece: Callable[[TargetTokenizer, str], int] | None = None,
+) -> PreparedRequest:
+    """Validate ``request`` and compute its origin/target/fixed token counts. ``count_piece(target, piece)``:
+    how the prompt's pieces are counted (the Compressor's answers recurring chunks from a cache)."""
     if not request.documents:
         raise InvalidInput("documents is empty; give at least one document", field="documents")
     if not any(d.strip() for d in request.documents):
@@ -170,7 +177,8 @@ def prepare(request: CompressionRequest, options_model: type[BaseModel]) -> Prep
     target = get_target_tokenizer(getattr(options, "target_tokenizer", "cl100k_base"))
     segments = prompt_segments(request.instruction, request.documents, request.question)
     origin_prompt = "".join(segments)
-    counted = {segment: target.count(segment) for segment in segments} if target.adds_after_line_breaks else {}
+    count = functools.partial(count_piece, target) if count_piece is not None else target.count
+    counted = {segment: count(segment) for segment in segments} if target.adds_after_line_breaks else {}
     origin_tokens = sum(counted[s] for s in segments) if counted else target.count(origin_prompt)
     fixed_prompt = assemble_prompt(request.instruction, [], request.question)
     fixed_tokens = target.count(fixed_prompt) + (target.count(SEPARATOR) if fixed_prompt else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -51,3 +52,26 @@ def test_count_prompt_counts_what_the_whole_prompt_counts(documents, candidates)
     assert prepared.origin_tokens == COUNT.count(prepared.origin_prompt)
     for kept in (candidates, documents, [""] * len(documents)):
         assert prepared.count_prompt(kept) == COUNT.count(prepared.prompt_for(kept))
+
+
+@pytest.mark.parametrize("chunk_cache_mb", [256, 0])
+def test_the_compressor_counts_a_recurring_chunk_once(chunk_cache_mb: int, monkeypatch) -> None:  # noqa: ANN001
+    """A document sent again (with another question) is not tokenized again in `prepare`; with the chunk caches
+    off, every request counts its own. The counts are the same either way."""
+    from ctxcompress import Compressor
+    from ctxcompress.engines.options import EngineOptions
+    from ctxcompress.text.tokens import TargetTokenizer
+
+    compressor = Compressor(device="cpu", engine_options=EngineOptions(chunk_cache_mb=chunk_cache_mb))
+    documents = ["The Nile flows north into the Mediterranean.", "Paris is the capital of France."]
+    counted: list[str] = []
+    count = TargetTokenizer.count
+    monkeypatch.setattr(TargetTokenizer, "count", lambda self, text: counted.append(text) or count(self, text))
+    first = compressor.prepare({"documents": documents, "question": "Where does the Nile flow?", "method": "hybrid"})
+    counted.clear()
+    again = compressor.prepare({"documents": documents, "question": "What is the capital?", "method": "hybrid"})
+    pieces = [d + SEPARATOR for d in documents]
+    assert any(p in counted for p in pieces) == (chunk_cache_mb == 0)
+    assert "What is the capital?" in counted  # the new question's piece
+    assert again.origin_tokens == COUNT.count(again.origin_prompt)
+    assert first.origin_tokens == COUNT.count(first.origin_prompt)
