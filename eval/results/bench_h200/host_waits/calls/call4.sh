@@ -5,11 +5,7 @@
 # (3) the lone request, new/old. Ten processes: call5.sh.
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/ab. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-source eval/device/random_kit_env.sh
-cp -r ctxcompress /tmp/new-ctxcompress
-side_tree() { rm -rf ctxcompress && cp -r /tmp/new-ctxcompress ctxcompress; [ $1 = old ] && cp -r .carry/ab/old3/ctxcompress/. ctxcompress/; true; }
-bench() { timeout 170 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
-  --method hybrid --single-requests 2 --single-warmup 1 "$@" > /tmp/bench.log 2>&1; echo "exit $?"; }
+source eval/results/bench_h200/host_waits/calls/sides.sh
 for side in new old; do
   side_tree $side
   echo "== $side: one process, batch 64, profiled: $(bench --data .carry/nq/gold_at_0.jsonl.gz --batch-sizes 64 \

@@ -4,11 +4,7 @@
 # at once the ten run in phase, host work together, then GPU work together).
 # Carry: .carry/x2w .carry/prof .carry/nq .carry/ab. Run: GIT_COMMIT=<sha> bash <this file>
 set -uo pipefail
-source eval/device/random_kit_env.sh
-cp -r ctxcompress /tmp/new-ctxcompress
-side_tree() { rm -rf ctxcompress && cp -r /tmp/new-ctxcompress ctxcompress; [ $1 = old ] && cp -r .carry/ab/old3/ctxcompress/. ctxcompress/; true; }
-bench() { timeout 170 python3 eval/ctxcompress_eval/bench.py --device cuda --model-dir /tmp/ctxc-random/smollm2-135m \
-  --method hybrid --single-requests 2 --single-warmup 1 "$@" > /tmp/bench.log 2>&1; echo "exit $?"; }
+source eval/results/bench_h200/host_waits/calls/sides.sh
 for side in new old; do
   side_tree $side
   echo "== $side: ten processes, batch 440: $(bench --data .carry/nq/gold_at_0.jsonl.gz .carry/nq/gold_at_9.jsonl.gz \
