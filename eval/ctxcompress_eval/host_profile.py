@@ -64,6 +64,16 @@ def group_own_time(stats: pstats.Stats) -> dict[str, float]:
     return groups
 
 
+def top_functions(stats: pstats.Stats, n: int) -> list[tuple[str, float]]:
+    """The ``n`` ctxcompress functions of most own time (s), as ``module:line(function)``."""
+    own = [
+        (f"{filename.split('/ctxcompress/', 1)[1]}:{line}({name})", seconds)
+        for (filename, line, name), (_, _, seconds, _, _) in stats.stats.items()  # type: ignore[attr-defined]
+        if _group(filename, name) == "ctxcompress"
+    ]
+    return sorted(own, key=lambda item: -item[1])[:n]
+
+
 def _requests(method: str, options: dict, limit: int) -> list[dict]:
     from ctxcompress_eval.datasets import load_nq
 
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", default="{}", help="the request's options (JSON)")
     parser.add_argument("--limit", type=int, default=40, help="requests (the first 3 warm up, unprofiled)")
     parser.add_argument("--recurring", action="store_true", help="requests whose chunks were all seen before")
+    parser.add_argument("--top", type=int, default=0, help="also print the N ctxcompress functions of most own time")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # tests.reliability.server
@@ -120,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         share = "" if key.startswith("model compute") else f"{ms / host_ms:.0%}"
         print(f"{key:<36} {ms:>10.2f} {share:>14}")
     print(f"{'host total (all but model compute)':<36} {host_ms:>10.2f}")
+    if args.top:
+        print(f"\n{'ctxcompress function':<60} {'own ms/request':>14}")
+        for name, ms in top_functions(pstats.Stats(profiler), args.top):
+            print(f"{name:<60} {ms / count * 1000:>14.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         report = {"method": args.method, "options": json.loads(args.options), "requests": count}

@@ -22,11 +22,12 @@ from pathlib import Path
 
 
 def _host_steps(kit: str, seconds: float, start_at: float, out: mp.Queue) -> None:
+    from transformers import PreTrainedTokenizerFast
+
     from ctxcompress.engines.tokenization import OffsetTokenizer
     from ctxcompress.methods._units import split_sentence_units
     from ctxcompress.prompting import assemble_prompt
     from ctxcompress.text.tokens import TargetTokenizer
-    from transformers import PreTrainedTokenizerFast
 
     tokenizers = [
         OffsetTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(Path(kit) / name / "tokenizer.json")))
