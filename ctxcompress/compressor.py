@@ -144,18 +144,24 @@ class Compressor:
                 outputs[i] = item.unchanged()
             else:
                 by_method[item.request.method].append((i, item))
-        for name, members in by_method.items():
+        # one engine batch per method, or one per request where shared passes would change results (ModelPool)
+        batches = [
+            (name, batch)
+            for name, members in by_method.items()
+            for batch in ([members] if self.pool.requests_share_passes else [[m] for m in members])
+        ]
+        for name, batch in batches:
             started = time.perf_counter()
             try:
-                results = self.method(name).compress_batch([p for _, p in members])
+                results = self.method(name).compress_batch([p for _, p in batch])
             except CtxCompressError as exc:
                 if not return_exceptions:
                     raise
-                for i, _ in members:
+                for i, _ in batch:
                     outputs[i] = exc
                 continue
             batch_ms = round((time.perf_counter() - started) * 1000, 2)
-            for (i, _), result in zip(members, results, strict=True):
-                timings = {**result.timings_ms, "batch": batch_ms, "batch_size": float(len(members))}
+            for (i, _), result in zip(batch, results, strict=True):
+                timings = {**result.timings_ms, "batch": batch_ms, "batch_size": float(len(batch))}
                 outputs[i] = result.model_copy(update={"timings_ms": timings})
         return [o for o in outputs if o is not None]

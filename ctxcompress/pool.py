@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ctxcompress.engines.device import resolve_device
+import torch
+
+from ctxcompress.engines.device import resolve_device, scoring_dtype
 from ctxcompress.engines.options import EngineOptions
 from ctxcompress.engines.scorer import CausalLMScorer
 from ctxcompress.errors import UnknownModel
@@ -43,10 +45,21 @@ class ModelPool:
     ) -> None:
         self.registry = registry or default_registry()
         self.device = resolve_device(device)
+        # read once (CTXCOMPRESS_CPU_DTYPE on CPU), so the scorers' weights and the batching policy agree
+        self.scoring_dtype = scoring_dtype(self.device)
         self.options = options or EngineOptions()
         self.max_pass_tokens = self.options.pass_tokens(self.device.type)
         self._engines: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
+
+    @property
+    def requests_share_passes(self) -> bool:
+        """Whether requests batched together may share the engines' passes. On CPU in reduced precision they do
+        not: oneDNN's bf16 kernels pick their blocking by the pass's shape, so a request's numbers, and with them
+        its token choices, would depend on its batch-mates (LongLLMLingua: 41-92% identical words against the
+        same request alone); each request runs in passes of its own there. In fp32 on CPU the shared passes give
+        each request its results alone; on CUDA sharing is the throughput path (bf16: see README's batching note)."""
+        return self.device.type == "cuda" or self.scoring_dtype == torch.float32
 
     def loaded_engines(self) -> list[tuple[str, str]]:
         """``(engine kind, model name)`` of every engine loaded so far."""
@@ -68,7 +81,9 @@ class ModelPool:
             "scorer",
             name,
             "causal-lm",
-            lambda local, device: CausalLMScorer.from_pretrained(local, device=str(device), options=self.options),
+            lambda local, device: CausalLMScorer.from_pretrained(
+                local, device=str(device), options=self.options, dtype=self.scoring_dtype
+            ),
             field=field,
         )
 

@@ -4,7 +4,9 @@ Models run in bf16 on CUDA and fp32 on CPU. The causal-LM scorer (``scoring_dtyp
 CPU: ``CTXCOMPRESS_CPU_DTYPE=auto`` picks bf16 where the CPU has AMX tile units (Intel Sapphire Rapids and later;
 there bf16 matrix products run ~6x faster than fp32: 1,955 vs 292 GFLOP/s on the 2-core dev machine, SmolLM2-135M
 forward 3.3x faster), ``bfloat16`` forces it. The default stays fp32: bf16 scores change token-level choices
-(answer retention on 60 NQ prompts 0.733 vs 0.750 in fp32) and make them depend on batch shapes.
+(answer retention on 60 NQ prompts 0.733 vs 0.750 in fp32), and in passes shared by several requests they would
+depend on the batch's shapes, so in bf16 on CPU each request runs in passes of its own
+(``ModelPool.requests_share_passes``).
 """
 
 from __future__ import annotations

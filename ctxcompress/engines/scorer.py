@@ -128,9 +128,15 @@ class CausalLMScorer:
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str, *, device: str = "auto", options: EngineOptions | None = None
+        cls,
+        model_dir: str,
+        *,
+        device: str = "auto",
+        options: EngineOptions | None = None,
+        dtype: torch.dtype | None = None,
     ) -> CausalLMScorer:
-        """Load a local causal-LM folder (safetensors, no remote code) onto ``device``."""
+        """Load a local causal-LM folder (safetensors, no remote code) onto ``device``, its weights in ``dtype``
+        (default :func:`scoring_dtype` of the device)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch_device = resolve_device(device)
@@ -138,7 +144,7 @@ class CausalLMScorer:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
             model = AutoModelForCausalLM.from_pretrained(
                 model_dir,
-                dtype=scoring_dtype(torch_device),
+                dtype=dtype or scoring_dtype(torch_device),
                 attn_implementation="sdpa",
                 trust_remote_code=False,
                 use_safetensors=True,

@@ -92,17 +92,17 @@ def test_batching_does_not_change_outputs_beyond_float_noise(fp32_compressor, ro
 
 
 @pytest.mark.skipif(not cpu_has_amx(), reason="bf16 is opt-in for AMX CPUs; without AMX it runs ~20x slower than fp32")
-def test_batching_keeps_rankings_and_answers_in_bf16(rows):
-    """In bf16 (the GPU dtype; opt-in on CPU) batch shapes change the rounding, so token-level choices differ
-    (measured: 73-100% identical words over these rows) and documents with close scores swap ranks (even the
-    first); whether the answer survives must not change."""
+def test_bf16_on_cpu_gives_each_request_its_result_alone(rows):
+    """In bf16 on CPU oneDNN's kernels pick their blocking by the pass's shape, so shared passes would make a
+    request's token choices depend on its batch-mates (measured: 41-92% identical words, one answer lost, on these
+    rows); the pool runs each request in passes of its own there, so a batch returns each request's prompt alone."""
     bf16 = _compressor_in("bfloat16")
+    assert not bf16.pool.requests_share_passes
     batched_results = bf16.compress_batch([_long_request(row) for row in rows[:3]])
     for row, batched in zip(rows[:3], batched_results, strict=True):
         alone = bf16.compress(_long_request(row))
-        assert sorted(alone.ranking) == sorted(batched.ranking)
-        kept = [any(a.lower() in r.prompt.lower() for a in row["answers"]) for r in (alone, batched)]
-        assert kept[0] == kept[1]
+        assert alone.prompt == batched.prompt
+        assert alone.ranking == batched.ranking
 
 
 def test_static_shape_passes_give_the_plain_paths_outputs(fp32_compressor, rows):

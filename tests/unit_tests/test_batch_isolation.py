@@ -86,3 +86,28 @@ def test_result_never_depends_on_batch_mates(tiny_all_compressor, rows, method):
         assert [d.index for d in together.documents] == [d.index for d in alone.documents]
 
     check()
+
+
+@pytest.mark.parametrize(("cpu_dtype", "batch_size"), [("float32", 3.0), ("bfloat16", 1.0)])
+def test_reduced_precision_on_cpu_runs_each_request_in_its_own_passes(
+    tiny_scorer, rows, monkeypatch, cpu_dtype, batch_size
+):
+    """Shared passes change bf16 results on CPU (kernel blocking follows the pass's shape), so there the Compressor
+    gives every request an engine batch of its own; in fp32 requests share one. The dtype is read once, when the
+    pool is made (the scorer's weights and the policy agree even if the setting changes later)."""
+    import torch
+
+    from ctxcompress import Compressor
+    from ctxcompress.pool import ModelPool
+
+    monkeypatch.setenv("CTXCOMPRESS_CPU_DTYPE", cpu_dtype)
+    pool = ModelPool(device="cpu")
+    monkeypatch.setenv("CTXCOMPRESS_CPU_DTYPE", "float32" if cpu_dtype == "bfloat16" else "bfloat16")
+    assert pool.scoring_dtype == getattr(torch, cpu_dtype)
+    assert pool.requests_share_passes == (cpu_dtype == "float32")
+    pool.register("scorer", "smollm2-135m", tiny_scorer)
+    compressor = Compressor(pool=pool)
+    batch = [request(rows[i], "longllmlingua", {}, 0.3) for i in range(3)]
+    results = compressor.compress_batch(batch)
+    assert [r.timings_ms["batch_size"] for r in results] == [batch_size] * 3
+    assert [r.prompt for r in results] == [compressor.compress(one).prompt for one in batch]
