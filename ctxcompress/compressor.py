@@ -115,7 +115,8 @@ class Compressor:
     def compress_batch(
         self, requests: Sequence[RequestLike], *, return_exceptions: bool = False
     ) -> list[CompressionResult | CtxCompressError]:
-        """Compress many requests together (the throughput path).
+        """Compress many requests together (the throughput path: a method's requests share the engines' passes,
+        except in bf16 on CPU, where each runs alone; :attr:`ModelPool.requests_share_passes`).
 
         With ``return_exceptions`` a failing request yields its error in place of a result and the others
         still run; otherwise the first error is raised.
